@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set up (or refresh) the project's virtual environment in .venv. Idempotent: a re-run with the
+# same pins only compares a stamp. torch==2.13.0 is installed first and on its own, because any
+# other torch pulls a multi-GB CUDA build; everything else resolves through constraints.txt.
+#
+# Environment: PYTHON (default python3.11), VENV (default .venv), EXTRAS (default trainer,dev,bench).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-trainer,dev,bench}
+PIP_VERSION=26.3
+
+pick_python() {
+  for candidate in "${PYTHON:-}" python3.11 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  echo "setup: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2
+  return 1
+}
+
+want="$(cat constraints.txt pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) extras=$EXTRAS"
+stamp="$VENV/.genesys-setup"
+if [ -x "$VENV/bin/genesys" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+
+python=$(pick_python)
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV with $python"
+  "$python" -m venv "$VENV"
+fi
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+start=$SECONDS
+echo "setup: installing pip $PIP_VERSION and torch==2.13.0 (CPU wheel)"
+"${pip[@]}" install -q "pip==$PIP_VERSION"
+"${pip[@]}" install -q "torch==2.13.0"
+echo "setup: installing genesys-operator[$EXTRAS] with constraints.txt"
+"${pip[@]}" install -q -c constraints.txt -e ".[$EXTRAS]"
+"${pip[@]}" check
+echo "$want" >"$stamp"
+echo "setup: done in $((SECONDS - start))s; activate with: source $VENV/bin/activate"
