@@ -5,6 +5,8 @@ Subcommands so far:
   per error naming the field path, the bad value and what was expected.
 - ``genesys crds [--check] [--dir DIR]``: write the CRDs generated from the API models, or with
   ``--check`` exit 1 when DIR is stale.
+- ``genesys designs list|show|params|sync-seeds``: seed designs and unit trees; run in a child
+  process with a scrubbed environment, because it may compose (execute) design code.
 
 What must stay true: exit codes are stable (0 ok, 1 stale or failed, 2 invalid input or usage),
 errors go to stderr, and nothing here imports torch, kubernetes or boto3 at module level.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +30,7 @@ from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.ladder import resolve_ladder
 from genesys.api.validation import SpecError, SpecValidationError, parse_document
 from genesys.api.yamlio import YAMLError, dump_all, load_all
+from genesys.sandbox import scrubbed_env
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -144,6 +149,20 @@ def cmd_crds(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # ------------------------------------------------------------------------------------------ main
 
 
+# --------------------------------------------------------------------------------------- designs
+
+
+def cmd_designs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run ``genesys designs ...`` in a child process: it may compose design code."""
+    command = [sys.executable, "-m", "genesys_trainer.designs_cli", *args.designs_args]
+    result = subprocess.run(
+        command, env=scrubbed_env(os.environ), capture_output=True, text=True, check=False
+    )
+    out.write(result.stdout)
+    err.write(result.stderr)
+    return result.returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -167,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 when the directory is stale; write nothing"
     )
     crds.set_defaults(handler=cmd_crds)
+
+    designs = commands.add_parser(
+        "designs",
+        help="seed designs and unit trees: list, show, params, sync-seeds",
+        description="Subcommands: list [--json]; show NAME|FILE; params NAME|FILE|--all --rung R "
+        "[--vocab N] [--json]; sync-seeds [--check]. Runs in a child process with no credentials.",
+        add_help=False,
+    )
+    designs.add_argument("designs_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    designs.set_defaults(handler=cmd_designs)
     return parser
 
 

@@ -5,6 +5,14 @@ module level. Rung presets are plain data shared with the control plane through
 :mod:`genesys.api.presets`, so both sides read the same numbers.
 """
 
+from importlib import resources
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+
+def interface_documentation() -> str:
+    """The unit interface, as a Markdown text that prompts can include verbatim."""
+    return resources.files(__name__).joinpath("docs", "UNIT_INTERFACE.md").read_text("utf-8")
+
+
+__all__ = ["__version__", "interface_documentation"]

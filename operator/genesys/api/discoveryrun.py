@@ -36,7 +36,7 @@ from genesys.api.base import (
 )
 from genesys.api.presets import PAPER_LADDER
 
-PresetName = Literal["nano-xs", "nano-s", "nano-m", "14M", "31M", "70M", "125M", "350M"]
+PresetName = Literal["nano", "micro", "mini", "14M", "31M", "70M", "125M", "350M"]
 RungName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=24, pattern=RUNG_NAME_PATTERN),
@@ -62,7 +62,7 @@ class Rung(ApiModel):
     preset: PresetName | None = Field(
         default=None,
         description="Scale preset giving the model shape and recipe; paper: 14M, 31M, 70M, 125M, "
-        "350M; CPU: nano-xs, nano-s, nano-m. Required unless model, lr and tokens are given.",
+        "350M; CPU: nano, micro, mini. Required unless model, lr and tokens are given.",
     )
     model: ModelShape | None = Field(
         default=None, description="Explicit model shape; overrides the preset's shape."
