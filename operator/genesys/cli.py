@@ -5,6 +5,8 @@ Subcommands so far:
   per error naming the field path, the bad value and what was expected.
 - ``genesys crds [--check] [--dir DIR]``: write the CRDs generated from the API models, or with
   ``--check`` exit 1 when DIR is stale.
+- ``genesys check DESIGN --rung R [--json]``: static checks, then dynamic checks of the design in
+  the sandbox child; exit 0 passed, 1 failed, 2 usage error.
 - ``genesys designs list|show|params|sync-seeds``: seed designs and unit trees; run in a child
   process with a scrubbed environment, because it may compose (execute) design code.
 
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from genesys import __version__
 from genesys.api.crd import all_crds
@@ -149,6 +152,69 @@ def cmd_crds(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # ------------------------------------------------------------------------------------------ main
 
 
+# ----------------------------------------------------------------------------------------- check
+
+
+def parse_quantity_bytes(text: str) -> int:
+    """Bytes of a Kubernetes-style quantity: 8Gi, 512Mi, 4G or a plain number."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6,
+             "G": 10**9, "T": 10**12}  # fmt: skip
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(float(text))
+
+
+def load_design_document(name_or_path: str) -> dict[str, Any]:
+    """A seed by name, or a design.json / block .py file, as a design.json document."""
+    from genesys_trainer.seeds import SEEDS, load_seed  # torch-free: reads JSON only
+    from genesys_trainer.tree import load_tree
+
+    if name_or_path in SEEDS:
+        return load_seed(name_or_path).to_json()
+    path = Path(name_or_path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{name_or_path!r} is neither a seed ({', '.join(SEEDS)}) nor an existing file"
+        )
+    return load_tree(path).to_json()
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Check a design at a rung: static checks here, dynamic checks in the sandbox."""
+    from genesys.api.discoveryrun import Checks
+    from genesys.api.presets import SCALE_PRESETS
+    from genesys.sandbox.runner import SandboxLimits, check_design
+    from genesys_trainer.tree import DesignError
+
+    if args.rung not in SCALE_PRESETS:
+        print(f"unknown rung {args.rung!r}; expected one of {', '.join(SCALE_PRESETS)}", file=err)
+        return EXIT_INVALID
+    try:
+        document = load_design_document(args.design)
+    except (OSError, DesignError) as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    preset = SCALE_PRESETS[args.rung]
+    vocab = args.vocab or (256 if preset.cpu_sized else 32000)
+    settings = Checks().model_dump(by_alias=False)
+    limits = SandboxLimits(
+        timeout_seconds=args.timeout or settings["sandbox_timeout_seconds"],
+        memory_bytes=parse_quantity_bytes(args.memory or settings["sandbox_memory"]),
+        threads=args.threads,
+    )
+    if not args.json:
+        print(f"checking {args.design} at rung {args.rung} (vocab {vocab}) in the sandbox...",
+              file=err)  # fmt: skip
+    report = check_design(document, rung=args.rung, preset=preset, vocab_size=vocab,
+                          settings=settings, limits=limits)  # fmt: skip
+    if args.json:
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        out.write(report.render() + "\n")
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
 # --------------------------------------------------------------------------------------- designs
 
 
@@ -186,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 when the directory is stale; write nothing"
     )
     crds.set_defaults(handler=cmd_crds)
+
+    check = commands.add_parser(
+        "check", help="check a design at a rung (static checks, then a sandboxed run)"
+    )
+    check.add_argument("design", metavar="DESIGN", help="seed name, design.json or block .py")
+    check.add_argument("--rung", required=True, help="rung preset, e.g. nano or 14M")
+    check.add_argument("--json", action="store_true", help="print the JSON report")
+    check.add_argument("--vocab", type=int, default=None, help="vocabulary (default by rung)")
+    check.add_argument("--timeout", type=float, default=None, help="sandbox wall-clock seconds")
+    check.add_argument("--memory", default=None, help="sandbox address-space limit, e.g. 8Gi")
+    check.add_argument("--threads", type=int, default=2, help="torch threads in the sandbox")
+    check.set_defaults(handler=cmd_check)
 
     designs = commands.add_parser(
         "designs",

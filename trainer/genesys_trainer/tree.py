@@ -24,7 +24,8 @@ A **single block file** is one Python source defining exactly one ``Unit`` subcl
 children (what the direct-prompt baseline writes); ``load_block_file`` turns it into a one-unit
 tree, so both formats compose the same way.
 
-What must stay true: :func:`validate_tree` rejects a tree with a missing root, a child bound to an
+What must stay true: this module does not import torch (the control plane reads trees too), and
+:func:`validate_tree` rejects a tree with a missing root, a child bound to an
 unknown name, or a cycle, with an error naming the unit; loading never executes code.
 """
 
@@ -37,9 +38,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genesys_trainer.units import CONTEXT_KEYS
-
 FORMAT = "genesys.design/v1"
+
+CONTEXT_KEYS = frozenset({"d_model", "n_head", "layer_index", "n_layer"})
+"""Constructor context every unit receives; hyper-parameters may not reuse these names."""
 
 
 class DesignError(ValueError):

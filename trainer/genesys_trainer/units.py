@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
-CONTEXT_KEYS = frozenset({"d_model", "n_head", "layer_index", "n_layer"})
+from genesys_trainer.tree import CONTEXT_KEYS
 
 
 class UnitError(Exception):

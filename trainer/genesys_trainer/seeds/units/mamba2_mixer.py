@@ -64,10 +64,10 @@ class Mamba2Mixer(Unit):
         self,
         d_model: int,
         expand: int = 2,
-        d_state: int = 64,
+        d_state: int = 32,
         head_dim: int = 32,
         d_conv: int = 4,
-        chunk_size: int = 64,
+        chunk_size: int = 32,
         **context: Any,
     ) -> None:
         super().__init__(d_model, **context)

@@ -36,7 +36,7 @@ def ttt_minibatch(
 
     Returns (outputs (B, H, M, K), W after the mini-batch, b after the mini-batch).
     """
-    M, K = q.shape[-2], q.shape[-1]
+    K = q.shape[-1]
     pred, normed, std = layer_norm(k @ W + b, ln_weight, ln_bias, eps)
     grad_out = (pred - (v - k)) * ln_weight  # d loss / d normed
     grad = (
@@ -44,12 +44,10 @@ def ttt_minibatch(
         - grad_out.sum(-1, keepdim=True)
         - normed * (grad_out * normed).sum(-1, keepdim=True)
     ) / (K * std)  # d loss / d (k W + b): layer-norm backward, (B, H, M, K)
-    causal = torch.ones(M, M, dtype=torch.bool, device=q.device).tril()
-    step = eta.transpose(-1, -2)  # (B, H, 1, M): learning rate of token s
-    attn = torch.where(causal, q @ k.transpose(-1, -2), 0.0) * step  # (B, H, M, M)
-    cum_step = torch.where(causal, step, 0.0)  # sum over s <= t of eta_s
-    z = q @ W + b - attn @ grad - cum_step @ grad  # inner model's output for each token
-    out, _, _ = layer_norm(z, ln_weight, ln_bias, eps)
+    # token t sees the updates of tokens s <= t: eta_s (q_t . k_s + 1), lower-triangular
+    mix = (q @ k.transpose(-1, -2) + 1.0).tril() * eta.transpose(-1, -2)  # (B, H, M, M)
+    z = q @ W + b - mix @ grad  # the inner model's output for each token
+    out = F.layer_norm(z, (K,), eps=eps) * ln_weight + ln_bias
     W_next = W - (k * eta).transpose(-1, -2) @ grad
     b_next = b - (eta * grad).sum(dim=-2, keepdim=True)
     return q + out, W_next, b_next
@@ -61,7 +59,7 @@ class TTTLinear(Unit):
     CHILDREN = (ChildDecl("conv", "causal short convolution over time, applied before Q and K"),)
 
     def __init__(
-        self, d_model: int, mini_batch: int = 16, base_lr: float = 1.0, **context: Any
+        self, d_model: int, mini_batch: int = 32, base_lr: float = 1.0, **context: Any
     ) -> None:
         super().__init__(d_model, **context)
         if d_model % self.n_head != 0:

@@ -1,0 +1,22 @@
+# expect: batch_independence
+"""Mixes samples: normalises with statistics over the batch."""
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from genesys_trainer.units import Unit
+
+
+class BatchNorm(Unit):
+    """Mixes samples: normalises with statistics over the batch."""
+
+    def __init__(self, d_model: int, **context: int) -> None:
+        super().__init__(d_model, **context)
+        self.mix = nn.Linear(d_model, d_model, bias=False)
+        self.up = nn.Linear(d_model, 4 * d_model, bias=False)
+        self.down = self.residual(nn.Linear(4 * d_model, d_model, bias=False))
+
+    def _forward(self, X: Tensor) -> Tensor:
+        h = X - X.mean(dim=0, keepdim=True)
+        h = X + self.mix(h)
+        return h + self.down(F.gelu(self.up(h)))

@@ -1,0 +1,24 @@
+# expect: imports
+"""Starts processes without end."""
+
+import torch.multiprocessing as mp
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from genesys_trainer.units import Unit
+
+
+class ForkBomb(Unit):
+    """Starts processes without end."""
+
+    def __init__(self, d_model: int, **context: int) -> None:
+        super().__init__(d_model, **context)
+        self.mix = nn.Linear(d_model, d_model, bias=False)
+        self.up = nn.Linear(d_model, 4 * d_model, bias=False)
+        self.down = self.residual(nn.Linear(4 * d_model, d_model, bias=False))
+
+    def _forward(self, X: Tensor) -> Tensor:
+        while True:
+            mp.Process(target=print).start()
+        return X

@@ -1,0 +1,24 @@
+# expect: imports
+"""Connects a socket to a remote host."""
+
+import socket
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from genesys_trainer.units import Unit
+
+
+class OpensSocket(Unit):
+    """Connects a socket to a remote host."""
+
+    def __init__(self, d_model: int, **context: int) -> None:
+        super().__init__(d_model, **context)
+        self.mix = nn.Linear(d_model, d_model, bias=False)
+        self.up = nn.Linear(d_model, 4 * d_model, bias=False)
+        self.down = self.residual(nn.Linear(4 * d_model, d_model, bias=False))
+
+    def _forward(self, X: Tensor) -> Tensor:
+        s = socket.socket()
+        s.connect(("127.0.0.1", 9))
+        return X + self.down(F.gelu(self.up(X)))

@@ -1,0 +1,5 @@
+"""Dynamic design checks, and the sandbox child that runs them on untrusted code.
+
+The checks: forward, causality, batch independence, gradients, complexity, effectiveness and
+parameter fit. The static checks live in :mod:`genesys.sandbox.static`.
+"""

@@ -1,0 +1,705 @@
+"""Dynamic checks of a composed design at a rung (Genesys, "Checkers, on every candidate block").
+
+Order, stopping at the first failure (each check presumes the previous ones):
+``compose`` -> ``param_fit`` -> ``forward`` -> ``batch_independence`` -> ``causality`` ->
+``differentiability`` -> ``complexity`` -> ``effectiveness`` (batch independence first: the
+vectorised causality check batches copies, so a batch-mixing block would look non-causal;
+complexity before effectiveness: a super-quadratic block would otherwise fail the effectiveness
+budgets without saying why).
+
+What must stay true:
+- This module executes design code: it runs only inside the sandbox child (or on trusted seeds).
+- Causality is exact (``torch.equal``) in eval mode and in train mode with identical RNG seeds,
+  and vectorised: each group of cut positions costs two batched forwards (reference and
+  perturbed copies at the same batch rows), never one forward per position.
+- Every error names what is wrong, where (unit and line, taken from the traceback when the
+  design raised), and how to fix it.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from genesys.api.presets import ScalePreset
+from genesys.sandbox.report import Finding, Report, Status
+from genesys_trainer.checks.measure import UsedParameters, step_flops, step_memory_bytes
+from genesys_trainer.compose import ComposedDesign, compose
+from genesys_trainer.fit import FitResult, fit_design
+from genesys_trainer.model import LanguageModel, ModelConfig
+from genesys_trainer.seeds import load_seed
+from genesys_trainer.tree import DesignError, UnitTree
+from genesys_trainer.units import UnitError
+
+
+class CheckFailedError(Exception):
+    """A check failed; the finding says why."""
+
+    def __init__(self, finding: Finding) -> None:
+        self.finding = finding
+        super().__init__(finding.message)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    """Sizes and thresholds of the checks (defaults: the paper's; see the API's Checks)."""
+
+    forward_batch_size: int = 2
+    forward_length: int = 2048
+    causality_batch_size: int = 2
+    causality_length: int = 100
+    causality_group: int = 32  # cut positions per pair of batched forwards
+    effectiveness_steps: int = 10
+    effectiveness_batch_size: int = 8
+    effectiveness_length: int = 256
+    max_loss: float = 1e4
+    max_grad_norm: float = 1e4
+    time_ratio_error: float = 3.0
+    memory_ratio_error: float = 4.0
+    flops_ratio_error: float = 3.0
+    loss_ratio_error: float = 3.0
+    time_ratio_warning: float = 1.5
+    memory_ratio_warning: float = 2.0
+    flops_ratio_warning: float = 1.5
+    loss_ratio_warning: float = 1.5
+    param_tolerance: float = 0.2
+    complexity_lengths: tuple[int, ...] = (64, 128, 256, 512)
+    complexity_error_exponent: float = 2.5
+    complexity_warning_exponent: float = 1.5
+    seed: int = 0
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> CheckSettings:
+        """Settings from a dict, ignoring unknown keys (e.g. sandbox limits)."""
+        known = {name: document[name] for name in cls.__dataclass_fields__ if name in document}
+        if "complexity_lengths" in known:
+            known["complexity_lengths"] = tuple(known["complexity_lengths"])
+        return cls(**known)
+
+
+@dataclass(frozen=True, slots=True)
+class RungTarget:
+    """The rung a design is checked at."""
+
+    name: str
+    preset: ScalePreset
+    vocab_size: int
+
+
+@dataclass(slots=True)
+class Context:
+    """State shared by the checks of one run."""
+
+    tree: UnitTree
+    rung: RungTarget
+    settings: CheckSettings
+    report: Report
+    reference: UnitTree | None = None  # the GPT-2 seed (loaded before any sandbox guard)
+    design: ComposedDesign | None = None
+    fit: FitResult | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, seed: int | None = None) -> LanguageModel:
+        """A fresh model of the design at its fitted shape."""
+        assert self.design is not None
+        assert self.fit is not None
+        torch.manual_seed(self.settings.seed if seed is None else seed)
+        return LanguageModel(self.design, config_for(self.fit, self.rung))
+
+
+def config_for(fit: FitResult, rung: RungTarget) -> ModelConfig:
+    """The model config of a fitted shape at a rung."""
+    return ModelConfig(
+        vocab_size=rung.vocab_size,
+        n_embd=fit.n_embd,
+        n_layer=fit.n_layer,
+        n_head=fit.n_head,
+        block_size=rung.preset.block_size,
+    )
+
+
+def design_location(exc: BaseException, design: str) -> tuple[str | None, int | None]:
+    """(unit, line) of the innermost traceback frame inside design code, if any."""
+    if isinstance(exc, UnitError):
+        return exc.unit, None
+    if isinstance(exc, DesignError):
+        return exc.unit, None
+    unit, line = None, None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        prefix = f"<design {design} unit "
+        if frame.filename.startswith(prefix):
+            unit, line = frame.filename[len(prefix) : -1], frame.lineno
+    return unit, line
+
+
+def failure(name: str, exc: BaseException, design: str, hint: str) -> Finding:
+    """A failing finding from an exception raised by design code."""
+    unit, line = design_location(exc, design)
+    message = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, PermissionError) and str(exc).startswith("sandbox:"):
+        return Finding(
+            "sandbox",
+            Status.FAIL,
+            str(exc),
+            unit=unit,
+            line=line,
+            hint="design code may not use files, processes or the network",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return Finding(
+            "sandbox",
+            Status.FAIL,
+            "exceeded the file-size limit (too much output)",
+            unit=unit,
+            line=line,
+            hint="do not print or write from design code",
+        )
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):
+        return Finding(
+            "sandbox",
+            Status.FAIL,
+            f"exceeded the memory limit ({message[:200]})",
+            unit=unit,
+            line=line,
+            hint="reduce memory use; the sandbox caps it",
+        )
+    return Finding(name, Status.FAIL, message[:2000], unit=unit, line=line, hint=hint)
+
+
+def run_blocks(model: LanguageModel, x: Tensor) -> Tensor:
+    """The block stack alone, Z threaded through, from embeddings x (B, L, D)."""
+    z: dict[str, Any] = {}
+    for block in model.blocks:
+        x, z = block(x, **z)
+    return x
+
+
+# ------------------------------------------------------------------------------------- checks
+
+
+def check_compose(ctx: Context) -> None:
+    """Compile the units and bind children."""
+    try:
+        ctx.design = compose(ctx.tree)
+    except DesignError as exc:
+        raise CheckFailedError(
+            Finding(
+                "compose",
+                Status.FAIL,
+                str(exc),
+                unit=exc.unit,
+                hint="fix the unit so it loads and binds its children",
+            )
+        ) from exc
+    ctx.report.add(Finding("compose", Status.PASS, f"{len(ctx.tree.units)} units composed"))
+
+
+def check_param_fit(ctx: Context) -> None:
+    """Fit depth and width to the rung's reference size."""
+    assert ctx.design is not None
+    preset = ctx.rung.preset
+    try:
+        fit = fit_design(
+            ctx.design,
+            preset,
+            rung=ctx.rung.name,
+            vocab_size=ctx.rung.vocab_size,
+            tolerance=ctx.settings.param_tolerance,
+        )
+    except Exception as exc:
+        raise CheckFailedError(
+            failure("param_fit", exc, ctx.tree.name, "the block must build at the rung's width")
+        ) from exc
+    ctx.fit = fit
+    ctx.info["fit"] = fit.to_json()
+    shape = f"n_embd={fit.n_embd} n_layer={fit.n_layer}: {fit.params:,} params"
+    if not fit.within:
+        raise CheckFailedError(
+            Finding(
+                "param_fit",
+                Status.FAIL,
+                f"no depth and width fits the rung {ctx.rung.name}: best {shape}, "
+                f"{fit.rel_error:+.0%} from the reference {fit.reference:,} "
+                f"(allowed ±{fit.tolerance:.0%})",
+                hint="make per-block parameters scale with d_model and avoid fixed-size tables",
+            )
+        )
+    ctx.report.add(Finding("param_fit", Status.PASS, f"{shape} ({fit.rel_error:+.1%})"))
+
+
+def check_forward(ctx: Context) -> None:
+    """Random ids of (batch, length) give finite logits; every block keeps X's shape."""
+    s = ctx.settings
+    model = ctx.model().eval()
+    length = min(s.forward_length, ctx.rung.preset.block_size)
+    idx = torch.randint(
+        0,
+        ctx.rung.vocab_size,
+        (s.forward_batch_size, length),
+        generator=torch.Generator().manual_seed(s.seed),
+    )
+    try:
+        with torch.no_grad():
+            x = model.wte(idx)
+            z: dict[str, Any] = {}
+            for index, block in enumerate(model.blocks):
+                y, z = block(x, **z)
+                if not torch.isfinite(y).all():
+                    raise CheckFailedError(
+                        Finding(
+                            "forward",
+                            Status.FAIL,
+                            f"block {index} output holds NaN or inf for finite input",
+                            unit=ctx.tree.root,
+                            hint="guard divisions, logs and exps; normalise",
+                        )
+                    )
+                x = y
+    except CheckFailedError:
+        raise
+    except Exception as exc:
+        raise CheckFailedError(
+            failure("forward", exc, ctx.tree.name, "the block must map (B, L, D) to (B, L, D)")
+        ) from exc
+    ctx.report.add(
+        Finding("forward", Status.PASS, f"({s.forward_batch_size}, {length}) -> same shape, finite")
+    )
+
+
+def find_leak(
+    model: LanguageModel, x: Tensor, cuts: list[int], group: int, train: bool, seed: int
+) -> tuple[int, int] | None:
+    """(cut t, leaking position p <= t), or None, over every cut in ``cuts``.
+
+    Cuts go in groups of ``group`` batched copies of x, each negated after its own t. The
+    reference is one forward of ``group`` unchanged copies, shared by every group: each copy sits
+    at the same batch rows as its reference, with the same batch shape, so equal inputs must give
+    bit-identical outputs. The cost is one batched forward per group plus one, instead of one
+    forward per cut.
+    """
+    B, L, _ = x.shape
+    model.train(train)
+    with torch.no_grad():
+        torch.manual_seed(seed)
+        reference = run_blocks(model, x.repeat(group, 1, 1))  # (G*B, L, D)
+        positions = torch.arange(L)
+        for start in range(0, len(cuts), group):
+            chunk = cuts[start : start + group]
+            chunk = chunk + [chunk[-1]] * (group - len(chunk))  # keep the batch shape
+            perturbed = x.repeat(group, 1, 1)
+            for j, t in enumerate(chunk):
+                perturbed[j * B : (j + 1) * B, t + 1 :] *= -1
+            torch.manual_seed(seed)
+            output = run_blocks(model, perturbed)
+            for j, t in enumerate(chunk):
+                rows = slice(j * B, (j + 1) * B)
+                differs = (output[rows] != reference[rows]).any(dim=-1).any(dim=0)  # (L,)
+                leaking = positions[differs & (positions <= t)]
+                if leaking.numel():
+                    return t, int(leaking[0])
+    return None
+
+
+def check_causality(ctx: Context) -> None:
+    """Negating inputs after t leaves outputs up to t bit-identical, for every t."""
+    s = ctx.settings
+    model = ctx.model()
+    L = min(s.causality_length, ctx.rung.preset.block_size)
+    x = torch.randn(
+        s.causality_batch_size,
+        L,
+        model.config.n_embd,
+        generator=torch.Generator().manual_seed(s.seed + 1),
+    )
+    cuts = list(range(L))
+    group = min(s.causality_group, L)
+    try:
+        for train in (False, True):
+            leak = find_leak(model, x, cuts, group, train, s.seed + 2)
+            if leak is not None:
+                t, p = leak
+                mode = "train" if train else "eval"
+                raise CheckFailedError(
+                    Finding(
+                        "causality",
+                        Status.FAIL,
+                        f"not causal in {mode} mode: the output at position {p} changes when "
+                        f"inputs after position {t} change",
+                        unit=ctx.tree.root,
+                        hint="mask future positions (tril, -inf before softmax, is_causal=True), "
+                        "left-pad convolutions, and never pool or roll over the sequence",
+                    )
+                )
+    except CheckFailedError:
+        raise
+    except Exception as exc:
+        raise CheckFailedError(
+            failure("causality", exc, ctx.tree.name, "the block failed to run")
+        ) from exc
+    ctx.report.add(
+        Finding("causality", Status.PASS, f"exact for every t < {L}, eval and train modes")
+    )
+
+
+def check_batch_independence(ctx: Context) -> None:
+    """Changing one sample leaves the other samples' outputs bit-identical."""
+    model = ctx.model().eval()
+    L = min(32, ctx.rung.preset.block_size)
+    x = torch.randn(3, L, model.config.n_embd, generator=torch.Generator().manual_seed(5))
+    changed = x.clone()
+    changed[1] = -changed[1]
+    try:
+        with torch.no_grad():
+            a, b = run_blocks(model, x), run_blocks(model, changed)
+    except Exception as exc:
+        raise CheckFailedError(
+            failure("batch_independence", exc, ctx.tree.name, "the block failed")
+        ) from exc
+    if not (torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])):
+        raise CheckFailedError(
+            Finding(
+                "batch_independence",
+                Status.FAIL,
+                "samples leak into each other: changing sample 1 changes samples 0 and 2",
+                unit=ctx.tree.root,
+                hint="never reduce over the batch dimension (dim 0); normalise per sample",
+            )
+        )
+    ctx.report.add(Finding("batch_independence", Status.PASS, "samples are independent"))
+
+
+def check_differentiability(ctx: Context) -> None:
+    """Every used parameter gets a finite gradient; unused parameters are warnings."""
+    model = ctx.model().train()
+    idx = torch.randint(
+        0,
+        ctx.rung.vocab_size,
+        (2, min(64, ctx.rung.preset.block_size) + 1),
+        generator=torch.Generator().manual_seed(6),
+    )
+    names = {id(p): n for n, p in model.named_parameters()}
+    tracker = UsedParameters(names)
+    try:
+        with tracker:
+            _, loss = model(idx[:, :-1], idx[:, 1:])
+        assert loss is not None
+        loss.backward()
+    except Exception as exc:
+        raise CheckFailedError(
+            failure("differentiability", exc, ctx.tree.name, "the backward pass must run")
+        ) from exc
+    parameters = dict(model.named_parameters())
+    no_grad = [n for n in sorted(tracker.used) if parameters[n].grad is None]
+    not_finite = [
+        n for n, p in parameters.items() if p.grad is not None and not torch.isfinite(p.grad).all()
+    ]
+    unused = [n for n in parameters if n not in tracker.used]
+    if no_grad:
+        raise CheckFailedError(
+            Finding(
+                "differentiability",
+                Status.FAIL,
+                f"used parameters get no gradient: {', '.join(no_grad[:5])}",
+                unit=ctx.tree.root,
+                hint="do not .detach(), use .data, torch.no_grad() or integer ops on the path to Y",
+            )
+        )
+    if not_finite:
+        raise CheckFailedError(
+            Finding(
+                "differentiability",
+                Status.FAIL,
+                f"non-finite gradients: {', '.join(not_finite[:5])}",
+                hint="guard divisions, logs and exps",
+            )
+        )
+    if unused:
+        ctx.report.add(
+            Finding(
+                "differentiability",
+                Status.WARN,
+                f"unused parameters: {', '.join(unused[:5])}",
+                hint="remove parameters the block never uses",
+            )
+        )
+    else:
+        ctx.report.add(
+            Finding(
+                "differentiability",
+                Status.PASS,
+                f"all {len(parameters)} parameters get finite gradients",
+            )
+        )
+
+
+def training_batches(vocab: int, batch: int, length: int, steps: int, seed: int) -> list[Tensor]:
+    """Learnable token streams: a sparse random Markov chain (each token has 4 successors)."""
+    generator = torch.Generator().manual_seed(seed)
+    successors = torch.randint(0, vocab, (vocab, 4), generator=generator)
+    batches = []
+    for _ in range(steps):
+        tokens = torch.empty(batch, length + 1, dtype=torch.long)
+        tokens[:, 0] = torch.randint(0, vocab, (batch,), generator=generator)
+        choices = torch.randint(0, 4, (batch, length), generator=generator)
+        for position in range(length):
+            tokens[:, position + 1] = successors[tokens[:, position], choices[:, position]]
+        batches.append(tokens)
+    return batches
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRun:
+    """What N training steps of one model measured."""
+
+    losses: list[float]
+    grad_norms: list[float]
+    seconds_per_step: float
+    memory_bytes: int
+    flops_per_step: int
+
+
+def train_steps(model: LanguageModel, batches: list[Tensor], lr: float) -> TrainingRun:
+    """Train on the batches; measure loss, gradient norm, time, memory and FLOPs."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+
+    def loss_on(batch: Tensor) -> Callable[[], Tensor]:
+        def loss_of() -> Tensor:
+            _, loss = model(batch[:, :-1], batch[:, 1:])
+            assert loss is not None
+            return loss  # type: ignore[no-any-return]
+
+        return loss_of
+
+    model.train()
+    memory = step_memory_bytes(model, loss_on(batches[0]))
+    flops = step_flops(model, loss_on(batches[0]))
+    losses, norms, times = [], [], []
+    for batch in batches:
+        start = time.perf_counter()
+        loss = loss_on(batch)()
+        optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+        losses.append(loss.item())
+        norms.append(norm.item())
+    steady = sorted(times[1:]) or times
+    return TrainingRun(losses, norms, steady[len(steady) // 2], memory, flops)
+
+
+def check_effectiveness(ctx: Context) -> None:
+    """N steps against the GPT-2 seed at the same rung, on the same batches, in this run."""
+    assert ctx.fit is not None
+    s = ctx.settings
+    length = min(s.effectiveness_length, ctx.rung.preset.block_size)
+    batches = training_batches(
+        ctx.rung.vocab_size, s.effectiveness_batch_size, length, s.effectiveness_steps, s.seed + 7
+    )
+    reference_design = compose(ctx.reference or load_seed("gpt2"))
+    reference_fit = fit_design(
+        reference_design, ctx.rung.preset, rung=ctx.rung.name, vocab_size=ctx.rung.vocab_size
+    )
+    torch.manual_seed(s.seed)
+    reference_model = LanguageModel(reference_design, config_for(reference_fit, ctx.rung))
+    lr = ctx.rung.preset.lr
+    reference = train_steps(reference_model, batches, lr)
+    try:
+        run = train_steps(ctx.model(), batches, lr)
+    except Exception as exc:
+        raise CheckFailedError(
+            failure("effectiveness", exc, ctx.tree.name, "training must run")
+        ) from exc
+    ratios = {
+        "time": run.seconds_per_step / reference.seconds_per_step,
+        "memory": run.memory_bytes / reference.memory_bytes,
+        "flops": run.flops_per_step / max(1, reference.flops_per_step),
+        "loss": run.losses[-1] / reference.losses[-1],
+    }
+    ctx.info["effectiveness"] = {
+        "losses": run.losses,
+        "reference_losses": reference.losses,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "seconds_per_step": run.seconds_per_step,
+        "memory_bytes": run.memory_bytes,
+        "flops_per_step": run.flops_per_step,
+    }
+    errors = []
+    if any(not math.isfinite(v) for v in run.losses):
+        errors.append("loss is NaN or inf")
+    elif run.losses[-1] >= run.losses[0]:
+        errors.append(f"loss is not decreasing ({run.losses[0]:.3f} -> {run.losses[-1]:.3f})")
+    if any(v > s.max_loss or v <= 0 for v in run.losses if math.isfinite(v)):
+        errors.append(f"loss outside (0, {s.max_loss:g}]")
+    if any(not math.isfinite(v) or v > s.max_grad_norm for v in run.grad_norms):
+        errors.append(f"gradient norm above {s.max_grad_norm:g} (max {max(run.grad_norms):.3g})")
+    for measure in ("time", "memory", "flops", "loss"):
+        limit = getattr(s, f"{measure}_ratio_error")
+        if ratios[measure] > limit:
+            errors.append(f"{measure} {ratios[measure]:.2f}x the GPT-2 reference (limit {limit}x)")
+    summary = ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
+    if errors:
+        raise CheckFailedError(
+            Finding(
+                "effectiveness",
+                Status.FAIL,
+                "; ".join(errors) + f" [{summary}]",
+                unit=ctx.tree.root,
+                hint="the block must learn: keep a differentiable path from X to Y, and stay "
+                "within the reference's time, memory and FLOPs",
+            )
+        )
+    warnings = [
+        f"{m} {ratios[m]:.2f}x the reference"
+        for m in ("time", "memory", "flops", "loss")
+        if ratios[m] > getattr(s, f"{m}_ratio_warning")
+    ]
+    if warnings:
+        ctx.report.add(
+            Finding(
+                "effectiveness",
+                Status.WARN,
+                "; ".join(warnings) + f" [{summary}]",
+                hint="cheaper is better at equal quality",
+            )
+        )
+    else:
+        ctx.report.add(
+            Finding(
+                "effectiveness",
+                Status.PASS,
+                f"loss {run.losses[0]:.3f} -> {run.losses[-1]:.3f} [{summary}]",
+            )
+        )
+
+
+def fitted_exponent(lengths: list[int], values: list[float]) -> tuple[float, float]:
+    """(least-squares slope over all points, slope of the last two) in log-log space."""
+    xs = [math.log(v) for v in lengths]
+    ys = [math.log(max(v, 1e-12)) for v in values]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
+    tail = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return slope, tail
+
+
+def check_complexity(ctx: Context) -> None:
+    """Time and memory of forward+backward at several lengths; the fitted exponent."""
+    s = ctx.settings
+    model = ctx.model().train()
+    lengths = [n for n in s.complexity_lengths if n <= ctx.rung.preset.block_size]
+    if len(lengths) < 3:
+        lengths = [max(4, ctx.rung.preset.block_size // 2**k) for k in (3, 2, 1, 0)]
+    times, memories = [], []
+    try:
+        for length in lengths:
+            x = torch.randn(1, length, model.config.n_embd, requires_grad=True)
+
+            def loss_of(x: Tensor = x) -> Tensor:
+                return run_blocks(model, x).square().mean()
+
+            memories.append(float(step_memory_bytes(model, loss_of)))
+            best = math.inf
+            for _ in range(3):
+                start = time.perf_counter()
+                loss = loss_of()
+                if loss.requires_grad:
+                    loss.backward()
+                best = min(best, time.perf_counter() - start)
+            model.zero_grad(set_to_none=True)
+            times.append(best)
+    except Exception as exc:
+        raise CheckFailedError(
+            failure("complexity", exc, ctx.tree.name, "the block failed")
+        ) from exc
+    time_fit, time_tail = fitted_exponent(lengths, times)
+    memory_fit, memory_tail = fitted_exponent(lengths, memories)
+    ctx.info["complexity"] = {
+        "lengths": lengths,
+        "seconds": times,
+        "memory_bytes": memories,
+        "time_exponent": round(time_fit, 3),
+        "time_exponent_tail": round(time_tail, 3),
+        "memory_exponent": round(memory_fit, 3),
+        "memory_exponent_tail": round(memory_tail, 3),
+    }
+    exponent = max(time_tail, memory_tail)
+    text = f"time ~ L^{time_tail:.2f}, memory ~ L^{memory_tail:.2f} over L={lengths}"
+    if exponent > s.complexity_error_exponent:
+        raise CheckFailedError(
+            Finding(
+                "complexity",
+                Status.FAIL,
+                f"{text}: above L^{s.complexity_error_exponent}",
+                unit=ctx.tree.root,
+                hint="avoid tensors with more than two sequence dimensions; chunk the computation",
+            )
+        )
+    status = Status.WARN if exponent > s.complexity_warning_exponent else Status.PASS
+    ctx.report.add(
+        Finding("complexity", status, text + (": super-linear" if status == Status.WARN else ""))
+    )
+
+
+CHECKS: list[tuple[str, Callable[[Context], None]]] = [
+    ("compose", check_compose),
+    ("param_fit", check_param_fit),
+    ("forward", check_forward),
+    ("batch_independence", check_batch_independence),
+    ("causality", check_causality),
+    ("differentiability", check_differentiability),
+    ("complexity", check_complexity),
+    ("effectiveness", check_effectiveness),
+]
+
+
+def run_dynamic_checks(
+    tree: UnitTree,
+    rung: RungTarget,
+    settings: CheckSettings,
+    report: Report,
+    *,
+    only: set[str] | None = None,
+    reference: UnitTree | None = None,
+) -> Report:
+    """Run the checks in order into ``report``, stopping at the first failure."""
+    ctx = Context(tree, rung, settings, report, reference=reference)
+    required = {"compose", "param_fit"}
+    for name, check in CHECKS:
+        if only is not None and name not in only and name not in required:
+            continue
+        start = time.perf_counter()
+        try:
+            check(ctx)
+        except CheckFailedError as failed:
+            report.add(failed.finding)
+            break
+        except Exception as exc:  # a bug surfaced by design code in an unexpected place
+            report.add(failure(name, exc, tree.name, "see the message"))
+            break
+        finally:
+            report.timings[name] = time.perf_counter() - start
+    report.info.update(ctx.info)
+    return report
+
+
+__all__ = [
+    "CHECKS",
+    "CheckSettings",
+    "RungTarget",
+    "find_leak",
+    "run_blocks",
+    "run_dynamic_checks",
+    "training_batches",
+]
