@@ -290,7 +290,7 @@ def find_leak(
     with torch.no_grad():
         torch.manual_seed(seed)
         reference = run_blocks(model, x.repeat(group, 1, 1))  # (G*B, L, D)
-        positions = torch.arange(L)
+        positions = torch.arange(L, device=x.device)
         for start in range(0, len(cuts), group):
             chunk = cuts[start : start + group]
             chunk = chunk + [chunk[-1]] * (group - len(chunk))  # keep the batch shape
