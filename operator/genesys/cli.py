@@ -7,6 +7,8 @@ Subcommands so far:
   ``--check`` exit 1 when DIR is stale.
 - ``genesys check DESIGN --rung R [--json]``: static checks, then dynamic checks of the design in
   the sandbox child; exit 0 passed, 1 failed, 2 usage error.
+- ``genesys data prepare``, ``genesys train``, ``genesys eval``: the trainer's commands (see
+  :mod:`genesys_trainer.train`); ``train`` is the training process itself and runs design code.
 - ``genesys designs list|show|params|sync-seeds``: seed designs and unit trees; run in a child
   process with a scrubbed environment, because it may compose (execute) design code.
 
@@ -220,13 +222,29 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_designs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run ``genesys designs ...`` in a child process: it may compose design code."""
-    command = [sys.executable, "-m", "genesys_trainer.designs_cli", *args.designs_args]
+    command = [sys.executable, "-m", "genesys_trainer.designs_cli", *args.extra_args]
     result = subprocess.run(
         command, env=scrubbed_env(os.environ), capture_output=True, text=True, check=False
     )
     out.write(result.stdout)
     err.write(result.stderr)
     return result.returncode
+
+
+def delegate(module: str) -> Any:
+    """A handler that runs ``module.main(ARGS)`` in this process.
+
+    ``train`` runs design code: it is meant to be the training process itself (a TorchX job, a
+    training pod), never the operator or an agent.
+    """
+
+    def handler(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+        import importlib
+
+        code: int = importlib.import_module(module).main(args.extra_args)
+        return code
+
+    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +283,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--threads", type=int, default=2, help="torch threads in the sandbox")
     check.set_defaults(handler=cmd_check)
 
+    data = commands.add_parser("data", help="prepare token shards: data prepare --source ...")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    prepare = data_commands.add_parser(
+        "prepare", help="tokenize a source into shards", add_help=False,
+        description="genesys data prepare --source builtin|files:GLOB|hf:NAME --tokenizer "
+        "byte|bpe:N|NAME --out DIR|URI; --help for every option",
+    )  # fmt: skip
+    prepare.set_defaults(handler=delegate("genesys_trainer.data.prepare"), passthrough=True)
+
+    train = commands.add_parser(
+        "train", help="train one design at one rung (--help for options)", add_help=False
+    )
+    train.set_defaults(handler=delegate("genesys_trainer.train"), passthrough=True)
+
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a trained run with lm-eval (--help for options)", add_help=False
+    )
+    evaluate.set_defaults(handler=delegate("genesys_trainer.evaluate"), passthrough=True)
+
     designs = commands.add_parser(
         "designs",
         help="seed designs and unit trees: list, show, params, sync-seeds",
@@ -272,14 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
         "[--vocab N] [--json]; sync-seeds [--check]. Runs in a child process with no credentials.",
         add_help=False,
     )
-    designs.add_argument("designs_args", nargs=argparse.REMAINDER, metavar="ARGS")
-    designs.set_defaults(handler=cmd_designs)
+    designs.set_defaults(handler=cmd_designs, passthrough=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genesys`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra_args = extra
     code: int = args.handler(args, sys.stdout, sys.stderr)
     return code
 

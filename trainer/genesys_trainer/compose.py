@@ -1,8 +1,10 @@
 """Composing a unit tree from source strings into a block module.
 
-Each design is compiled into its own module namespace, and each unit into its own namespace
-inside it, so two units may define helpers of the same name and many designs can live in one
-process without collisions. Nothing is written to disk and nothing is added to ``sys.modules``.
+Each design is compiled into its own module namespace, and each unit into its own submodule
+of it, so two units may define helpers of the same name and many designs can live in one
+process without collisions. Nothing is written to disk; the modules are registered in
+``sys.modules`` under unique, never-reused names (``genesys_design_<name>_<n>.<Unit>``), because
+``torch.compile`` re-imports the modules of the functions it traces.
 
 What must stay true:
 - Composition executes design code: call it only where untrusted code may run (the sandbox's
@@ -16,6 +18,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import re
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +89,12 @@ def _compile_unit(tree: UnitTree, name: str, module_name: str) -> type[Unit]:
             design=tree.name,
             unit=name,
         )
-    namespace: dict[str, Any] = {"__name__": f"{module_name}.{name}", "__builtins__": builtins}
+    unit_module = types.ModuleType(f"{module_name}.{name}", f"Unit {name!r} of {tree.name!r}")
+    namespace: dict[str, Any] = unit_module.__dict__
+    namespace["__builtins__"] = builtins
+    # Registered under a unique name so tools that re-import a function's module (torch.compile's
+    # dynamo, pickle by reference) find it; the name holds a per-process counter, never reused.
+    sys.modules[unit_module.__name__] = unit_module
     try:
         code = compile(source, f"<design {tree.name} unit {name}>", "exec")
         exec(code, namespace)
@@ -110,6 +118,8 @@ def compose(tree: UnitTree) -> ComposedDesign:
     """Compile every unit of the tree and bind each declared child to its implementation."""
     validate_tree(tree)
     module = types.ModuleType(_module_name(tree.name), f"Design {tree.name!r}")
+    module.__path__ = []  # a package, so its units import as submodules
+    sys.modules[module.__name__] = module
     classes: dict[str, type[Unit]] = {
         name: placeholder_for(name, tuple(decl.outputs)) for name, decl in tree.declarations.items()
     }

@@ -58,9 +58,9 @@ def reference_params(n_embd: int, n_layer: int, vocab_size: int = PAPER_VOCAB_SI
 SCALE_PRESETS: dict[str, ScalePreset] = {
     # -- CPU-sized rungs for the embedded default (params at byte vocab 256; tokens/s measured
     # -- for the GPT-2 seed on 2 cores: nano ~56k, micro ~38k, mini ~20k)
-    # 115k params; 1.2M tokens: about a minute
+    # 115k params; 2.3M tokens: about half a minute
     "nano": ScalePreset(
-        n_embd=64, n_layer=2, n_head=4, lr=3e-3, tokens_per_param=10.0, block_size=256,
+        n_embd=64, n_layer=2, n_head=4, lr=3e-3, tokens_per_param=20.0, block_size=256,
         batch_tokens=8192, confidence_points=1, slowdown_tolerance=4.0, cpu_sized=True,
     ),
     # 356k params; 2.9M tokens: one to two minutes

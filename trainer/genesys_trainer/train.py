@@ -1,0 +1,676 @@
+"""``genesys train``: pre-train one design at one rung, checkpoint to the store, evaluate.
+
+    genesys train --design gpt2 --rung nano --data DATA --out OUT [--tokens N]
+    torchrun --nproc_per_node 2 -m genesys_trainer.train --design ... (DDP: NCCL or gloo)
+
+The run fits the design to the rung, trains ``actual params x tokens-per-param`` tokens (unless
+``--tokens``) with AdamW, 2% linear warm-up and cosine decay to 0.1x, accumulating gradients to
+the rung's batch tokens; bf16 autocast, TF32 and SDPA on CUDA; optional ``torch.compile``.
+
+Keys written under OUT (a path or store URI)::
+
+    checkpoint.pt   model, optimizer, step, RNG states, elapsed time (atomic, every N steps
+                    or minutes); a rerun of the same command resumes from it
+    model.pt        final weights;  config.json  model and training config
+    log.jsonl       progress lines;  result.json the verification result
+
+What must stay true:
+- Data order depends only on (seed, step, rank, world size) (:mod:`.data.sampler`), so a run
+  killed with SIGKILL and rerun resumes with the identical data and reaches the same step count.
+- Guards stop the run with a recorded reason (loss > max or <= 0 or NaN, gradient norm > max, or
+  slower than the rung's tolerance x the GPT-2 seed's time); the process then exits 0 with
+  ``status: failed``: a finished verification, not an infrastructure error. Crashes exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from genesys.api.presets import SCALE_PRESETS, ScalePreset
+from genesys.store import Store, open_store
+from genesys_trainer.compose import ComposedDesign, compose
+from genesys_trainer.data.prepare import open_data
+from genesys_trainer.data.sampler import WindowSampler
+from genesys_trainer.data.shards import load_split
+from genesys_trainer.data.tokenizer import load_tokenizer
+from genesys_trainer.fit import FitResult, fit_design
+from genesys_trainer.model import LanguageModel, ModelConfig
+from genesys_trainer.seeds import SEEDS, load_seed
+from genesys_trainer.tree import UnitTree, load_tree, tree_from_json
+
+
+class GuardStop(Exception):  # noqa: N818 - a stop, not an error
+    """A training guard stopped the run; the reason is recorded."""
+
+
+@dataclass(slots=True)
+class TrainConfig:
+    """Everything one training run depends on (saved as config.json)."""
+
+    design: str
+    rung: str
+    data: str
+    out: str
+    tokens: int | None = None
+    seed: int = 0
+    micro_batch: int | None = None  # sequences per forward; default ~8k tokens
+    device: str = "auto"
+    compile: bool = False
+    lr: float | None = None
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.02
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_loss: float = 1e4
+    max_grad_norm: float = 1e4
+    slowdown_guard: bool = True
+    reference_tokens_per_second: float | None = None
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float = 10.0
+    log_every: int | None = None
+    val_windows: int = 64
+    evaluate: bool = True
+    eval_tasks: list[str] | None = None
+    eval_limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Plan:
+    """The shape of the run: fitted model and step arithmetic."""
+
+    fit: FitResult
+    config: ModelConfig
+    params: int
+    tokens: int
+    steps: int
+    sequences_per_step: int
+    micro_batch: int
+    accumulation: int
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+
+
+def distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment."""
+    return (
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def pick_device(spec: str, local_rank: int) -> torch.device:
+    """cuda:<local rank> when available (or asked), else cpu."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(spec)
+
+
+def resolve_design(design: str) -> UnitTree:
+    """A seed name, a local design.json/.py, or a store URI of a design.json."""
+    if design in SEEDS:
+        return load_seed(design)
+    if "://" in design and not design.startswith("file://"):
+        parent, _, key = design.rpartition("/")
+        return tree_from_json(json.loads(open_store(parent).get_text(key)))
+    return load_tree(Path(design.removeprefix("file://")))
+
+
+def plan_run(
+    design: ComposedDesign, preset: ScalePreset, cfg: TrainConfig, vocab: int, world: int
+) -> Plan:
+    """Fit the design, then derive tokens, steps and batching."""
+    fit = fit_design(design, preset, rung=cfg.rung, vocab_size=vocab)
+    config = ModelConfig(
+        vocab_size=vocab,
+        n_embd=fit.n_embd,
+        n_layer=fit.n_layer,
+        n_head=fit.n_head,
+        block_size=preset.block_size,
+    )
+    tokens = cfg.tokens or math.ceil(fit.params * preset.tokens_per_param)
+    per_step = max(world, preset.batch_tokens // preset.block_size)
+    per_step -= per_step % world  # the same sequences on every rank
+    per_rank = per_step // world
+    default_micro = max(1, 8192 // preset.block_size)
+    micro = max(1, min(per_rank, cfg.micro_batch or default_micro))
+    accumulation = math.ceil(per_rank / micro)
+    steps = max(1, math.ceil(tokens / (per_step * preset.block_size)))
+    return Plan(
+        fit,
+        config,
+        fit.params,
+        steps * per_step * preset.block_size,
+        steps,
+        per_step,
+        micro,
+        accumulation,
+    )
+
+
+def learning_rate(
+    step: int, steps: int, peak: float, warmup_fraction: float, floor: float
+) -> float:
+    """Linear warm-up, then cosine decay to ``floor x peak``."""
+    warmup = max(1, int(warmup_fraction * steps))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW, decaying only matrices (no norms, biases or scalars)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": other, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda"
+    )
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG the run uses."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_torch(store: Store, key: str, payload: Any) -> None:
+    """torch.save into the store, atomically."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    store.put_bytes(key, buffer.getvalue())
+
+
+def load_torch(store: Store, key: str) -> Any:
+    """torch.load from the store (our own checkpoints: full pickles are allowed)."""
+    return torch.load(io.BytesIO(store.get_bytes(key)), map_location="cpu", weights_only=False)
+
+
+def reference_throughput(
+    preset: ScalePreset,
+    cfg: TrainConfig,
+    vocab: int,
+    sampler: WindowSampler,
+    device: torch.device,
+    micro: int,
+) -> float:
+    """Tokens/s of the GPT-2 seed at this rung on this device (a few timed steps)."""
+    reference = compose(load_seed("gpt2"))
+    fit = fit_design(reference, preset, rung=cfg.rung, vocab_size=vocab)
+    config = ModelConfig(
+        vocab_size=vocab,
+        n_embd=fit.n_embd,
+        n_layer=fit.n_layer,
+        n_head=fit.n_head,
+        block_size=preset.block_size,
+    )
+    model = LanguageModel(reference, config).to(device)
+    inputs, targets = sampler.batch(list(range(micro)))
+    inputs, targets = inputs.to(device), targets.to(device)
+    timings = []
+    for _ in range(4):
+        start = time.perf_counter()
+        with autocast(device):
+            _, loss = model(inputs, targets)
+        assert loss is not None
+        loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings.append(time.perf_counter() - start)
+    return inputs.numel() / min(timings[1:])
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; nothing on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def validation_loss(
+    model: LanguageModel, sampler: WindowSampler, windows: int, micro: int, device: torch.device
+) -> float:
+    """Mean loss over the first ``windows`` validation windows (a fixed set)."""
+    count = min(windows, sampler.windows)
+    total = 0.0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, count, micro):
+            samples = list(range(start, min(count, start + micro)))
+            inputs, targets = sampler.batch(samples)
+            with autocast(device):
+                _, loss = model(inputs.to(device), targets.to(device))
+            assert loss is not None
+            total += loss.item() * len(samples)
+    model.train()
+    return total / count
+
+
+def format_eta(seconds: float) -> str:
+    """H:MM:SS."""
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+class Run:
+    """One training run: set-up, loop, checkpoints, guards and the result."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.rank, self.world, self.local_rank = distributed()
+        self.device = pick_device(cfg.device, self.local_rank)
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.store = open_store(cfg.out)
+        self.data_dir, self.meta = open_data(cfg.data)
+        self.vocab = int(self.meta["vocab_size"])
+        if cfg.rung not in SCALE_PRESETS:
+            raise ValueError(
+                f"unknown rung {cfg.rung!r}; expected one of {', '.join(SCALE_PRESETS)}"
+            )
+        self.preset = SCALE_PRESETS[cfg.rung]
+        self.tree = resolve_design(cfg.design)
+        self.design = compose(self.tree)
+        self.plan = plan_run(self.design, self.preset, cfg, self.vocab, self.world)
+        torch.manual_seed(cfg.seed)
+        self.model = LanguageModel(self.design, self.plan.config).to(self.device)
+        self.train_model: nn.Module = self.model
+        if cfg.compile:
+            self.train_model = torch.compile(self.model)  # type: ignore[assignment]
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.train_model, device_ids=ids)
+        self.peak_lr = cfg.lr or self.preset.lr
+        self.optimizer = build_optimizer(self.model, self.peak_lr, cfg.weight_decay, self.device)
+        self.train_sampler = WindowSampler(
+            load_split(self.data_dir, self.meta, "train"), self.preset.block_size, cfg.seed
+        )
+        self.val_sampler = WindowSampler(
+            load_split(self.data_dir, self.meta, "val"), self.preset.block_size, cfg.seed
+        )
+        self.step = 0
+        self.elapsed = 0.0  # training seconds, summed across resumes
+        self.resumed_from: int | None = None
+        self.losses: list[float] = []
+        self.log_lines: list[str] = []
+
+    # -- logging and checkpoints (rank 0 writes)
+
+    def log(self, line: str, record: dict[str, Any] | None = None) -> None:
+        """Progress to stdout and, as JSON, to log.jsonl in the store."""
+        if self.rank != 0:
+            return
+        print(line, flush=True)
+        if record is not None:
+            self.log_lines.append(json.dumps(record))
+
+    def save_checkpoint(self) -> None:
+        """Atomically write checkpoint.pt (and the log so far)."""
+        if self.rank == 0:
+            save_torch(
+                self.store,
+                "checkpoint.pt",
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "step": self.step,
+                    "elapsed": self.elapsed,
+                    "rng": rng_state(),
+                    "losses": self.losses,
+                    "plan": {"steps": self.plan.steps, "tokens": self.plan.tokens},
+                    "config": asdict(self.cfg),
+                },
+            )
+            self.store.put_text("log.jsonl", "\n".join(self.log_lines) + "\n")
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def try_resume(self) -> None:
+        """Load checkpoint.pt from the output when a previous run left one."""
+        if not self.store.exists("checkpoint.pt"):
+            return
+        state = load_torch(self.store, "checkpoint.pt")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed, self.losses = state["step"], state["elapsed"], state["losses"]
+        set_rng_state(state["rng"])
+        self.resumed_from = self.step
+        if self.store.exists("log.jsonl"):
+            self.log_lines = [x for x in self.store.get_text("log.jsonl").splitlines() if x]
+        self.log(f"resuming from step {self.step}/{self.plan.steps} ({self.store.uri})")
+
+    # -- the loop
+
+    def check_guards(self, loss: float, grad_norm: float, reference_seconds: float | None) -> None:
+        """Raise GuardStop with the reason when a guard trips."""
+        cfg = self.cfg
+        if not math.isfinite(loss) or loss > cfg.max_loss or loss <= 0:
+            raise GuardStop(f"loss {loss:.4g} outside (0, {cfg.max_loss:g}] at step {self.step}")
+        if not math.isfinite(grad_norm) or grad_norm > cfg.max_grad_norm:
+            raise GuardStop(
+                f"gradient norm {grad_norm:.4g} above {cfg.max_grad_norm:g} at step {self.step}"
+            )
+        if reference_seconds is not None and self.step >= max(5, self.plan.steps // 10):
+            expected = reference_seconds * self.step / self.plan.steps
+            if self.elapsed > self.preset.slowdown_tolerance * expected:
+                raise GuardStop(
+                    f"too slow: {self.elapsed:.0f}s for {self.step} steps, above "
+                    f"{self.preset.slowdown_tolerance}x the GPT-2 seed's "
+                    f"{expected:.0f}s"
+                )
+
+    def micro_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
+        """(inputs, targets, is_last) for this step and rank."""
+        samples = self.train_sampler.samples(
+            self.step, self.plan.sequences_per_step, self.rank, self.world
+        )
+        micro = self.plan.micro_batch
+        chunks = [samples[i : i + micro] for i in range(0, len(samples), micro)]
+        for index, chunk in enumerate(chunks):
+            inputs, targets = self.train_sampler.batch(chunk)
+            yield inputs.to(self.device), targets.to(self.device), index == len(chunks) - 1
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimiser step; (mean loss, gradient norm)."""
+        lr = learning_rate(
+            self.step,
+            self.plan.steps,
+            self.peak_lr,
+            self.cfg.warmup_fraction,
+            self.cfg.min_lr_ratio,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total, count = torch.zeros((), device=self.device), 0
+        per_rank = self.plan.sequences_per_step // self.world
+        for inputs, targets, last in self.micro_batches():
+            sync = last or not isinstance(self.train_model, nn.parallel.DistributedDataParallel)
+            context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if not sync:
+                assert isinstance(self.train_model, nn.parallel.DistributedDataParallel)
+                context = self.train_model.no_sync()
+            with context, autocast(self.device):
+                _, loss = self.train_model(inputs, targets)
+                assert loss is not None
+                (loss * inputs.shape[0] / per_rank).backward()
+            total += loss.detach() * inputs.shape[0]
+            count += inputs.shape[0]
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        mean = total / count
+        if self.world > 1:
+            torch.distributed.all_reduce(mean)
+            mean /= self.world
+        return float(mean), grad_norm
+
+    def run(self) -> dict[str, Any]:
+        """Train to the planned step count (resuming if possible); the result."""
+        cfg, plan = self.cfg, self.plan
+        self.try_resume()
+        self.log(
+            f"{self.tree.name} at {cfg.rung}: n_embd={plan.fit.n_embd} n_layer={plan.fit.n_layer} "
+            f"{plan.params:,} params ({plan.fit.rel_error:+.1%} of reference); {plan.tokens:,} "
+            f"tokens in {plan.steps} steps of {plan.sequences_per_step} x "
+            f"{self.preset.block_size} (micro {plan.micro_batch}, accumulation "
+            f"{plan.accumulation}, world {self.world}) on {self.device}"
+        )
+        reference_seconds = None
+        if cfg.slowdown_guard and self.tree.name != "gpt2":
+            tps = cfg.reference_tokens_per_second or reference_throughput(
+                self.preset, cfg, self.vocab, self.train_sampler, self.device, plan.micro_batch
+            )
+            reference_seconds = plan.tokens / self.world / tps
+        log_every = cfg.log_every or max(1, plan.steps // 20)
+        last_save = time.monotonic()
+        mark_step, mark_elapsed = self.step, self.elapsed  # throughput since the last log line
+        status, reason = "succeeded", ""
+        tokens_per_step = plan.sequences_per_step * self.preset.block_size
+        try:
+            while self.step < plan.steps:
+                start = time.perf_counter()
+                loss, grad_norm = self.train_step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.elapsed += time.perf_counter() - start
+                self.step += 1
+                self.losses.append(loss)
+                self.check_guards(loss, grad_norm, reference_seconds)
+                if self.step % log_every == 0 or self.step == plan.steps:
+                    speed = (
+                        (self.step - mark_step)
+                        * tokens_per_step
+                        / max(self.elapsed - mark_elapsed, 1e-9)
+                    )
+                    mark_step, mark_elapsed = self.step, self.elapsed
+                    eta = (plan.steps - self.step) * tokens_per_step / max(speed, 1e-9)
+                    self.log(
+                        f"step {self.step}/{plan.steps} | loss {loss:.4f} | grad {grad_norm:.3f} "
+                        f"| {speed:,.0f} tok/s | ETA {format_eta(eta)}",
+                        {
+                            "step": self.step,
+                            "loss": loss,
+                            "grad_norm": grad_norm,
+                            "tokens_per_second": speed,
+                        },
+                    )
+                due_steps = (
+                    cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0
+                )
+                due_time = time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
+                if (due_steps or due_time) and self.step < plan.steps:
+                    self.save_checkpoint()
+                    last_save = time.monotonic()
+        except GuardStop as stop:
+            status, reason = "failed", str(stop)
+            self.log(f"stopped: {reason}")
+        return self.finish(status, reason)
+
+    def finish(self, status: str, reason: str) -> dict[str, Any]:
+        """Validation loss, evaluation, weights and result.json (rank 0)."""
+        cfg, plan = self.cfg, self.plan
+        result: dict[str, Any] = {
+            "design": self.tree.name,
+            "rung": cfg.rung,
+            "shape": {
+                "n_embd": plan.fit.n_embd,
+                "n_layer": plan.fit.n_layer,
+                "n_head": plan.fit.n_head,
+                "block_size": self.preset.block_size,
+            },
+            "params": plan.params,
+            "reference_params": plan.fit.reference,
+            "tokens": self.step * plan.sequences_per_step * self.preset.block_size,
+            "planned_tokens": plan.tokens,
+            "steps": self.step,
+            "planned_steps": plan.steps,
+            "world_size": self.world,
+            "device": str(self.device.type),
+            "train_loss": self.losses[-1] if self.losses else None,
+            "val_loss": None,
+            "tokens_per_second": None,
+            "device_seconds": self.elapsed * self.world,
+            "eval": {},
+            "status": status,
+            "reason": reason,
+            "resumed_from": self.resumed_from,
+            "unigram_entropy": self.meta.get("unigram_entropy"),
+            "finished": datetime.now(UTC).isoformat(),
+        }
+        if self.elapsed > 0:
+            result["tokens_per_second"] = result["tokens"] / self.elapsed
+        if self.rank == 0:
+            if status == "succeeded":
+                result["val_loss"] = validation_loss(
+                    self.model, self.val_sampler, cfg.val_windows, plan.micro_batch, self.device
+                )
+                self.log(
+                    f"validation loss {result['val_loss']:.4f} (unigram entropy "
+                    f"{result['unigram_entropy'] or float('nan'):.4f})"
+                )
+                if cfg.evaluate:
+                    from genesys_trainer.evaluate import evaluate
+
+                    tokenizer = load_tokenizer(self.meta["tokenizer"], self.data_dir)
+                    result["eval"] = evaluate(
+                        self.model,
+                        tokenizer,
+                        data_dir=self.data_dir,
+                        tasks=cfg.eval_tasks,
+                        limit=cfg.eval_limit,
+                        device=self.device,
+                    )
+                    for task, metrics in sorted(result["eval"].items()):
+                        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()))
+                        self.log(f"eval {task}: {shown}")
+            save_torch(self.store, "model.pt", self.model.state_dict())
+            self.store.put_text(
+                "config.json",
+                json.dumps(
+                    {
+                        "model": asdict(plan.config),
+                        "train": asdict(cfg),
+                        "design": self.tree.to_json(),
+                    },
+                    indent=2,
+                    default=str,
+                ),
+            )
+            self.store.put_text("log.jsonl", "\n".join(self.log_lines) + "\n")
+            self.store.put_text("result.json", json.dumps(result, indent=2))
+            self.log(f"{status}: wrote result.json to {self.store.uri}")
+        if self.world > 1:
+            torch.distributed.barrier()
+        return result
+
+
+def parse_args(argv: Sequence[str] | None) -> TrainConfig:
+    """Command-line arguments as a TrainConfig."""
+    parser = argparse.ArgumentParser(prog="genesys train", description=__doc__.splitlines()[0])
+    parser.add_argument("--design", required=True, help="seed name, design.json/.py path or URI")
+    parser.add_argument("--rung", required=True, help=f"one of {', '.join(SCALE_PRESETS)}")
+    parser.add_argument("--data", required=True, help="prepared data: a path or store URI")
+    parser.add_argument("--out", required=True, help="output: a path or store URI")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="training tokens (default: params x the rung's tokens per param)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--micro-batch", type=int, default=None, help="sequences per forward")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--lr", type=float, default=None, help="peak lr (default: the rung's)")
+    parser.add_argument("--checkpoint-every-steps", type=int, default=None)
+    parser.add_argument("--checkpoint-every-minutes", type=float, default=10.0)
+    parser.add_argument("--log-every", type=int, default=None)
+    parser.add_argument("--no-slowdown-guard", action="store_true")
+    parser.add_argument("--reference-tokens-per-second", type=float, default=None)
+    parser.add_argument("--no-eval", action="store_true", help="skip lm-eval at the end")
+    parser.add_argument("--eval-tasks", default=None, help="comma-separated (default: local)")
+    parser.add_argument("--eval-limit", type=int, default=None, help="items per task")
+    args = parser.parse_args(argv)
+    return TrainConfig(
+        design=args.design,
+        rung=args.rung,
+        data=args.data,
+        out=args.out,
+        tokens=args.tokens,
+        seed=args.seed,
+        micro_batch=args.micro_batch,
+        device=args.device,
+        compile=args.compile,
+        lr=args.lr,
+        checkpoint_every_steps=args.checkpoint_every_steps,
+        checkpoint_every_minutes=args.checkpoint_every_minutes,
+        log_every=args.log_every,
+        slowdown_guard=not args.no_slowdown_guard,
+        reference_tokens_per_second=args.reference_tokens_per_second,
+        evaluate=not args.no_eval,
+        eval_tasks=args.eval_tasks.split(",") if args.eval_tasks else None,
+        eval_limit=args.eval_limit,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train; exit 0 when a result was recorded (even a guard stop), 1 on a crash."""
+    cfg = parse_args(argv)
+    run = Run(cfg)
+    try:
+        result = run.run()
+    except Exception as exc:
+        if run.rank == 0:  # record the crash, then fail the process so it is retried
+            run.store.put_text(
+                "result.json",
+                json.dumps(
+                    {
+                        "design": run.tree.name,
+                        "rung": cfg.rung,
+                        "status": "error",
+                        "reason": f"{type(exc).__name__}: {exc}"[:2000],
+                        "steps": run.step,
+                    },
+                    indent=2,
+                ),
+            )
+        raise
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0 if result["status"] in ("succeeded", "failed") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
