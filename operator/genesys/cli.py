@@ -33,7 +33,12 @@ from genesys.api.crd import all_crds
 from genesys.api.design import Design
 from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.ladder import resolve_ladder
-from genesys.api.validation import SpecError, SpecValidationError, parse_document
+from genesys.api.validation import (
+    SpecError,
+    SpecValidationError,
+    parse_discovery_run,
+    parse_document,
+)
 from genesys.api.yamlio import YAMLError, dump_all, load_all
 from genesys.sandbox import scrubbed_env
 
@@ -154,6 +159,104 @@ def cmd_crds(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # ------------------------------------------------------------------------------------------ main
 
 
+# ------------------------------------------------------------------------------ run and status
+
+
+def load_run_file(path: str, err: TextIO) -> DiscoveryRun | None:
+    """A validated DiscoveryRun from a YAML file, or None after printing why not."""
+    try:
+        documents = load_all(Path(path).read_text(encoding="utf-8"))
+    except (OSError, YAMLError) as exc:
+        print(f"{path}: cannot read: {exc}", file=err)
+        return None
+    runs = [d for d in documents if isinstance(d, dict) and d.get("kind") == "DiscoveryRun"]
+    if len(runs) != 1:
+        print(f"{path}: expected one DiscoveryRun document, found {len(runs)}", file=err)
+        return None
+    try:
+        return parse_discovery_run(runs[0])
+    except SpecValidationError as exc:
+        for error in exc.errors:
+            print(f"{path}: {error.render()}", file=err)
+        return None
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run a DiscoveryRun on this machine (the embedded default)."""
+    from genesys.backends.driver import drive
+
+    run = load_run_file(args.spec, err)
+    if run is None:
+        return EXIT_INVALID
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"genesys run {run.metadata.name} in {workdir}", file=out, flush=True)
+    summary = drive(run, workdir, out)
+    return EXIT_OK if summary["reason"] else EXIT_FAILED
+
+
+def _run_context(target: str) -> tuple[Any, str, DiscoveryRun | None]:
+    from genesys.backends.driver import locate_run
+
+    store, name = locate_run(target)
+    try:
+        spec = json.loads(store.get_text(f"runs/{name}/spec.json"))
+        run = DiscoveryRun.model_validate(spec)
+    except KeyError:
+        run = None
+    return store, name, run
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Leaderboard and ladder state of a run (finished or running)."""
+    from genesys.evolution.ranking import fitness as compute_fitness
+    from genesys.report import leaderboard, render_text
+    from genesys.store.archive import load_archive
+
+    try:
+        store, name, run = _run_context(args.run)
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    archive = load_archive(store, name)
+    fitness = compute_fitness(archive)
+    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size) \
+        if run else []  # fmt: skip
+    order = [r.name for r in rungs] or sorted({r for d in archive.designs.values()
+                                               for r in d.verifications})  # fmt: skip
+    implemented = sum(1 for d in archive.designs.values() if not d.is_seed)
+    print(f"run {name}: {implemented} designs, {len(archive.rejections)} rejected candidates, "
+          f"{len(archive.sessions)} sessions", file=out)  # fmt: skip
+    for rung in rungs:
+        used = sum(1 for d in archive.designs.values() if rung.name in d.verifications
+                   and not (d.is_seed and rung.index == 0))  # fmt: skip
+        print(f"  rung {rung.name}: {used}/{rung.budget} verified", file=out)
+    print(render_text(leaderboard(archive, fitness, order)), file=out)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Write the self-contained HTML report of a run."""
+    from genesys.evolution.ranking import fitness as compute_fitness
+    from genesys.report import render_html
+    from genesys.store.archive import load_archive
+
+    try:
+        store, name, run = _run_context(args.run)
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    archive = load_archive(store, name)
+    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size) \
+        if run else []  # fmt: skip
+    html = render_html(archive, compute_fitness(archive), [r.name for r in rungs],
+                       {r.name: r.budget for r in rungs}, title=f"genesys run {name}")  # fmt: skip
+    target = Path(args.output or f"{name}-report.html")
+    target.write_text(html, encoding="utf-8")
+    print(f"wrote {target}", file=out)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------- check
 
 
@@ -270,6 +373,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 when the directory is stale; write nothing"
     )
     crds.set_defaults(handler=cmd_crds)
+
+    run = commands.add_parser("run", help="run a DiscoveryRun on this machine")
+    run.add_argument(
+        "spec", metavar="SPEC", help="DiscoveryRun YAML, e.g. examples/quickstart.yaml"
+    )
+    run.add_argument("--workdir", default=".", help="where the store and data go (default: .)")
+    run.set_defaults(handler=cmd_run)
+    status = commands.add_parser("status", help="leaderboard and ladder state of a run")
+    status.add_argument("run", metavar="RUN", help="run directory (.../runs/NAME) or s3:// URI")
+    status.set_defaults(handler=cmd_status)
+    report = commands.add_parser("report", help="write a run's HTML report")
+    report.add_argument("run", metavar="RUN", help="run directory (.../runs/NAME) or s3:// URI")
+    report.add_argument("-o", "--output", default=None, help="HTML file (default NAME-report.html)")
+    report.set_defaults(handler=cmd_report)
 
     check = commands.add_parser(
         "check", help="check a design at a rung (static checks, then a sandboxed run)"

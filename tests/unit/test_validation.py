@@ -77,11 +77,11 @@ def test_every_structural_error_is_reported_at_once() -> None:
 
 def test_error_carries_bad_value_and_expectation() -> None:
     document = quickstart()
-    document["spec"]["ladder"]["rungs"][2]["budget"] = 0
+    document["spec"]["ladder"]["rungs"][1]["budget"] = 0
     (error,) = errors_of(document)
-    assert error.path == "spec.ladder.rungs[2].budget"
+    assert error.path == "spec.ladder.rungs[1].budget"
     assert error.value == 0
-    assert error.render() == "spec.ladder.rungs[2].budget: expected a number >= 1 (got 0)"
+    assert error.render() == "spec.ladder.rungs[1].budget: expected a number >= 1 (got 0)"
 
 
 def test_unknown_field_suggests_the_closest_name() -> None:

@@ -41,6 +41,7 @@ def verify(
     max_retries: int = 0,
     env: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
+    name: str = "",
 ) -> specs.AppDef:
     """Verify one design at one rung: ``genesys_trainer.train`` under torchrun when distributed.
 
@@ -61,6 +62,7 @@ def verify(
         max_retries: scheduler-level retries
         env: extra environment variables (store endpoint, credentials via secrets, ...)
         extra_args: more ``genesys train`` arguments
+        name: the design's short name for the job name (default: the design argument)
 
     """
     train_args = ["--design", design, "--rung", rung, "--data", data, "--out", out]
@@ -98,7 +100,7 @@ def verify(
         max_retries=max_retries,
         resource=specs.Resource(cpu=cpu, gpu=gpus, memMB=memMB),
     )
-    return specs.AppDef(name=job_name(design, rung, attempt), roles=[role])
+    return specs.AppDef(name=job_name(name or design, rung, attempt), roles=[role])
 
 
 __all__ = ["DEFAULT_IMAGE", "job_name", "verify"]

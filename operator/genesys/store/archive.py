@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genesys.store.base import Store
+if TYPE_CHECKING:  # the archive's records are pure; only the loader touches a store
+    from genesys.store.base import Store
 
 
 def run_prefix(run: str) -> str:
@@ -168,11 +169,16 @@ def load_archive(store: Store, run: str, keys: Iterable[str] | None = None) -> A
         elif parts[0] == "rejected" and len(parts) == 2 and parts[1].endswith(".json"):
             item = _json(store, key)
             if item is not None:
-                archive.rejections.append(Rejection(
-                    id=parts[1].removesuffix(".json"), session=item.get("session"),
-                    operator=str(item.get("operator", "")), parents=list(item.get("parents", [])),
-                    reason=str(item.get("reason", "")), check=str(item.get("check", "")),
-                ))  # fmt: skip
+                archive.rejections.append(
+                    Rejection(
+                        id=parts[1].removesuffix(".json"),
+                        session=item.get("session"),
+                        operator=str(item.get("operator", "")),
+                        parents=list(item.get("parents", [])),
+                        reason=str(item.get("reason", "")),
+                        check=str(item.get("check", "")),
+                    )
+                )
     for key in all_keys:
         parts = key[len(prefix) :].split("/") if key.startswith(prefix) else []
         if (

@@ -1,0 +1,1 @@
+"""Backends that execute the engine's actions: local processes (and, later, Kubernetes)."""

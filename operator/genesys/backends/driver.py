@@ -1,0 +1,211 @@
+"""The local driver: observe -> plan -> apply until the run finishes; ``genesys run`` and friends.
+
+``genesys run SPEC [--workdir DIR]`` validates the spec, prepares the data when the spec names the
+built-in corpus, then loops: the backend observes the store and its children, ``plan()`` decides,
+the backend applies. It prints progress (sessions, checks, per-rung budget, jobs, best fitness,
+elapsed time and an estimate of what is left), and at the end a leaderboard, the best design's
+margin over the GPT-2 seed and an HTML report.
+
+What must stay true: the driver holds no state a restart needs; kill it at any point and rerun
+the same command, and it resumes from the store without redoing finished work or duplicating
+designs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from genesys.api.discoveryrun import DiscoveryRun
+from genesys.api.ladder import resolve_ladder
+from genesys.engine.actions import Finish, StartSession, StartVerification
+from genesys.engine.plan import Plan, plan
+from genesys.store.archive import Archive, load_archive, run_prefix
+from genesys.store.base import Store, open_store
+
+POLL_SECONDS = 1.0
+REFERENCE = "seed-gpt2"
+
+
+@dataclass(slots=True)
+class RunPaths:
+    """Where a run's store and data live."""
+
+    store_uri: str
+    data_uri: str
+
+
+def resolve_paths(run: DiscoveryRun, workdir: Path) -> RunPaths:
+    """The store URI (local paths relative to the workdir) and the prepared data's URI."""
+    storage = run.spec.storage
+    if storage.s3 is not None:
+        store_uri = f"s3://{storage.s3.bucket}/{storage.s3.prefix}".rstrip("/")
+    else:
+        path = Path(storage.local.path if storage.local else ".genesys")
+        store_uri = str(path if path.is_absolute() else (workdir / path).resolve())
+    data = run.spec.verification.data
+    if data.shards:
+        data_uri = data.shards
+    else:
+        key = (
+            f"{data.dataset.replace('/', '_')}-{data.tokenizer.replace(':', '')}-"
+            f"syn{data.synthetic_fraction:g}-s{run.spec.seed}"
+        )
+        data_uri = str((workdir / ".genesys" / "data" / key).resolve())
+    return RunPaths(store_uri, data_uri)
+
+
+def ensure_data(run: DiscoveryRun, data_uri: str, out: TextIO) -> None:
+    """Prepare the run's data once (built-in corpus or a Hugging Face dataset)."""
+    if run.spec.verification.data.shards or (Path(data_uri) / "meta.json").exists():
+        return
+    from genesys_trainer.data.prepare import prepare
+
+    data = run.spec.verification.data
+    source = (
+        "builtin"
+        if data.dataset == "builtin"
+        else "hf:" + data.dataset + ":" + ",".join(f"{s.name}={s.weight}" for s in data.subsets)
+    )
+    print(f"preparing data ({source}, tokenizer {data.tokenizer}) into {data_uri}", file=out)
+    prepare(
+        source=source,
+        tokenizer=data.tokenizer,
+        out=data_uri,
+        synthetic_fraction=data.synthetic_fraction,
+        seed=run.spec.seed,
+        progress=False,
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    """M:SS or H:MM:SS."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_line(result: Plan, archive: Archive, elapsed: float, jobs: int) -> str:
+    """One status line."""
+    rejected = len(archive.rejections)
+    implemented = sum(1 for d in archive.designs.values() if not d.is_seed)
+    failed = sum(1 for s in archive.sessions.values() if s.get("status") != "implemented")
+    rungs = " ".join(
+        f"{r.name} {r.used}/{r.budget}" + (f"+{r.running}" if r.running else "")
+        for r in result.rungs
+    )
+    best = f"{result.best} {result.fitness[result.best]:+.3f}" if result.best else "-"
+    left = sum(max(0, r.budget - r.used) for r in result.rungs)
+    done = sum(r.used for r in result.rungs)
+    eta = f" | ETA ~{format_seconds(elapsed / done * left)}" if done and left else ""
+    return (
+        f"[{format_seconds(elapsed)}] sessions {result.sessions_running} running / "
+        f"{result.sessions_done} done ({failed} failed) | designs {implemented} "
+        f"(checks rejected {rejected}) | {rungs} | jobs {jobs} | best {best}{eta}"
+    )
+
+
+def finish_report(run: DiscoveryRun, store: Store, workdir: Path, out: TextIO) -> Path:
+    """Leaderboard to the terminal, HTML report to the store and the workdir."""
+    from genesys.evolution.ranking import fitness as compute_fitness
+    from genesys.report import leaderboard, margin_over, render_html, render_text
+
+    archive = load_archive(store, run.metadata.name)
+    fitness = compute_fitness(archive, margin=run.spec.selection.baseline_margin)
+    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size)
+    order = [r.name for r in rungs]
+    rows = leaderboard(archive, fitness, order)
+    print(render_text(rows), file=out)
+    margin = margin_over(rows, REFERENCE)
+    if margin is not None:
+        print(f"best design's fitness margin over the GPT-2 seed: {margin:+.3f}", file=out)
+    html = render_html(
+        archive,
+        fitness,
+        order,
+        {r.name: r.budget for r in rungs},
+        title=f"genesys run {run.metadata.name}",
+        summary={
+            "designs": str(len(archive.designs)),
+            "rejected candidates": str(len(archive.rejections)),
+        },
+    )
+    store.put_text(f"{run_prefix(run.metadata.name)}/report.html", html)
+    path = workdir / f"{run.metadata.name}-report.html"
+    path.write_text(html, encoding="utf-8")
+    print(f"report: {path}", file=out)
+    return path
+
+
+def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Run the discovery to the end; the final summary."""
+    from genesys.backends.local import LocalBackend
+
+    paths = resolve_paths(run, workdir)
+    store = open_store(paths.store_uri)
+    store.put_text(f"{run_prefix(run.metadata.name)}/spec.json", run.model_dump_json(indent=2))
+    ensure_data(run, paths.data_uri, out)
+    backend = LocalBackend(
+        run, store=store, store_uri=paths.store_uri, data_uri=paths.data_uri, workdir=workdir
+    )
+    started = time.monotonic()
+    last_line = ""
+    try:
+        while True:
+            observed = backend.observe()
+            result = plan(run.spec, observed, datetime.now(UTC))
+            backend.apply(result.actions)
+            line = progress_line(
+                result, observed.archive, time.monotonic() - started, len(backend.jobs)
+            )
+            started_work = [
+                a for a in result.actions if isinstance(a, StartSession | StartVerification)
+            ]
+            key = line.split("] ", 1)[1].split(" | ETA")[0]  # without the clock and the ETA
+            if key != last_line or started_work:
+                print(line, file=out, flush=True)
+                last_line = key
+            finish = next((a for a in result.actions if isinstance(a, Finish)), None)
+            if finish is not None:
+                print(
+                    f"finished: {finish.reason.value} in "
+                    f"{format_seconds(time.monotonic() - started)}",
+                    file=out,
+                )
+                break
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        backend.stop()
+        print("interrupted; rerun the same command to resume", file=out)
+        raise
+    report = finish_report(run, store, workdir, out)
+    summary = {
+        "run": run.metadata.name,
+        "store": paths.store_uri,
+        "report": str(report),
+        "reason": finish.reason.value,
+        "seconds": time.monotonic() - started,
+    }
+    store.put_text(f"{run_prefix(run.metadata.name)}/summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def locate_run(target: str) -> tuple[Store, str]:
+    """(store, run name) from a run directory/URI (``.../runs/<name>``) or a store root."""
+    text = target.rstrip("/")
+    if "/runs/" in text:
+        root, _, name = text.rpartition("/runs/")
+        return open_store(root or "."), name.split("/")[0]
+    store = open_store(text)
+    runs = sorted({key.split("/")[1] for key in store.list("runs") if key.count("/") >= 2})
+    if len(runs) != 1:
+        raise ValueError(f"{target} holds runs {runs}; name one as {text}/runs/<name>")
+    return store, runs[0]
+
+
+__all__ = ["drive", "finish_report", "locate_run", "progress_line", "resolve_paths"]

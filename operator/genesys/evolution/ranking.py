@@ -1,0 +1,139 @@
+"""Ranking designs: the ranking matrix and a Massey ranker (Genesys, "Selection").
+
+Rows are designs with at least one successful verification. Columns are per-task accuracy
+(``acc_norm`` when present, else ``acc``) averaged over the rungs a design verified, the negated
+validation loss, and the proposal rating / 5. An accuracy column is dropped when no design beats
+the task's random baseline by ``margin`` (0.02). Each column yields pairwise games between the
+designs it scores, with the column's standardised difference as the margin; the Massey ratings
+solve the least-squares system of all games with ratings summing to zero.
+
+What must stay true: fitness is a pure, deterministic function of the archive; a design that
+wins every comparison outranks every design it beat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from genesys.store.archive import Archive, DesignRecord
+
+RANDOM_BASELINES: dict[str, float] = {
+    "genesys_mqar": 0.25,
+    "genesys_selective_copy": 0.25,
+    "genesys_induction": 0.25,
+    "genesys_cloze": 0.25,
+    "genesys_wordnet": 0.25,
+    "hellaswag": 0.25,
+    "arc_easy": 0.25,
+    "arc_challenge": 0.25,
+    "piqa": 0.5,
+    "winogrande": 0.5,
+    "openbookqa": 0.25,
+    "sciq": 0.25,
+    "lambada_openai": 0.0,
+}
+DEFAULT_BASELINE = 0.25
+LOSS_COLUMN = "neg_val_loss"
+RATING_COLUMN = "rating"
+
+
+def task_score(metrics: Mapping[str, float]) -> float | None:
+    """acc_norm when present, else acc."""
+    for key in ("acc_norm", "acc"):
+        value = metrics.get(key)
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def design_columns(design: DesignRecord) -> dict[str, float]:
+    """A design's column values, averaged over its successful verifications."""
+    sums: dict[str, list[float]] = {}
+    for verification in design.verifications.values():
+        if verification.status != "succeeded":
+            continue
+        for task, metrics in verification.metrics.items():
+            score = task_score(metrics)
+            if score is not None:
+                sums.setdefault(task, []).append(score)
+        if verification.val_loss is not None and math.isfinite(verification.val_loss):
+            sums.setdefault(LOSS_COLUMN, []).append(-verification.val_loss)
+    columns = {name: sum(values) / len(values) for name, values in sums.items()}
+    if design.proposal_rating is not None and columns:
+        columns[RATING_COLUMN] = design.proposal_rating / 5
+    return columns
+
+
+def ranking_matrix(
+    designs: Sequence[DesignRecord],
+    *,
+    baselines: Mapping[str, float] = RANDOM_BASELINES,
+    margin: float = 0.02,
+) -> tuple[list[str], list[str], list[list[float | None]]]:
+    """(design ids, kept columns, values) of the designs with any successful verification."""
+    rows = [(d.id, design_columns(d)) for d in designs]
+    rows = [(i, c) for i, c in rows if c]
+    names = sorted({name for _, columns in rows for name in columns})
+    kept = []
+    for name in names:
+        if name in (LOSS_COLUMN, RATING_COLUMN):
+            kept.append(name)
+            continue
+        baseline = baselines.get(name, DEFAULT_BASELINE)
+        if any(columns.get(name, -math.inf) > baseline + margin for _, columns in rows):
+            kept.append(name)
+    matrix = [[columns.get(name) for name in kept] for _, columns in rows]
+    return [i for i, _ in rows], kept, matrix
+
+
+def massey(ids: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> dict[str, float]:
+    """Massey ratings from every column's pairwise games (standardised margins)."""
+    n = len(ids)
+    if n == 0:
+        return {}
+    if n == 1:
+        return {ids[0]: 0.0}
+    games = np.zeros((n, n))
+    points = np.zeros(n)
+    for column in range(len(matrix[0]) if matrix else 0):
+        present = [(i, row[column]) for i, row in enumerate(matrix) if row[column] is not None]
+        values = np.array([v for _, v in present], dtype=float)
+        if len(values) < 2:
+            continue
+        scale = float(values.std()) or 1.0
+        for a in range(len(present)):
+            for b in range(a + 1, len(present)):
+                i, vi = present[a]
+                j, vj = present[b]
+                diff = (float(vi) - float(vj)) / scale  # type: ignore[arg-type]
+                games[i, i] += 1
+                games[j, j] += 1
+                games[i, j] -= 1
+                games[j, i] -= 1
+                points[i] += diff
+                points[j] -= diff
+    system = games.copy()
+    system[-1, :] = 1.0  # ratings sum to zero
+    target = points.copy()
+    target[-1] = 0.0
+    ratings, *_ = np.linalg.lstsq(system, target, rcond=None)
+    return {design: float(r) for design, r in zip(ids, ratings, strict=True)}
+
+
+def fitness(archive: Archive, *, margin: float = 0.02) -> dict[str, float]:
+    """Massey fitness of every design with a successful verification."""
+    ids, _columns, matrix = ranking_matrix(archive.ordered(), margin=margin)
+    return massey(ids, matrix)
+
+
+__all__ = [
+    "RANDOM_BASELINES",
+    "design_columns",
+    "fitness",
+    "massey",
+    "ranking_matrix",
+    "task_score",
+]

@@ -1,0 +1,273 @@
+"""plan(): table tests of the pure engine, and seeded statistics of the selector."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from genesys.api.discoveryrun import DiscoveryRunSpec, FinishReason, GeneticOperators, Phase
+from genesys.engine.actions import Finish, InitSeeds, RecordFailure, StartSession, StartVerification
+from genesys.engine.plan import SEED_NAMES, Observed, plan
+from genesys.evolution.ranking import fitness, massey, ranking_matrix
+from genesys.evolution.selection import choose_operator, select_parents
+from genesys.store.archive import Archive, DesignRecord, Verification
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def make_spec(**overrides: Any) -> DiscoveryRunSpec:
+    spec: dict[str, Any] = {
+        "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 4},
+                             {"name": "micro", "preset": "micro", "budget": 2}]},
+        "sessions": {"parallel": 2, "operators": {"crossoverWarmup": 2, "scratchWarmup": 3}},
+        "agents": {"offline": True},
+        "verification": {"maxParallelJobsPerRung": 2, "maxRetries": 1,
+                         "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256}},
+    }  # fmt: skip
+    for key, value in overrides.items():
+        spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
+    return DiscoveryRunSpec.model_validate(spec)
+
+
+def verification(rung: str, score: float, status: str = "succeeded") -> Verification:
+    return Verification(rung=rung, status=status, val_loss=3 - score,
+                        metrics={"genesys_cloze": {"acc_norm": score}})  # fmt: skip
+
+
+def archive(designs: int = 0, *, nano: dict[str, float] | None = None,
+            micro: dict[str, float] | None = None, sessions: int | None = None) -> Archive:  # fmt: skip
+    result = Archive("r")
+    for seq, name in enumerate(SEED_NAMES):
+        result.designs[f"seed-{name}"] = DesignRecord(f"seed-{name}", name, "seed", [], seq)
+    for index in range(designs):
+        design = f"d{index:04d}"
+        result.designs[design] = DesignRecord(design, design, "mutation", ["seed-gpt2"],
+                                              len(SEED_NAMES) + index)  # fmt: skip
+    for design, score in (nano or {}).items():
+        result.designs[design].verifications["nano"] = verification("nano", score)
+    for design, score in (micro or {}).items():
+        result.designs[design].verifications["micro"] = verification("micro", score)
+    for index in range(designs if sessions is None else sessions):
+        result.sessions[f"s{index:04d}"] = {"status": "implemented", "design": f"d{index:04d}"}
+    return result
+
+
+def of(actions: list[Any], kind: type) -> list[Any]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def test_plan_empty_archive_initialises_seeds() -> None:
+    result = plan(make_spec(), Observed(Archive("r")), NOW)
+    assert result.actions == [InitSeeds()]
+    assert result.phase == Phase.PENDING
+
+
+def test_plan_verifies_seeds_outside_the_budget_and_starts_sessions() -> None:
+    result = plan(make_spec(), Observed(archive()), NOW)
+    starts = of(result.actions, StartVerification)
+    assert {(a.design_id, a.rung) for a in starts} == {
+        ("seed-gpt2", "nano"),
+        ("seed-mamba2", "nano"),
+    }
+    sessions = of(result.actions, StartSession)
+    assert [s.session for s in sessions] == ["s0000", "s0001"]  # parallel 2
+    assert [s.design_id for s in sessions] == ["d0000", "d0001"]
+    assert result.rungs[0].used == 0  # seeds do not count
+
+
+def test_plan_session_ids_continue_after_known_sessions() -> None:
+    observed = Observed(archive(2, sessions=3), running_sessions=frozenset())
+    sessions = of(plan(make_spec(), observed, NOW).actions, StartSession)
+    assert [s.session for s in sessions] == ["s0003", "s0004"]  # 2 implemented + 2 < budget 4
+    assert sessions[0].seq == len(SEED_NAMES) + 3
+
+
+def test_plan_stops_proposing_when_the_lowest_budget_is_covered() -> None:
+    observed = Observed(archive(3), running_sessions=frozenset({"s0003"}))
+    assert of(plan(make_spec(), observed, NOW).actions, StartSession) == []
+
+
+def test_plan_respects_max_designs() -> None:
+    spec = make_spec(sessions={"maxDesigns": 1})
+    assert of(plan(spec, Observed(archive(1)), NOW).actions, StartSession) == []
+
+
+def test_plan_operator_warmups_hold_back_crossover_and_scratch() -> None:
+    spec = make_spec(sessions={"parallel": 1, "operators": {"crossoverWarmup": 100,
+                                                           "scratchWarmup": 100}})  # fmt: skip
+    operators = set()
+    for index in range(40):
+        observed = Observed(archive(0, sessions=index))
+        for action in of(plan(spec, observed, NOW).actions, StartSession):
+            operators.add(action.operator)
+    assert operators == {"mutation"}
+
+
+def test_plan_limits_jobs_per_rung() -> None:
+    spec = make_spec(verification={"maxParallelJobsPerRung": 1})
+    observed = Observed(archive(2), running_sessions=frozenset({"s0002", "s0003"}))
+    starts = of(plan(spec, observed, NOW).actions, StartVerification)
+    assert len([a for a in starts if a.rung == "nano"]) == 1
+
+
+def test_plan_verifies_designs_at_the_lowest_rung_in_creation_order_within_budget() -> None:
+    seeds = {f"seed-{n}": 0.3 for n in SEED_NAMES}
+    observed = Observed(archive(6, nano=seeds, sessions=6))
+    spec = make_spec(verification={"maxParallelJobsPerRung": 10})
+    starts = [
+        (a.design_id, a.rung) for a in of(plan(spec, observed, NOW).actions, StartVerification)
+    ]
+    assert starts == [("d0000", "nano"), ("d0001", "nano"), ("d0002", "nano"), ("d0003", "nano")]
+
+
+def test_plan_top_rung_waits_until_lower_budget_is_spent() -> None:
+    seeds = {f"seed-{n}": 0.3 for n in SEED_NAMES}
+    partial = Observed(archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4}),
+                       running_jobs=frozenset({("d0002", "nano")}))  # fmt: skip
+    assert not [a for a in of(plan(make_spec(), partial, NOW).actions, StartVerification)
+                if a.rung == "micro"]  # fmt: skip
+    spent = Observed(archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6,
+                                      "d0003": 0.2}))  # fmt: skip
+    promoted = [a for a in of(plan(make_spec(), spent, NOW).actions, StartVerification)
+                if a.rung == "micro"]  # fmt: skip
+    assert len(promoted) == 2
+    assert all(a.design_id in {"d0000", "d0001", "d0002", "d0003"} or a.design_id.startswith("seed")
+               for a in promoted)  # fmt: skip
+
+
+def test_plan_promotes_only_designs_that_passed_the_rung_below() -> None:
+    seeds = {f"seed-{n}": 0.3 for n in SEED_NAMES}
+    record = archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6, "d0003": 0.2})
+    for name in [*list(seeds), "d0000", "d0001", "d0003"]:
+        record.designs[name].verifications["nano"].status = "failed"
+    promoted = [a.design_id for a in of(plan(make_spec(), Observed(record), NOW).actions,
+                                        StartVerification) if a.rung == "micro"]  # fmt: skip
+    assert promoted == ["d0002"]
+
+
+def test_plan_retries_failed_jobs_then_records_the_failure() -> None:
+    spec = make_spec(verification={"maxParallelJobsPerRung": 10})
+    observed = Observed(archive(1), failed_attempts={("d0000", "nano"): 1})
+    retry = [a for a in of(plan(spec, observed, NOW).actions, StartVerification)
+             if a.design_id == "d0000"]  # fmt: skip
+    assert retry == [StartVerification("d0000", "nano", 1)]
+    exhausted = Observed(archive(1), failed_attempts={("d0000", "nano"): 2})
+    actions = plan(make_spec(), exhausted, NOW).actions
+    assert RecordFailure("d0000", "nano", "failed 2 attempts") in actions
+    assert not [a for a in of(actions, StartVerification) if a.design_id == "d0000"]
+
+
+def test_plan_failed_sessions_consume_their_index() -> None:
+    record = archive(0, sessions=0)
+    record.sessions["s0000"] = {"status": "failed", "design": None, "reason": "x"}
+    sessions = of(plan(make_spec(), Observed(record), NOW).actions, StartSession)
+    assert [s.session for s in sessions] == ["s0001", "s0002"]
+
+
+def test_plan_finishes_when_budgets_are_spent() -> None:
+    seeds = {f"seed-{n}": 0.3 for n in SEED_NAMES}
+    record = archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6, "d0003": 0.2},
+                     micro={"d0000": 0.5, "d0002": 0.6})  # fmt: skip
+    result = plan(make_spec(), Observed(record), NOW)
+    assert result.actions == [Finish(FinishReason.BUDGETS_SPENT)]
+    assert result.phase == Phase.SUCCEEDED
+    assert result.best == "d0002"
+
+
+def test_plan_deadline_finishes_when_idle_and_starts_nothing() -> None:
+    spec = make_spec(deadline=(NOW - timedelta(minutes=1)).isoformat())
+    busy = Observed(archive(1), running_jobs=frozenset({("d0000", "nano")}))
+    assert plan(spec, busy, NOW).actions == []
+    assert plan(spec, Observed(archive(1)), NOW).actions == [Finish(FinishReason.DEADLINE_PASSED)]
+
+
+def test_plan_usd_cap_finishes() -> None:
+    spec = make_spec(agents={"offline": True, "maxUsdPerRun": 10})
+    result = plan(spec, Observed(archive(1), spend_usd=10.5), NOW)
+    assert result.actions == [Finish(FinishReason.USD_CAP_REACHED)]
+
+
+def test_plan_suspend_starts_nothing() -> None:
+    result = plan(make_spec(suspend=True), Observed(archive(1)), NOW)
+    assert result.actions == []
+    assert result.phase == Phase.SUSPENDED
+
+
+def test_plan_is_deterministic() -> None:
+    observed = Observed(archive(2, nano={"seed-gpt2": 0.4, "d0000": 0.5}, sessions=2))
+    assert plan(make_spec(), observed, NOW).actions == plan(make_spec(), observed, NOW).actions
+
+
+# ------------------------------------------------------------------------ evolution statistics
+
+
+def test_operator_choice_frequencies_match_probabilities() -> None:
+    rng = random.Random(0)
+    counts = Counter(choose_operator(rng, 100, GeneticOperators()) for _ in range(20_000))
+    assert counts["mutation"] / 20_000 == pytest.approx(0.80, abs=0.015)
+    assert counts["crossover"] / 20_000 == pytest.approx(0.15, abs=0.015)
+    assert counts["scratch"] / 20_000 == pytest.approx(0.05, abs=0.01)
+
+
+def test_operator_choice_renormalises_during_warmup() -> None:
+    rng = random.Random(1)
+    counts = Counter(choose_operator(rng, 15, GeneticOperators()) for _ in range(20_000))
+    assert counts["scratch"] == 0
+    assert counts["crossover"] / 20_000 == pytest.approx(0.15 / 0.95, abs=0.015)
+
+
+def test_selector_first_parent_is_a_seed_until_warmup() -> None:
+    record = archive(3, nano={"d0000": 0.6, "d0001": 0.5, "d0002": 0.4, "seed-gpt2": 0.3})
+    scores = fitness(record)
+    spec = make_spec()
+    rng = random.Random(2)
+    picks = [select_parents(rng, record.ordered(), scores, {}, 1, spec.selection)[0]
+             for _ in range(500)]  # fmt: skip
+    assert all(p.startswith("seed-") for p in picks)  # 3 verified < seed warm-up of 10
+
+
+def test_selector_exploits_good_high_designs_after_warmup() -> None:
+    scores_in = {f"d{i:04d}": 0.3 + 0.03 * i for i in range(16)}
+    record = archive(16, nano=scores_in)
+    scores = fitness(record)
+    spec = make_spec(selection={"seedWarmup": 0, "restartProbability": 0.0, "noise": 0.0,
+                                "exploreProbability": 0.0, "confidenceQuantile": 1.0})  # fmt: skip
+    confidence = dict.fromkeys(scores, 5)
+    rng = random.Random(3)
+    picks = Counter(select_parents(rng, record.ordered(), scores, confidence, 1,
+                                   spec.selection)[0] for _ in range(400))  # fmt: skip
+    best_quarter = set(sorted(scores, key=lambda d: -scores[d])[:4])
+    assert set(picks) <= best_quarter
+
+
+def test_selector_explore_probability_is_honoured() -> None:
+    scores_in = {f"d{i:04d}": 0.3 + 0.03 * i for i in range(16)}
+    record = archive(16, nano=scores_in)
+    scores = fitness(record)
+    spec = make_spec(selection={"seedWarmup": 0, "restartProbability": 0.0, "noise": 0.0,
+                                "exploreProbability": 0.2, "confidenceQuantile": 1.0})  # fmt: skip
+    confidence = dict.fromkeys(scores, 5)
+    rng = random.Random(4)
+    best_quarter = set(sorted(scores, key=lambda d: -scores[d])[:4])  # the top 25% of 16
+    picks = [select_parents(rng, record.ordered(), scores, confidence, 1, spec.selection)[0]
+             for _ in range(4000)]  # fmt: skip
+    explored = sum(1 for p in picks if p not in best_quarter) / len(picks)
+    assert explored == pytest.approx(0.2, abs=0.03)
+
+
+def test_ranking_drops_columns_no_design_beats_baseline() -> None:
+    record = archive(2, nano={"d0000": 0.26, "d0001": 0.255})
+    ids, columns, _ = ranking_matrix(record.ordered())
+    assert "genesys_cloze" not in columns  # nobody beats 0.25 by 0.02
+    assert "neg_val_loss" in columns
+    assert set(ids) == {"d0000", "d0001"}
+
+
+def test_massey_orders_a_dominant_design_first() -> None:
+    ratings = massey(["a", "b", "c"], [[0.9, -1.0], [0.5, -2.0], [0.1, -3.0]])
+    assert ratings["a"] > ratings["b"] > ratings["c"]
+    assert sum(ratings.values()) == pytest.approx(0.0, abs=1e-9)
