@@ -28,7 +28,7 @@ SPEC = {
         "seed": 3,
         "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 2, "tokens": 24576},
                              {"name": "micro", "preset": "micro", "budget": 1, "tokens": 24576}]},
-        "sessions": {"parallel": 1, "maxDesigns": 2},
+        "sessions": {"parallel": 1},
         "agents": {"offline": True},
         "checks": {"forwardLength": 128, "causalityLength": 24, "effectivenessSteps": 3},
         "verification": {"scheduler": "local", "maxParallelJobsPerRung": 2,
