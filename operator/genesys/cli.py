@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +33,7 @@ from genesys import __version__
 from genesys.api.crd import all_crds
 from genesys.api.design import Design
 from genesys.api.discoveryrun import DiscoveryRun
-from genesys.api.ladder import resolve_ladder
+from genesys.api.ladder import ResolvedRung, resolve_ladder
 from genesys.api.validation import (
     SpecError,
     SpecValidationError,
@@ -195,63 +196,81 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if summary["reason"] else EXIT_FAILED
 
 
-def _run_context(target: str) -> tuple[Any, str, DiscoveryRun | None]:
-    from genesys.backends.driver import locate_run
+@dataclass(slots=True)
+class RunContext:
+    """What status and report read of a run: its archive, fitness and ladder."""
 
-    store, name = locate_run(target)
+    name: str
+    archive: Any
+    fitness: dict[str, float]
+    rungs: list[ResolvedRung]
+
+
+def load_run_context(target: str, err: TextIO) -> RunContext | None:
+    """The run at a directory or URI, or None after printing why not."""
+    from genesys.backends.driver import locate_run
+    from genesys.evolution.ranking import fitness as compute_fitness
+    from genesys.store.archive import load_archive
+
     try:
-        spec = json.loads(store.get_text(f"runs/{name}/spec.json"))
-        run = DiscoveryRun.model_validate(spec)
+        store, name = locate_run(target)
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return None
+    try:
+        run: DiscoveryRun | None = DiscoveryRun.model_validate(
+            json.loads(store.get_text(f"runs/{name}/spec.json"))
+        )
     except KeyError:
         run = None
-    return store, name, run
+    archive = load_archive(store, name)
+    rungs = []
+    if run is not None:
+        rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size)
+    return RunContext(name, archive, compute_fitness(archive), rungs)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Leaderboard and ladder state of a run (finished or running)."""
-    from genesys.evolution.ranking import fitness as compute_fitness
     from genesys.report import leaderboard, render_text
-    from genesys.store.archive import load_archive
 
-    try:
-        store, name, run = _run_context(args.run)
-    except ValueError as exc:
-        print(f"error: {exc}", file=err)
+    ctx = load_run_context(args.run, err)
+    if ctx is None:
         return EXIT_INVALID
-    archive = load_archive(store, name)
-    fitness = compute_fitness(archive)
-    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size) \
-        if run else []  # fmt: skip
-    order = [r.name for r in rungs] or sorted({r for d in archive.designs.values()
-                                               for r in d.verifications})  # fmt: skip
-    implemented = sum(1 for d in archive.designs.values() if not d.is_seed)
-    print(f"run {name}: {implemented} designs, {len(archive.rejections)} rejected candidates, "
-          f"{len(archive.sessions)} sessions", file=out)  # fmt: skip
-    for rung in rungs:
-        used = sum(1 for d in archive.designs.values() if rung.name in d.verifications
-                   and not (d.is_seed and rung.index == 0))  # fmt: skip
+    designs = ctx.archive.designs.values()
+    order = [r.name for r in ctx.rungs] or sorted({r for d in designs for r in d.verifications})
+    implemented = sum(1 for d in designs if not d.is_seed)
+    print(
+        f"run {ctx.name}: {implemented} designs, {len(ctx.archive.rejections)} rejected "
+        f"candidates, {len(ctx.archive.sessions)} sessions",
+        file=out,
+    )
+    for rung in ctx.rungs:
+        used = sum(
+            1
+            for d in designs
+            if rung.name in d.verifications and not (d.is_seed and rung.index == 0)
+        )
         print(f"  rung {rung.name}: {used}/{rung.budget} verified", file=out)
-    print(render_text(leaderboard(archive, fitness, order)), file=out)
+    print(render_text(leaderboard(ctx.archive, ctx.fitness, order)), file=out)
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write the self-contained HTML report of a run."""
-    from genesys.evolution.ranking import fitness as compute_fitness
     from genesys.report import render_html
-    from genesys.store.archive import load_archive
 
-    try:
-        store, name, run = _run_context(args.run)
-    except ValueError as exc:
-        print(f"error: {exc}", file=err)
+    ctx = load_run_context(args.run, err)
+    if ctx is None:
         return EXIT_INVALID
-    archive = load_archive(store, name)
-    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size) \
-        if run else []  # fmt: skip
-    html = render_html(archive, compute_fitness(archive), [r.name for r in rungs],
-                       {r.name: r.budget for r in rungs}, title=f"genesys run {name}")  # fmt: skip
-    target = Path(args.output or f"{name}-report.html")
+    html = render_html(
+        ctx.archive,
+        ctx.fitness,
+        [r.name for r in ctx.rungs],
+        {r.name: r.budget for r in ctx.rungs},
+        title=f"genesys run {ctx.name}",
+    )
+    target = Path(args.output or f"{ctx.name}-report.html")
     target.write_text(html, encoding="utf-8")
     print(f"wrote {target}", file=out)
     return EXIT_OK
@@ -262,8 +281,16 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def parse_quantity_bytes(text: str) -> int:
     """Bytes of a Kubernetes-style quantity: 8Gi, 512Mi, 4G or a plain number."""
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6,
-             "G": 10**9, "T": 10**12}  # fmt: skip
+    units = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "K": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+    }
     for suffix, factor in units.items():
         if text.endswith(suffix):
             return int(float(text[: -len(suffix)]) * factor)
@@ -309,10 +336,13 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         threads=args.threads,
     )
     if not args.json:
-        print(f"checking {args.design} at rung {args.rung} (vocab {vocab}) in the sandbox...",
-              file=err)  # fmt: skip
-    report = check_design(document, rung=args.rung, preset=preset, vocab_size=vocab,
-                          settings=settings, limits=limits)  # fmt: skip
+        print(
+            f"checking {args.design} at rung {args.rung} (vocab {vocab}) in the sandbox...",
+            file=err,
+        )
+    report = check_design(
+        document, rung=args.rung, preset=preset, vocab_size=vocab, settings=settings, limits=limits
+    )
     if args.json:
         out.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
@@ -403,10 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="prepare token shards: data prepare --source ...")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     prepare = data_commands.add_parser(
-        "prepare", help="tokenize a source into shards", add_help=False,
+        "prepare",
+        help="tokenize a source into shards",
+        add_help=False,
         description="genesys data prepare --source builtin|files:GLOB|hf:NAME --tokenizer "
         "byte|bpe:N|NAME --out DIR|URI; --help for every option",
-    )  # fmt: skip
+    )
     prepare.set_defaults(handler=delegate("genesys_trainer.data.prepare"), passthrough=True)
 
     train = commands.add_parser(

@@ -137,11 +137,11 @@ def resolve_design(design: str) -> UnitTree:
     return load_tree(Path(design.removeprefix("file://")))
 
 
-def plan_run(
-    design: ComposedDesign, preset: ScalePreset, cfg: TrainConfig, vocab: int, world: int
-) -> Plan:
-    """Fit the design, then derive tokens, steps and batching."""
-    fit = fit_design(design, preset, rung=cfg.rung, vocab_size=vocab)
+def fitted_config(
+    design: ComposedDesign, preset: ScalePreset, rung: str, vocab: int
+) -> tuple[FitResult, ModelConfig]:
+    """The design fitted to the rung, and the model config of that shape."""
+    fit = fit_design(design, preset, rung=rung, vocab_size=vocab)
     config = ModelConfig(
         vocab_size=vocab,
         n_embd=fit.n_embd,
@@ -149,6 +149,14 @@ def plan_run(
         n_head=fit.n_head,
         block_size=preset.block_size,
     )
+    return fit, config
+
+
+def plan_run(
+    design: ComposedDesign, preset: ScalePreset, cfg: TrainConfig, vocab: int, world: int
+) -> Plan:
+    """Fit the design, then derive tokens, steps and batching."""
+    fit, config = fitted_config(design, preset, cfg.rung, vocab)
     tokens = cfg.tokens or math.ceil(fit.params * preset.tokens_per_param)
     per_step = max(world, preset.batch_tokens // preset.block_size)
     per_step -= per_step % world  # the same sequences on every rank
@@ -238,14 +246,7 @@ def reference_throughput(
 ) -> float:
     """Tokens/s of the GPT-2 seed at this rung on this device (a few timed steps)."""
     reference = compose(load_seed("gpt2"))
-    fit = fit_design(reference, preset, rung=cfg.rung, vocab_size=vocab)
-    config = ModelConfig(
-        vocab_size=vocab,
-        n_embd=fit.n_embd,
-        n_layer=fit.n_layer,
-        n_head=fit.n_head,
-        block_size=preset.block_size,
-    )
+    _, config = fitted_config(reference, preset, cfg.rung, vocab)
     model = LanguageModel(reference, config).to(device)
     inputs, targets = sampler.batch(list(range(micro)))
     inputs, targets = inputs.to(device), targets.to(device)

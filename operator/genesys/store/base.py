@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import abc
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 
@@ -123,13 +124,14 @@ class LocalStore(Store):
     def _path(self, key: str) -> Path:
         return self.root / _clean_key(key)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def _atomic_write(self, key: str, write: Callable[[BinaryIO], None]) -> None:
+        """Write through a temporary file in the target's folder, then rename into place."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(handle, "wb") as out:
-                out.write(data)
+                write(out)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(temporary, 0o644)
@@ -138,22 +140,18 @@ class LocalStore(Store):
             Path(temporary).unlink(missing_ok=True)
             raise
 
+    def put_bytes(self, key: str, data: bytes) -> None:
+        def write(out: BinaryIO) -> None:
+            out.write(data)
+
+        self._atomic_write(key, write)
+
     def put_file(self, key: str, path: Path) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(handle)
-        try:
-            with Path(path).open("rb") as source, open(temporary, "wb") as out:
-                while chunk := source.read(1 << 22):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        def copy(out: BinaryIO) -> None:
+            with Path(path).open("rb") as source:
+                shutil.copyfileobj(source, out, 1 << 22)
+
+        self._atomic_write(key, copy)
 
     def get_bytes(self, key: str) -> bytes:
         try:
