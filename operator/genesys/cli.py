@@ -418,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default=None, help="HTML file (default NAME-report.html)")
     report.set_defaults(handler=cmd_report)
 
+    agent = commands.add_parser("agent", help="run one design session (agent design --help)")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True, metavar="COMMAND")
+    design_session = agent_commands.add_parser(
+        "design",
+        help="one design session: propose, check and record a design",
+        add_help=False,
+    )
+    design_session.set_defaults(handler=delegate("genesys.agents.offline"), passthrough=True)
+
     check = commands.add_parser(
         "check", help="check a design at a rung (static checks, then a sandboxed run)"
     )

@@ -2,8 +2,8 @@
 
 It executes the engine's actions on one machine and observes their results in the store:
 
-- ``StartSession`` runs ``python -m genesys.agents.offline ...`` (the offline proposer) in its
-  own process group; its outcome is ``runs/<run>/sessions/<id>/session.json``.
+- ``StartSession`` runs ``genesys agent design ...`` (the offline proposer) in its own process
+  group; its outcome is ``runs/<run>/sessions/<id>/session.json``.
 - ``StartVerification`` launches the trainer component (:func:`genesys_trainer.component.verify`)
   with TorchX's ``local_cwd`` scheduler; its outcome is ``.../verifications/<rung>/result.json``.
   A job that ends without a result, or with ``status: error``, is a failed attempt: it is
@@ -214,7 +214,9 @@ class LocalBackend:
         command = [
             self.python,
             "-m",
-            "genesys.agents.offline",
+            "genesys",
+            "agent",
+            "design",
             "--store",
             self.store_uri,
             "--run",
