@@ -206,7 +206,8 @@ def ladder_funnel_png(
     """Designs verified per rung (succeeded and failed, stacked) against each rung's budget.
 
     The lowest rung is at the top. Rungs that appear in verifications but not in
-    ``rung_order`` follow it, sorted by name.
+    ``rung_order`` follow it, sorted by name. The seeds' verifications at the lowest rung are
+    outside its budget (they are the reference), so they are drawn apart, in grey.
     """
     title = "Ladder funnel"
     seen = {rung for record in archive.designs.values() for rung in record.verifications}
@@ -215,12 +216,15 @@ def ladder_funnel_png(
         return _empty(title, f"{NO_DATA}: no rungs")
     succeeded = [0] * len(rungs)
     failed = [0] * len(rungs)
+    seeds = [0] * len(rungs)
     for record in archive.designs.values():
         for index, rung in enumerate(rungs):
             verification = record.verifications.get(rung)
             if verification is None:
                 continue
-            if verification.status == SUCCEEDED:
+            if record.is_seed and index == 0:
+                seeds[index] += 1
+            elif verification.status == SUCCEEDED:
                 succeeded[index] += 1
             else:
                 failed[index] += 1
@@ -236,13 +240,24 @@ def ladder_funnel_png(
     )  # fmt: skip
     axes.barh(y, succeeded, height=0.5, color=SUCCEEDED_COLOUR, label="succeeded", zorder=2)
     axes.barh(y, failed, height=0.5, left=succeeded, color=FAILED_COLOUR, label="failed", zorder=2)
-    widest = max([*budget_widths, *(s + f for s, f in zip(succeeded, failed, strict=True)), 1])
+    if any(seeds):
+        lefts = [s + f for s, f in zip(succeeded, failed, strict=True)]
+        axes.barh(y, seeds, height=0.5, left=lefts, color="#bbbbbb", zorder=2,
+                  label="seeds (outside the budget)")  # fmt: skip
+    totals = [s + f + e for s, f, e in zip(succeeded, failed, seeds, strict=True)]
+    widest = max([*budget_widths, *totals, 1])
     for index in range(len(rungs)):
         done = succeeded[index] + failed[index]
         limit = limits[index]
         text = f"{done}/{limit}" if limit is not None else f"{done} (no budget)"
+        if seeds[index]:
+            text += f" + {seeds[index]} seeds"
         axes.text(
-            max(done, budget_widths[index]) + widest * 0.01, index, text, va="center", fontsize=9
+            max(totals[index], budget_widths[index]) + widest * 0.01,
+            index,
+            text,
+            va="center",
+            fontsize=9,
         )
     axes.set_yticks(y, [_label(rung) for rung in rungs])
     axes.invert_yaxis()
