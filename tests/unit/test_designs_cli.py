@@ -38,7 +38,7 @@ def test_designs_params_all_at_350m_within_20_percent() -> None:
         assert row["within"] is True
 
 
-def test_designs_show_a_file(tmp_path: object) -> None:
+def test_designs_show_prints_the_tree_of_a_seed() -> None:
     result = genesys("designs", "show", "mamba2")
     assert result.returncode == 0
     assert "seq_mixer: Mamba2Mixer" in result.stdout
@@ -51,7 +51,7 @@ def test_designs_params_for_an_unknown_design_exits_2() -> None:
     assert "neither a seed" in result.stderr
 
 
-def test_designs_runs_without_credentials_in_its_environment() -> None:
+def test_scrubbed_env_of_the_designs_child_holds_no_keys() -> None:
     code = (
         "import os, subprocess, sys;"
         "env = dict(os.environ, OPENAI_API_KEY='sk-secret', AWS_SECRET_ACCESS_KEY='x');"

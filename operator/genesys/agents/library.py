@@ -284,8 +284,13 @@ def effective_hyperparameters(source: str, explicit: Mapping[str, Any]) -> dict[
     return {**init_defaults(source), **explicit}
 
 
-def reachable(tree: UnitTree, start: str | None = None) -> list[str]:
-    """Names (units and declarations) reachable from ``start`` (the root), depth first."""
+def reachable(
+    tree: UnitTree, start: str | None = None, *, cut: tuple[str, str] | None = None
+) -> list[str]:
+    """Names (units and declarations) reachable from ``start`` (the root), depth first.
+
+    ``cut`` = (owner unit, slot) is a binding the walk does not follow.
+    """
     order: list[str] = []
     stack = [tree.root if start is None else start]
     while stack:
@@ -295,7 +300,11 @@ def reachable(tree: UnitTree, start: str | None = None) -> list[str]:
         order.append(name)
         unit = tree.units.get(name)
         if unit is not None:
-            stack.extend(reversed(list(unit.children.values())))
+            stack.extend(
+                child
+                for slot, child in reversed(list(unit.children.items()))
+                if (name, slot) != cut
+            )
     return order
 
 

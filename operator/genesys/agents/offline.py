@@ -161,21 +161,7 @@ def _binding_count(tree: UnitTree, name: str) -> int:
 
 def _reachable_without(tree: UnitTree, cut: Slot) -> set[str]:
     """Names the root reaches without passing through the binding ``cut``."""
-    seen: set[str] = set()
-    stack = [tree.root]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        unit = tree.units.get(name)
-        if unit is not None:
-            stack.extend(
-                child
-                for slot, child in unit.children.items()
-                if not (name == cut.owner and slot == cut.name)
-            )
-    return seen
+    return set(reachable(tree, cut=(cut.owner, cut.name)))
 
 
 def _format_value(value: Any) -> str:

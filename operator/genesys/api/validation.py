@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -169,8 +168,6 @@ def pydantic_errors(
     for error in exc.errors(include_url=False):
         loc = [*prefix, *error["loc"]]
         value = _NO_VALUE if error["type"] in ("missing", "extra_forbidden") else error["input"]
-        if error["type"] == "extra_forbidden":
-            value = _NO_VALUE
         errors.append(SpecError(format_path(loc), _expected(error, root), value))
     return errors
 
@@ -368,9 +365,6 @@ def _other_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
             "expected a time zone, e.g. 2026-12-01T00:00:00Z",
             deadline.isoformat(),
         )
-    ratio = spec.ladder.selection_ratio
-    if not math.isfinite(ratio):  # pragma: no cover - pydantic bounds reject it first
-        yield SpecError("spec.ladder.selectionRatio", "expected a finite number", ratio)
 
 
 def semantic_errors(spec: DiscoveryRunSpec) -> list[SpecError]:

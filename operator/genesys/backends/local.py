@@ -159,8 +159,6 @@ class LocalBackend:
         counts: dict[tuple[str, str], int] = {}
         for key in self.store.list(f"{run_prefix(self.name)}/designs"):
             parts = key.split("/")
-            if len(parts) == 7 and parts[4] == "verifications" and parts[6] == "attempts":
-                continue
             if len(parts) == 8 and parts[4] == "verifications" and parts[6] == "attempts":
                 counts[(parts[3], parts[5])] = counts.get((parts[3], parts[5]), 0) + 1
         return counts

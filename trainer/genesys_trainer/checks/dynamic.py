@@ -22,7 +22,8 @@ import errno
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +175,17 @@ def failure(name: str, exc: BaseException, design: str, hint: str) -> Finding:
     return Finding(name, Status.FAIL, message[:2000], unit=unit, line=line, hint=hint)
 
 
+@contextmanager
+def design_errors(ctx: Context, name: str, hint: str) -> Iterator[None]:
+    """Turn an exception raised by design code into a failing finding of check ``name``."""
+    try:
+        yield
+    except CheckFailedError:
+        raise
+    except Exception as exc:
+        raise CheckFailedError(failure(name, exc, ctx.tree.name, hint)) from exc
+
+
 def run_blocks(model: LanguageModel, x: Tensor) -> Tensor:
     """The block stack alone, Z threaded through, from embeddings x (B, L, D)."""
     z: dict[str, Any] = {}
@@ -206,7 +218,7 @@ def check_param_fit(ctx: Context) -> None:
     """Fit depth and width to the rung's reference size."""
     assert ctx.design is not None
     preset = ctx.rung.preset
-    try:
+    with design_errors(ctx, "param_fit", "the block must build at the rung's width"):
         fit = fit_design(
             ctx.design,
             preset,
@@ -214,10 +226,6 @@ def check_param_fit(ctx: Context) -> None:
             vocab_size=ctx.rung.vocab_size,
             tolerance=ctx.settings.param_tolerance,
         )
-    except Exception as exc:
-        raise CheckFailedError(
-            failure("param_fit", exc, ctx.tree.name, "the block must build at the rung's width")
-        ) from exc
     ctx.fit = fit
     ctx.info["fit"] = fit.to_json()
     shape = f"n_embd={fit.n_embd} n_layer={fit.n_layer}: {fit.params:,} params"
@@ -246,29 +254,23 @@ def check_forward(ctx: Context) -> None:
         (s.forward_batch_size, length),
         generator=torch.Generator().manual_seed(s.seed),
     )
-    try:
-        with torch.no_grad():
-            x = model.wte(idx)
-            z: dict[str, Any] = {}
-            for index, block in enumerate(model.blocks):
-                y, z = block(x, **z)
-                if not torch.isfinite(y).all():
-                    raise CheckFailedError(
-                        Finding(
-                            "forward",
-                            Status.FAIL,
-                            f"block {index} output holds NaN or inf for finite input",
-                            unit=ctx.tree.root,
-                            hint="guard divisions, logs and exps; normalise",
-                        )
+    hint = "the block must map (B, L, D) to (B, L, D)"
+    with design_errors(ctx, "forward", hint), torch.no_grad():
+        x = model.wte(idx)
+        z: dict[str, Any] = {}
+        for index, block in enumerate(model.blocks):
+            y, z = block(x, **z)
+            if not torch.isfinite(y).all():
+                raise CheckFailedError(
+                    Finding(
+                        "forward",
+                        Status.FAIL,
+                        f"block {index} output holds NaN or inf for finite input",
+                        unit=ctx.tree.root,
+                        hint="guard divisions, logs and exps; normalise",
                     )
-                x = y
-    except CheckFailedError:
-        raise
-    except Exception as exc:
-        raise CheckFailedError(
-            failure("forward", exc, ctx.tree.name, "the block must map (B, L, D) to (B, L, D)")
-        ) from exc
+                )
+            x = y
     ctx.report.add(
         Finding("forward", Status.PASS, f"({s.forward_batch_size}, {length}) -> same shape, finite")
     )
@@ -321,7 +323,7 @@ def check_causality(ctx: Context) -> None:
     )
     cuts = list(range(L))
     group = min(s.causality_group, L)
-    try:
+    with design_errors(ctx, "causality", "the block failed to run"):
         for train in (False, True):
             leak = find_leak(model, x, cuts, group, train, s.seed + 2)
             if leak is not None:
@@ -338,12 +340,6 @@ def check_causality(ctx: Context) -> None:
                         "left-pad convolutions, and never pool or roll over the sequence",
                     )
                 )
-    except CheckFailedError:
-        raise
-    except Exception as exc:
-        raise CheckFailedError(
-            failure("causality", exc, ctx.tree.name, "the block failed to run")
-        ) from exc
     ctx.report.add(
         Finding("causality", Status.PASS, f"exact for every t < {L}, eval and train modes")
     )
@@ -356,13 +352,8 @@ def check_batch_independence(ctx: Context) -> None:
     x = torch.randn(3, L, model.config.n_embd, generator=torch.Generator().manual_seed(5))
     changed = x.clone()
     changed[1] = -changed[1]
-    try:
-        with torch.no_grad():
-            a, b = run_blocks(model, x), run_blocks(model, changed)
-    except Exception as exc:
-        raise CheckFailedError(
-            failure("batch_independence", exc, ctx.tree.name, "the block failed")
-        ) from exc
+    with design_errors(ctx, "batch_independence", "the block failed"), torch.no_grad():
+        a, b = run_blocks(model, x), run_blocks(model, changed)
     if not (torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])):
         raise CheckFailedError(
             Finding(
@@ -387,15 +378,11 @@ def check_differentiability(ctx: Context) -> None:
     )
     names = {id(p): n for n, p in model.named_parameters()}
     tracker = UsedParameters(names)
-    try:
+    with design_errors(ctx, "differentiability", "the backward pass must run"):
         with tracker:
             _, loss = model(idx[:, :-1], idx[:, 1:])
         assert loss is not None
         loss.backward()
-    except Exception as exc:
-        raise CheckFailedError(
-            failure("differentiability", exc, ctx.tree.name, "the backward pass must run")
-        ) from exc
     parameters = dict(model.named_parameters())
     no_grad = [n for n in sorted(tracker.used) if parameters[n].grad is None]
     not_finite = [
@@ -524,17 +511,13 @@ def check_effectiveness(ctx: Context) -> None:
     reference_model = LanguageModel(reference_design, config_for(reference_fit, ctx.rung))
     lr = ctx.rung.preset.lr
     reference_trainer = StepTrainer(reference_model, lr, batches[0])
-    try:
+    with design_errors(ctx, "effectiveness", "training must run"):
         trainer = StepTrainer(ctx.model(), lr, batches[0])
         # Steps alternate between the two models, so load from other processes on the machine
         # slows both alike and the time ratio stays meaningful.
         for batch in batches:
             reference_trainer.step(batch)
             trainer.step(batch)
-    except Exception as exc:
-        raise CheckFailedError(
-            failure("effectiveness", exc, ctx.tree.name, "training must run")
-        ) from exc
     reference, run = reference_trainer.result(), trainer.result()
     ratios = {
         "time": run.seconds_per_step / reference.seconds_per_step,
@@ -624,7 +607,7 @@ def check_complexity(ctx: Context) -> None:
     if len(lengths) < 3:
         lengths = [max(4, ctx.rung.preset.block_size // 2**k) for k in (3, 2, 1, 0)]
     times, memories, flops = [], [], []
-    try:
+    with design_errors(ctx, "complexity", "the block failed"):
         for length in lengths:
             x = torch.randn(1, length, model.config.n_embd, requires_grad=True)
 
@@ -642,10 +625,6 @@ def check_complexity(ctx: Context) -> None:
                 best = min(best, time.perf_counter() - start)
             model.zero_grad(set_to_none=True)
             times.append(best)
-    except Exception as exc:
-        raise CheckFailedError(
-            failure("complexity", exc, ctx.tree.name, "the block failed")
-        ) from exc
     exponents = {
         "flops": fitted_exponent(lengths, flops),
         "memory": fitted_exponent(lengths, memories),
