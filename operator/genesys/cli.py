@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from genesys import __version__
+from genesys.api.base import parse_quantity_bytes
 from genesys.api.crd import all_crds
 from genesys.api.design import Design
 from genesys.api.discoveryrun import DiscoveryRun
@@ -189,9 +190,19 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     run = load_run_file(args.spec, err)
     if run is None:
         return EXIT_INVALID
+    agents = run.spec.agents
+    if not agents.offline and not os.environ.get(agents.api_key_env):
+        print(
+            f"error: spec.agents.apiKeyEnv: the environment variable {agents.api_key_env} holding "
+            "the LLM API key is not set (export it, or set spec.agents.offline: true)",
+            file=err,
+        )
+        return EXIT_INVALID
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"genesys run {run.metadata.name} in {workdir}", file=out, flush=True)
+    endpoint = "offline proposer" if agents.offline else (agents.base_url or "OpenAI")
+    print(f"genesys run {run.metadata.name} in {workdir} (agents: {endpoint})", file=out,
+          flush=True)  # fmt: skip
     summary = drive(run, workdir, out)
     return EXIT_OK if summary["reason"] else EXIT_FAILED
 
@@ -277,24 +288,6 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 # ----------------------------------------------------------------------------------------- check
-
-
-def parse_quantity_bytes(text: str) -> int:
-    """Bytes of a Kubernetes-style quantity: 8Gi, 512Mi, 4G or a plain number."""
-    units = {
-        "Ki": 2**10,
-        "Mi": 2**20,
-        "Gi": 2**30,
-        "Ti": 2**40,
-        "K": 10**3,
-        "M": 10**6,
-        "G": 10**9,
-        "T": 10**12,
-    }
-    for suffix, factor in units.items():
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * factor)
-    return int(float(text))
 
 
 def load_design_document(name_or_path: str) -> dict[str, Any]:
@@ -425,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one design session: propose, check and record a design",
         add_help=False,
     )
-    design_session.set_defaults(handler=delegate("genesys.agents.offline"), passthrough=True)
+    design_session.set_defaults(handler=delegate("genesys.agents.design_cli"), passthrough=True)
 
     check = commands.add_parser(
         "check", help="check a design at a rung (static checks, then a sandboxed run)"

@@ -381,6 +381,33 @@ class LLMClient:
         self.ledger.add(record.cost_usd)
         return text
 
+    def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """Embeddings of ``texts`` (one call, traced as role ``embeddings``, budget checked).
+
+        Raises BudgetExhaustedError or LLMError like :meth:`chat`.
+        """
+        started = time.monotonic()
+        text = "\n".join(texts)
+        record = CallRecord("embeddings", model, prompt_hash([{"content": text}]), 0, 0, 0.0,
+                            0.0, 1)  # fmt: skip
+        try:
+            self.ledger.check(cost_usd(self.agents.prices, model, len(text) / CHARS_PER_TOKEN, 0))
+            try:
+                response = self._client.embeddings.create(model=model, input=texts)
+            except (openai.OpenAIError, ValueError) as error:
+                raise LLMError(_describe(error)) from error
+            record.prompt_tokens = response.usage.prompt_tokens if response.usage else 0
+            record.cost_usd = cost_usd(self.agents.prices, model, record.prompt_tokens, 0)
+            self.ledger.add(record.cost_usd)
+            return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
+        except (BudgetExhaustedError, LLMError) as error:
+            record.error = str(error)
+            raise
+        finally:
+            record.latency_s = time.monotonic() - started
+            if self._trace is not None:
+                self._trace(record)
+
     def chat_json(
         self,
         role: str,

@@ -114,6 +114,25 @@ class ObjectMeta(ApiModel):
 
 GeneticOperator = Literal["mutation", "crossover", "scratch", "seed"]
 
+
+def parse_quantity_bytes(text: str) -> int:
+    """Bytes of a Kubernetes-style quantity: 8Gi, 512Mi, 4G or a plain number."""
+    units = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "K": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+    }
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(float(text))
+
+
 __all__ = [
     "API_GROUP",
     "API_GROUP_VERSION",
@@ -130,4 +149,5 @@ __all__ = [
     "Probability",
     "Quantity",
     "SecretKeyRef",
+    "parse_quantity_bytes",
 ]

@@ -265,7 +265,9 @@ class Agents(ApiModel):
         "default (OPENAI_BASE_URL or OpenAI).",
     )
     api_key_secret: SecretKeyRef | None = Field(
-        default=None, description="Secret holding the API key. Required unless offline."
+        default=None,
+        description="Secret holding the API key. Required on a cluster unless offline; on one "
+        "machine (scheduler local) apiKeyEnv is used.",
     )
     api_key_env: Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)] = Field(
         default="OPENAI_API_KEY",
@@ -286,6 +288,21 @@ class Agents(ApiModel):
     )
     max_retries: int = Field(
         default=5, ge=0, le=50, description="Retries with backoff on 429, 5xx and timeouts."
+    )
+    max_tokens: int = Field(
+        default=4096, ge=256, le=1_000_000, description="Completion-token limit of one call."
+    )
+    embedding_model: NonEmptyStr | None = Field(
+        default=None,
+        description="Embedding model for the knowledge base's similarity search. Unset: BM25 "
+        "(pure Python, no endpoint needed).",
+    )
+    paper_search: Literal["off", "semantic-scholar", "arxiv"] = Field(
+        default="off",
+        description="External paper search during proposals (needs network access).",
+    )
+    paper_search_url: Annotated[str, StringConstraints(pattern=HTTP_URL_PATTERN)] | None = Field(
+        default=None, description="Base URL of the paper-search API. Unset: its public URL."
     )
 
 

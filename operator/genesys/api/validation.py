@@ -260,12 +260,13 @@ def _session_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
         )
 
 
-def _agent_errors(agents: Agents) -> Iterator[SpecError]:
+def _agent_errors(agents: Agents, scheduler: str) -> Iterator[SpecError]:
     base = "spec.agents"
-    if not agents.offline and agents.api_key_secret is None:
+    if not agents.offline and agents.api_key_secret is None and scheduler != "local":
         yield SpecError(
             f"{base}.apiKeySecret",
-            "expected a Secret reference {name, key} unless agents.offline is true",
+            "expected a Secret reference {name, key} unless agents.offline is true (on one "
+            "machine, with verification.scheduler local, agents.apiKeyEnv is used instead)",
         )
     capped = agents.max_usd_per_session is not None or agents.max_usd_per_run is not None
     for role, choices in agents.models:
@@ -372,7 +373,7 @@ def semantic_errors(spec: DiscoveryRunSpec) -> list[SpecError]:
     return [
         *_ladder_errors(spec),
         *_session_errors(spec),
-        *_agent_errors(spec.agents),
+        *_agent_errors(spec.agents, spec.verification.scheduler),
         *_check_errors(spec.checks),
         *_verification_errors(spec.verification),
         *_other_errors(spec),

@@ -2,7 +2,8 @@
 
 It executes the engine's actions on one machine and observes their results in the store:
 
-- ``StartSession`` runs ``genesys agent design ...`` (the offline proposer) in its own process
+- ``StartSession`` runs ``genesys agent design ...`` (the offline proposer, or an LLM session
+  with only the spec's API-key variable added to its scrubbed environment) in its own process
   group; its outcome is ``runs/<run>/sessions/<id>/session.json``.
 - ``StartVerification`` launches the trainer component (:func:`genesys_trainer.component.verify`)
   with TorchX's ``local_cwd`` scheduler; its outcome is ``.../verifications/<rung>/result.json``.
@@ -37,7 +38,13 @@ from genesys.engine.actions import (
 )
 from genesys.engine.plan import SEED_NAMES, Observed
 from genesys.sandbox.env import scrubbed_env
-from genesys.store.archive import design_key, load_archive, run_prefix, verification_prefix
+from genesys.store.archive import (
+    design_key,
+    load_archive,
+    run_prefix,
+    run_spent_usd,
+    verification_prefix,
+)
 from genesys.store.base import Store
 
 
@@ -138,6 +145,7 @@ class LocalBackend:
             running_sessions=frozenset(self.sessions),
             running_jobs=frozenset(self.jobs),
             failed_attempts=self._failed_attempts(),
+            spend_usd=run_spent_usd(self.store, self.name),
         )
 
     def _ingest_job(self, design: str, rung: str, state: str) -> None:
@@ -206,7 +214,7 @@ class LocalBackend:
             )
 
     def start_session(self, action: StartSession) -> None:
-        """Run one offline design session in a child process."""
+        """Run one design session (offline or LLM, as the spec says) in a child process."""
         spec = self.run.spec
         lowest = next(iter(self.rungs))
         command = [
@@ -231,22 +239,29 @@ class LocalBackend:
             ",".join(action.parents),
             "--seed",
             str(action.seed),
-            "--rung",
-            lowest,
-            "--vocab",
-            str(spec.verification.data.vocab_size),
             "--timeout",
             str(spec.checks.sandbox_timeout_seconds),
-            "--settings",
-            json.dumps(spec.checks.model_dump(by_alias=False)),
         ]
+        if spec.agents.offline:
+            command += [
+                "--mode",
+                "offline",
+                "--rung",
+                lowest,
+                "--vocab",
+                str(spec.verification.data.vocab_size),
+                "--settings",
+                json.dumps(spec.checks.model_dump(by_alias=False)),
+            ]
+        else:
+            command += ["--mode", spec.sessions.flow]
         log = (self.logs / f"{action.session}.log").open("wb")
         process = subprocess.Popen(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=scrubbed_env(os.environ, _store_env()),
+            env=scrubbed_env(os.environ, {**_store_env(), **_agent_env(self.run)}),
             cwd=self.workdir,
         )
         log.close()
@@ -303,8 +318,17 @@ class LocalBackend:
                 self.runner.cancel(handle)
 
 
+def _agent_env(run: DiscoveryRun) -> dict[str, str]:
+    """The LLM endpoint settings an LLM session needs: its API key variable and base URL."""
+    agents = run.spec.agents
+    if agents.offline:
+        return {}
+    names = (agents.api_key_env, "OPENAI_BASE_URL")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def _store_env() -> dict[str, str]:
-    """Store settings the children need (no LLM keys: sessions here are offline)."""
+    """Store settings the children need (never LLM keys: see _agent_env)."""
     names = (
         "GENESYS_S3_ENDPOINT",
         "AWS_ENDPOINT_URL",

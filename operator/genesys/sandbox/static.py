@@ -13,13 +13,19 @@ Checks (the ``name`` of each finding):
 - ``forbidden``: no open/exec/eval/compile/__import__/globals/locals/vars/breakpoint/input, no
   dynamic getattr/setattr, no dunder attributes, no os/sys/subprocess/socket/... names, no
   torch.hub/load/save/compile/jit/cpp_extension/_C.
+- ``unit_tests``: ``metadata["unit_tests"]`` maps implemented units to test sources; each parses,
+  defines at least one top-level ``test_*(unit, X)`` function and no class. Test sources also get
+  the ``imports`` and ``forbidden`` checks (their messages say "in the unit tests"), never
+  ``format``.
 
-What must stay true: every finding names the unit and line and says how to fix it.
+What must stay true: every finding names the unit (the unit under test, for test sources) and
+line where there is one, and says how to fix it.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
@@ -123,6 +129,8 @@ FORBIDDEN_TORCH_ATTRIBUTES = frozenset(
     }
 )
 ALLOWED_DUNDERS = frozenset({"__init__"})
+UNIT_TESTS_KEY = "unit_tests"  # the metadata key of the unit tests: unit name -> test source
+TEST_PREFIX = "test_"
 DYNAMIC_ATTRIBUTE_CALLS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 
 
@@ -416,6 +424,109 @@ def _format_findings(
         )
 
 
+# ---------------------------------------------------------------------------------- unit tests
+
+
+def _test_structure_findings(tree: ast.Module, unit: str) -> Iterator[Finding]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            yield _fail(
+                "unit_tests",
+                unit,
+                node,
+                f"the unit tests define class {node.name!r}",
+                "write plain functions: def test_name(unit, X): ...",
+            )
+    tests = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name.startswith(TEST_PREFIX)
+    ]
+    if not tests:
+        yield _fail(
+            "unit_tests",
+            unit,
+            tree.body[0] if tree.body else None,
+            "the unit tests define no top-level test_* function",
+            "define at least one def test_name(unit, X): ... that asserts",
+        )
+    for test in tests:
+        arguments = test.args
+        positional = [*arguments.posonlyargs, *arguments.args]
+        required_keywords = [d for d in arguments.kw_defaults if d is None]
+        if isinstance(test, ast.AsyncFunctionDef) or len(positional) != 2 or required_keywords:
+            yield _fail(
+                "unit_tests",
+                unit,
+                test,
+                f"{test.name} must be a plain function of (unit, X)",
+                f"write it as: def {test.name}(unit, X): ...",
+            )
+
+
+def _in_tests(finding: Finding) -> Finding:
+    return dataclasses.replace(finding, message=f"in the unit tests: {finding.message}")
+
+
+def check_unit_tests_source(unit: str, source: str) -> list[Finding]:
+    """Every static finding for the test source of one unit (empty when it passes)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return [
+            Finding(
+                "unit_tests",
+                Status.FAIL,
+                f"syntax error in the unit tests: {exc.msg}",
+                unit=unit,
+                line=exc.lineno,
+                hint="fix the Python syntax",
+            )
+        ]
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return [
+            Finding("unit_tests", Status.FAIL, f"cannot parse the unit tests: {exc}", unit=unit)
+        ]
+    security = [*_import_findings(tree, unit), *_forbidden_findings(tree, unit)]
+    return [*map(_in_tests, security), *_test_structure_findings(tree, unit)]
+
+
+def _unit_tests_findings(document: Mapping[str, Any]) -> Iterator[Finding]:
+    metadata = document.get("metadata")
+    tests = metadata.get(UNIT_TESTS_KEY) if isinstance(metadata, Mapping) else None
+    if tests is None:
+        return
+    if not isinstance(tests, Mapping):
+        yield Finding(
+            "unit_tests",
+            Status.FAIL,
+            f"metadata.{UNIT_TESTS_KEY} must be an object",
+            hint="map each unit name to the Python source of its tests",
+        )
+        return
+    units = document.get("units") or {}
+    for name, source in tests.items():
+        if name not in units:
+            yield Finding(
+                "unit_tests",
+                Status.FAIL,
+                f"unit tests for {name!r}, which is not an implemented unit of the tree",
+                unit=str(name),
+                hint=f"key {UNIT_TESTS_KEY} by the names of the units in 'units'",
+            )
+        elif not isinstance(source, str):
+            yield Finding(
+                "unit_tests",
+                Status.FAIL,
+                "the unit tests are not a Python source string",
+                unit=str(name),
+                hint="give the tests as one string of Python source",
+            )
+        else:
+            yield from check_unit_tests_source(str(name), source)
+
+
 # --------------------------------------------------------------------------------- entry points
 
 
@@ -450,7 +561,7 @@ def check_unit_source(
 
 
 def check_design_document(document: Mapping[str, Any]) -> list[Finding]:
-    """Static findings for every unit of a ``design.json`` document."""
+    """Static findings for every unit of a ``design.json`` document, and for its unit tests."""
     findings: list[Finding] = []
     units = document.get("units") or {}
     for name, spec in units.items():
@@ -466,7 +577,15 @@ def check_design_document(document: Mapping[str, Any]) -> list[Finding]:
                 bound_children=list((spec.get("children") or {}).keys()),
             )
         )
+    findings.extend(_unit_tests_findings(document))
     return findings
 
 
-__all__ = ["ALLOWED_IMPORTS", "check_design_document", "check_unit_source"]
+__all__ = [
+    "ALLOWED_IMPORTS",
+    "TEST_PREFIX",
+    "UNIT_TESTS_KEY",
+    "check_design_document",
+    "check_unit_source",
+    "check_unit_tests_source",
+]

@@ -196,6 +196,21 @@ def load_archive(store: Store, run: str, keys: Iterable[str] | None = None) -> A
     return archive
 
 
+def run_spent_usd(store: Store, run: str, *, exclude: str | None = None) -> float:
+    """USD the run's LLM sessions spent so far, from their ``state.json``, less ``exclude``'s."""
+    prefix = f"{run_prefix(run)}/sessions/"
+    total = 0.0
+    for key in store.list(prefix):
+        parts = key.removeprefix(prefix).split("/")
+        if len(parts) == 2 and parts[1] == "state.json" and parts[0] != exclude:
+            try:
+                state = _json(store, key) or {}
+            except ValueError:
+                continue
+            total += float(state.get("spent_usd") or 0.0)
+    return total
+
+
 __all__ = [
     "Archive",
     "DesignRecord",
@@ -205,6 +220,7 @@ __all__ = [
     "design_record",
     "load_archive",
     "run_prefix",
+    "run_spent_usd",
     "session_key",
     "verification_prefix",
 ]

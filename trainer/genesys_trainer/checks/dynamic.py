@@ -1,11 +1,12 @@
 """Dynamic checks of a composed design at a rung (Genesys, "Checkers, on every candidate block").
 
 Order, stopping at the first failure (each check presumes the previous ones):
-``compose`` -> ``param_fit`` -> ``forward`` -> ``batch_independence`` -> ``causality`` ->
-``differentiability`` -> ``complexity`` -> ``effectiveness`` (batch independence first: the
-vectorised causality check batches copies, so a batch-mixing block would look non-causal;
-complexity before effectiveness: a super-quadratic block would otherwise fail the effectiveness
-budgets without saying why).
+``compose`` -> ``param_fit`` -> ``forward`` -> ``unit_tests`` -> ``batch_independence`` ->
+``causality`` -> ``differentiability`` -> ``complexity`` -> ``effectiveness`` (the design's own
+unit tests right after the block runs, so a unit that breaks its author's intent is named before
+the generic checks; batch independence before causality: the vectorised causality check batches
+copies, so a batch-mixing block would look non-causal; complexity before effectiveness: a
+super-quadratic block would otherwise fail the effectiveness budgets without saying why).
 
 What must stay true:
 - This module executes design code: it runs only inside the sandbox child (or on trusted seeds).
@@ -14,6 +15,9 @@ What must stay true:
   perturbed copies at the same batch rows), never one forward per position.
 - Every error names what is wrong, where (unit and line, taken from the traceback when the
   design raised), and how to fix it.
+- ``unit_tests`` records one PASS ("no unit tests" when the design carries none), or one FAIL per
+  failing test (``<unit>.<test> failed: ...``, at the test source's line); every test runs, in
+  definition order, on a fresh eval-mode model per unit, with grad enabled.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -33,12 +37,21 @@ from torch import Tensor
 from genesys.api.presets import ScalePreset
 from genesys.sandbox.report import Finding, Report, Status
 from genesys_trainer.checks.measure import UsedParameters, step_flops, step_memory_bytes
+from genesys_trainer.checks.unit_tests import (
+    UnitTest,
+    failing_line,
+    find_unit,
+    load_unit_tests,
+    source_line,
+    tests_filename,
+    unit_tests_of,
+)
 from genesys_trainer.compose import ComposedDesign, compose
 from genesys_trainer.fit import FitResult, fit_design
 from genesys_trainer.model import LanguageModel, ModelConfig
 from genesys_trainer.seeds import load_seed
 from genesys_trainer.tree import DesignError, UnitTree
-from genesys_trainer.units import UnitError
+from genesys_trainer.units import Unit, UnitError
 
 
 class CheckFailedError(Exception):
@@ -273,6 +286,99 @@ def check_forward(ctx: Context) -> None:
             x = y
     ctx.report.add(
         Finding("forward", Status.PASS, f"({s.forward_batch_size}, {length}) -> same shape, finite")
+    )
+
+
+UNIT_TEST_SHAPE = (2, 16)  # (batch, length) of the X every unit test receives
+
+
+def raised_where(ctx: Context, exc: Exception) -> str:
+    """`` (raised in unit U, line N)`` when a unit's source raised ``exc``, else empty."""
+    origin, line = design_location(exc, ctx.tree.name)
+    if origin is None:
+        return ""
+    return f" (raised in unit {origin}" + (f", line {line})" if line is not None else ")")
+
+
+def unit_test_failure(ctx: Context, unit: str, test: str, exc: Exception, source: str) -> Finding:
+    """The failing finding of one unit test: which test, why, at which line of its source."""
+    line = failing_line(exc, tests_filename(ctx.tree.name, unit))
+    sandboxed = failure("unit_tests", exc, ctx.tree.name, "")
+    if sandboxed.name == "sandbox":  # the guard or a limit stopped it: say which test ran
+        message = f"{unit}.{test}: {sandboxed.message}"
+        if sandboxed.unit is not None:
+            return replace(sandboxed, message=message)
+        return replace(sandboxed, message=message, unit=unit, line=line)
+    if isinstance(exc, AssertionError):
+        text = source_line(source, line)
+        detail = str(exc) or (f"assertion failed: {text}" if text else "assertion failed")
+        message = f"{unit}.{test} failed: {detail}"
+        hint = "fix the unit so that its test holds, or the test if it asserts the wrong thing"
+    else:
+        message = f"{unit}.{test} raised {type(exc).__name__}: {exc}{raised_where(ctx, exc)}"
+        hint = "tests call the unit as Y, Z = unit(X) with X of shape (2, 16, d_model)"
+    return Finding("unit_tests", Status.FAIL, message[:2000], unit=unit, line=line, hint=hint)
+
+
+def run_unit_test(
+    ctx: Context, instance: Unit, unit: str, test: tuple[str, UnitTest], source: str
+) -> Finding | None:
+    """Run one test on ``instance`` with a fresh seeded X; its failing finding, or None."""
+    name, function = test
+    batch, length = UNIT_TEST_SHAPE
+    length = min(length, ctx.rung.preset.block_size)
+    generator = torch.Generator().manual_seed(ctx.settings.seed + 3)
+    X = torch.randn(batch, length, instance.d_model, generator=generator)
+    torch.manual_seed(ctx.settings.seed)
+    instance.zero_grad(set_to_none=True)
+    try:
+        with torch.enable_grad():
+            function(instance, X)
+    except Exception as exc:
+        return unit_test_failure(ctx, unit, name, exc, source)
+    return None
+
+
+def run_tests_of_unit(ctx: Context, unit: str, source: str) -> tuple[int, list[Finding]]:
+    """(number of tests, failing findings) of one unit's tests, on a fresh model's instance."""
+    instance = find_unit(ctx.model().eval().blocks, unit)
+    if instance is None:
+        return 0, [
+            Finding(
+                "unit_tests",
+                Status.FAIL,
+                f"{unit} has unit tests but is not used in the tree",
+                unit=unit,
+                hint="test only units that the block reaches from its root",
+            )
+        ]
+    try:
+        tests = load_unit_tests(ctx.tree.name, unit, source)
+    except Exception as exc:
+        return 0, [unit_test_failure(ctx, unit, "<module>", exc, source)]
+    failures = [run_unit_test(ctx, instance, unit, test, source) for test in tests]
+    return len(tests), [finding for finding in failures if finding is not None]
+
+
+def check_unit_tests(ctx: Context) -> None:
+    """The design's own unit tests (``metadata["unit_tests"]``) pass on the composed units."""
+    sources = unit_tests_of(ctx.tree.metadata)
+    if not sources:
+        ctx.report.add(Finding("unit_tests", Status.PASS, "no unit tests"))
+        return
+    count = 0
+    failures: list[Finding] = []
+    for unit, source in sources.items():
+        ran, failed = run_tests_of_unit(ctx, unit, source)
+        count += ran
+        failures.extend(failed)
+    ctx.info["unit_tests"] = {"units": len(sources), "tests": count, "failed": len(failures)}
+    if failures:
+        for finding in failures[:-1]:
+            ctx.report.add(finding)
+        raise CheckFailedError(failures[-1])
+    ctx.report.add(
+        Finding("unit_tests", Status.PASS, f"{count} unit tests of {len(sources)} units passed")
     )
 
 
@@ -659,6 +765,7 @@ CHECKS: list[tuple[str, Callable[[Context], None]]] = [
     ("compose", check_compose),
     ("param_fit", check_param_fit),
     ("forward", check_forward),
+    ("unit_tests", check_unit_tests),
     ("batch_independence", check_batch_independence),
     ("causality", check_causality),
     ("differentiability", check_differentiability),
