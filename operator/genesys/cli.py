@@ -207,6 +207,25 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if summary["reason"] else EXIT_FAILED
 
 
+def cmd_operator(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run the kopf operator until interrupted."""
+    import kopf
+
+    import genesys.controller.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose)
+    scope = ", ".join(args.namespace) if args.namespace else "every namespace"
+    print(f"genesys operator: watching {scope}", file=out, flush=True)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=list(args.namespace),
+        liveness_endpoint=args.liveness or None,
+        standalone=args.standalone,
+        peering_name=None if args.standalone else args.peering,
+    )
+    return EXIT_OK
+
+
 @dataclass(slots=True)
 class RunContext:
     """What status and report read of a run: its archive, fitness and ladder."""
@@ -410,6 +429,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", metavar="RUN", help="run directory (.../runs/NAME) or s3:// URI")
     report.add_argument("-o", "--output", default=None, help="HTML file (default NAME-report.html)")
     report.set_defaults(handler=cmd_report)
+
+    operator = commands.add_parser(
+        "operator", help="run the Kubernetes operator (kopf) that reconciles DiscoveryRuns"
+    )
+    operator.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="watch this namespace (repeatable); default: every namespace",
+    )  # fmt: skip
+    operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
+                          help="liveness endpoint URL ('' to disable)")  # fmt: skip
+    operator.add_argument("--standalone", action="store_true",
+                          help="no peering with other replicas (a single replica)")  # fmt: skip
+    operator.add_argument(
+        "--peering", default=None,
+        help="peering name shared by replicas (one is active at a time; needs kopf's peering "
+        "CRDs). Default: peer when the CRDs exist, else run alone",
+    )  # fmt: skip
+    operator.add_argument("--verbose", action="store_true", help="debug logging")
+    operator.set_defaults(handler=cmd_operator)
 
     agent = commands.add_parser("agent", help="run one design session (agent design --help)")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True, metavar="COMMAND")

@@ -81,7 +81,8 @@ def verify(
         if nnodes == 1:
             launcher.append("--standalone")
         else:
-            endpoint = f"{specs.macros.app_id}-verify-0:29500"  # replica 0 of this app
+            # replica 0's host, from the env var the scheduler names (kubelet expands $(VAR))
+            endpoint = f"$$({specs.macros.rank0_env}):29500"
             launcher += ["--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint]
         args = [*launcher, "-m", "genesys_trainer.train", *train_args]
     else:

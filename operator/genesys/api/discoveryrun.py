@@ -251,6 +251,24 @@ def _default_prices() -> dict[str, Price]:
     }
 
 
+class AgentPod(ApiModel):
+    """The pod of one design session on a cluster (an agent Job)."""
+
+    image: NonEmptyStr = Field(
+        default="genesys-operator:0.1.0", description="Agent container image."
+    )
+    cpu: Quantity = Field(default="2", description="CPU request (the sandboxed checks run here).")
+    memory: Quantity = Field(default="8Gi", description="Memory request and limit.")
+    deadline_seconds: int = Field(
+        default=21_600, ge=60, le=604_800,
+        description="activeDeadlineSeconds of the Job; a session past it is failed.",
+    )  # fmt: skip
+    backoff_limit: int = Field(
+        default=2, ge=0, le=20,
+        description="Pod retries of the Job; a retried session resumes where it stopped.",
+    )  # fmt: skip
+
+
 class Agents(ApiModel):
     """The LLM agents: endpoint, credentials, models, prices and budgets."""
 
@@ -291,6 +309,9 @@ class Agents(ApiModel):
     )
     max_tokens: int = Field(
         default=4096, ge=256, le=1_000_000, description="Completion-token limit of one call."
+    )
+    pod: AgentPod = Field(
+        default_factory=AgentPod, description="Agent Job settings (cluster runs only)."
     )
     embedding_model: NonEmptyStr | None = Field(
         default=None,
@@ -557,6 +578,11 @@ class Storage(ApiModel):
 
     s3: S3Storage | None = Field(default=None, description="S3 artifact store.")
     local: LocalStorage | None = Field(default=None, description="Local-directory store.")
+    retention: Literal["keep", "delete"] = Field(
+        default="keep",
+        description="On deleting the DiscoveryRun: keep its artifacts in the store, or delete "
+        "them.",
+    )
 
 
 # ------------------------------------------------------------------------------------------ spec
@@ -677,6 +703,7 @@ class DiscoveryRun(ApiModel):
 __all__ = [
     "PAPER_EVAL_TASKS",
     "SMOLLM_SUBSETS",
+    "AgentPod",
     "Agents",
     "Checks",
     "Data",

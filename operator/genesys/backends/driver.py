@@ -110,20 +110,16 @@ def progress_line(result: Plan, archive: Archive, elapsed: float, jobs: int) -> 
     )
 
 
-def finish_report(run: DiscoveryRun, store: Store, workdir: Path, out: TextIO) -> Path:
-    """Leaderboard to the terminal, HTML report to the store and the workdir."""
+def write_report(run: DiscoveryRun, store: Store) -> tuple[str, list[Any]]:
+    """Render the run's HTML report into the store; (html, leaderboard rows)."""
     from genesys.evolution.ranking import fitness as compute_fitness
-    from genesys.report import leaderboard, margin_over, render_html, render_text
+    from genesys.report import leaderboard, render_html
 
     archive = load_archive(store, run.metadata.name)
     fitness = compute_fitness(archive, margin=run.spec.selection.baseline_margin)
     rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size)
     order = [r.name for r in rungs]
     rows = leaderboard(archive, fitness, order)
-    print(render_text(rows), file=out)
-    margin = margin_over(rows, REFERENCE)
-    if margin is not None:
-        print(f"best design's fitness margin over the GPT-2 seed: {margin:+.3f}", file=out)
     html = render_html(
         archive,
         fitness,
@@ -136,6 +132,18 @@ def finish_report(run: DiscoveryRun, store: Store, workdir: Path, out: TextIO) -
         },
     )
     store.put_text(f"{run_prefix(run.metadata.name)}/report.html", html)
+    return html, rows
+
+
+def finish_report(run: DiscoveryRun, store: Store, workdir: Path, out: TextIO) -> Path:
+    """Leaderboard to the terminal, HTML report to the store and the workdir."""
+    from genesys.report import margin_over, render_text
+
+    html, rows = write_report(run, store)
+    print(render_text(rows), file=out)
+    margin = margin_over(rows, REFERENCE)
+    if margin is not None:
+        print(f"best design's fitness margin over the GPT-2 seed: {margin:+.3f}", file=out)
     path = workdir / f"{run.metadata.name}-report.html"
     path.write_text(html, encoding="utf-8")
     print(f"report: {path}", file=out)

@@ -29,6 +29,14 @@ from typing import Any
 
 from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.ladder import resolve_ladder
+from genesys.backends.common import (
+    failed_attempts,
+    record_session_end,
+    record_verification_end,
+    session_arguments,
+    write_failure,
+    write_seeds,
+)
 from genesys.engine.actions import (
     Action,
     InitSeeds,
@@ -36,13 +44,13 @@ from genesys.engine.actions import (
     StartSession,
     StartVerification,
 )
-from genesys.engine.plan import SEED_NAMES, Observed
+from genesys.engine.plan import Observed
 from genesys.sandbox.env import scrubbed_env
 from genesys.store.archive import (
     design_key,
     load_archive,
-    run_prefix,
     run_spent_usd,
+    session_key,
     verification_prefix,
 )
 from genesys.store.base import Store
@@ -120,56 +128,28 @@ class LocalBackend:
             if process.poll() is None:
                 continue
             del self.sessions[session]
-            key = f"{run_prefix(self.name)}/sessions/{session}/session.json"
-            if not self.store.exists(key):
+            tail = ""
+            if not self.store.exists(session_key(self.name, session)):
                 tail = (self.logs / f"{session}.log").read_text(errors="replace")[-800:]
-                self.store.put_text(
-                    key,
-                    json.dumps(
-                        {
-                            "status": "failed",
-                            "design": None,
-                            "reason": f"session exited with status {process.returncode}: {tail}",
-                        }
-                    ),
-                )
+            record_session_end(
+                self.store, self.name, session,
+                f"session exited with status {process.returncode}: {tail}",
+            )  # fmt: skip
         for (design, rung), handle in list(self.jobs.items()):
             status = self.runner.status(handle)
             if status is not None and not status.is_terminal():
                 continue
             del self.jobs[(design, rung)]
-            self._ingest_job(design, rung, str(status.state.name) if status else "UNKNOWN")
+            state = str(status.state.name) if status else "UNKNOWN"
+            record_verification_end(self.store, self.name, design, rung, state)
         archive = load_archive(self.store, self.name)
         return Observed(
             archive=archive,
             running_sessions=frozenset(self.sessions),
             running_jobs=frozenset(self.jobs),
-            failed_attempts=self._failed_attempts(),
+            failed_attempts=failed_attempts(self.store, self.name),
             spend_usd=run_spent_usd(self.store, self.name),
         )
-
-    def _ingest_job(self, design: str, rung: str, state: str) -> None:
-        prefix = verification_prefix(self.name, design, rung)
-        result_key = f"{prefix}/result.json"
-        result: dict[str, Any] | None = None
-        if self.store.exists(result_key):
-            result = json.loads(self.store.get_text(result_key))
-        if result is not None and result.get("status") in ("succeeded", "failed"):
-            return  # a finished verification (a guard stop is a result too)
-        attempts = len(list(self.store.list(f"{prefix}/attempts")))
-        reason = (result or {}).get("reason") or f"job ended {state} without a result"
-        self.store.put_text(
-            f"{prefix}/attempts/{attempts}.json", json.dumps({"state": state, "reason": reason})
-        )
-        self.store.delete(result_key)  # so the planner retries
-
-    def _failed_attempts(self) -> dict[tuple[str, str], int]:
-        counts: dict[tuple[str, str], int] = {}
-        for key in self.store.list(f"{run_prefix(self.name)}/designs"):
-            parts = key.split("/")
-            if len(parts) == 8 and parts[4] == "verifications" and parts[6] == "attempts":
-                counts[(parts[3], parts[5])] = counts.get((parts[3], parts[5]), 0) + 1
-        return counts
 
     # ------------------------------------------------------------------------------ apply
 
@@ -177,84 +157,22 @@ class LocalBackend:
         """Execute the actions (Finish is the driver's business)."""
         for action in actions:
             if isinstance(action, InitSeeds):
-                self.init_seeds()
+                write_seeds(self.store, self.name)
             elif isinstance(action, StartSession):
                 self.start_session(action)
             elif isinstance(action, StartVerification):
                 self.start_verification(action)
             elif isinstance(action, RecordFailure):
-                key = f"{verification_prefix(self.name, action.design_id, action.rung)}/result.json"
-                self.store.put_text(
-                    key,
-                    json.dumps(
-                        {
-                            "design": action.design_id,
-                            "rung": action.rung,
-                            "status": "error",
-                            "reason": action.reason,
-                        }
-                    ),
-                )
-
-    def init_seeds(self) -> None:
-        """Write the seed designs into the archive as ``seed-<name>``."""
-        from genesys_trainer.seeds import load_seed  # torch-free: reads JSON
-
-        for seq, name in enumerate(SEED_NAMES):
-            document = load_seed(name).to_json()
-            document["metadata"] = {
-                **document["metadata"],
-                "seq": seq,
-                "operator": "seed",
-                "parents": [],
-                "title": document["metadata"]["title"],
-            }
-            self.store.put_text(
-                design_key(self.name, f"seed-{name}", "design.json"), json.dumps(document, indent=2)
-            )
+                write_failure(self.store, self.name, action)
 
     def start_session(self, action: StartSession) -> None:
         """Run one design session (offline or LLM, as the spec says) in a child process."""
-        spec = self.run.spec
-        lowest = next(iter(self.rungs))
         command = [
             self.python,
             "-m",
             "genesys",
-            "agent",
-            "design",
-            "--store",
-            self.store_uri,
-            "--run",
-            self.name,
-            "--session",
-            action.session,
-            "--design-id",
-            action.design_id,
-            "--seq",
-            str(action.seq),
-            "--operator",
-            action.operator,
-            "--parents",
-            ",".join(action.parents),
-            "--seed",
-            str(action.seed),
-            "--timeout",
-            str(spec.checks.sandbox_timeout_seconds),
+            *session_arguments(self.run, action, self.store_uri),
         ]
-        if spec.agents.offline:
-            command += [
-                "--mode",
-                "offline",
-                "--rung",
-                lowest,
-                "--vocab",
-                str(spec.verification.data.vocab_size),
-                "--settings",
-                json.dumps(spec.checks.model_dump(by_alias=False)),
-            ]
-        else:
-            command += ["--mode", spec.sessions.flow]
         log = (self.logs / f"{action.session}.log").open("wb")
         process = subprocess.Popen(
             command,
@@ -277,6 +195,7 @@ class LocalBackend:
         design_uri = f"{self.store_uri}/{design_key(self.name, action.design_id, 'design.json')}"
         out = f"{self.store_uri}/{verification_prefix(self.name, action.design_id, action.rung)}"
         extra = ["--seed", str(spec.seed), "--checkpoint-every-minutes", "2"]
+        extra += ["--eval-tasks", ",".join(spec.verification.eval_tasks)]
         if self.eval_limit:
             extra += ["--eval-limit", str(self.eval_limit)]
         app = verify(

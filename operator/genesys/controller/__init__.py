@@ -1,0 +1,1 @@
+"""The Kubernetes controller: kopf handlers, builders of child objects, statuses and events."""

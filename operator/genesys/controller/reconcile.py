@@ -1,0 +1,175 @@
+"""One reconcile of a DiscoveryRun: validate, observe, plan, apply, and compute the status.
+
+The kopf handlers (:mod:`genesys.controller.handlers`) call :func:`reconcile` and write what it
+returns: one status patch and the Kubernetes Events of what happened. The discovery logic is
+the engine's :func:`~genesys.engine.plan.plan`, the same pure function ``genesys run`` uses;
+only the backend differs (:class:`~genesys.backends.kubernetes.KubernetesBackend`).
+
+An invalid spec (by the pydantic models, or by what a cluster run needs: an S3 store that the
+pods share, prepared data shards, a cluster scheduler) becomes phase ``SpecInvalid`` with a
+``SpecValid=False`` condition naming the fields. It is not retried: the next spec change is.
+
+What must stay true: a run in a terminal phase whose spec did not change is left alone; every
+side effect goes through the backend, whose creates are idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from genesys.api.discoveryrun import DiscoveryRun, FinishReason, Phase
+from genesys.api.ladder import resolve_ladder
+from genesys.api.validation import SpecError, SpecValidationError, parse_discovery_run
+from genesys.backends.kubernetes import Happening, KubernetesBackend
+from genesys.controller import builders
+from genesys.controller.status import design_status, invalid_status, ranks, run_status
+from genesys.engine.actions import Finish
+from genesys.engine.plan import plan
+from genesys.store.archive import design_key, run_prefix
+from genesys.store.base import Store, open_store
+
+TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
+
+
+@dataclass
+class Outcome:
+    """What one reconcile wants written: the status and the events."""
+
+    status: dict[str, Any]
+    happenings: list[Happening] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str:
+        """The run's phase after this reconcile."""
+        return str(self.status.get("phase", ""))
+
+
+def cluster_spec_errors(run: DiscoveryRun) -> list[SpecError]:
+    """What a valid spec still lacks to run on a cluster."""
+    spec = run.spec
+    errors = []
+    if spec.verification.scheduler == "local":
+        message = "expected kubernetes or volcano on a cluster ('local' is for genesys run)"
+        errors.append(SpecError("spec.verification.scheduler", message, "local"))
+    if spec.storage.s3 is None:
+        message = "expected an S3 store: the operator and its pods share artifacts through it"
+        errors.append(SpecError("spec.storage.s3", message))
+    if not spec.verification.data.shards:
+        message = "expected prepared shards (genesys data prepare --out s3://...) on a cluster"
+        errors.append(SpecError("spec.verification.data.shards", message))
+    return errors
+
+
+def _document(body: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = dict(body.get("metadata") or {})
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: metadata[k] for k in ("name", "namespace", "labels") if k in metadata},
+        "spec": body.get("spec"),
+    }
+
+
+def validate(body: Mapping[str, Any]) -> tuple[DiscoveryRun | None, list[str]]:
+    """The parsed run, or None and one message per problem (each naming its field)."""
+    try:
+        run = parse_discovery_run(_document(body))
+    except SpecValidationError as exc:
+        return None, [error.render() for error in exc.errors]
+    errors = cluster_spec_errors(run)
+    return (None, [e.render() for e in errors]) if errors else (run, [])
+
+
+def open_run_store(run: DiscoveryRun) -> Store:
+    """The run's S3 store, at the endpoint the spec names."""
+    s3 = run.spec.storage.s3
+    assert s3 is not None
+    return open_store(builders.store_uri(run), endpoint_url=s3.endpoint_url)
+
+
+def _ensure_spec(store: Store, run: DiscoveryRun) -> None:
+    key = f"{run_prefix(run.metadata.name)}/spec.json"
+    text = run.model_dump_json(indent=2)
+    if not store.exists(key) or store.get_text(key) != text:
+        store.put_text(key, text)
+
+
+def reconcile(
+    body: Mapping[str, Any],
+    *,
+    api_client: Any,
+    store: Store | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Reconcile one DiscoveryRun object (its body as a dict)."""
+    now = now or datetime.now(UTC)
+    metadata = body.get("metadata") or {}
+    generation = metadata.get("generation")
+    old = dict(body.get("status") or {})
+    name = str(metadata.get("name"))
+    run, problems = validate(body)
+    if run is None:
+        happening = Happening("run", name, "Warning", "SpecInvalid", "; ".join(problems)[:1000])
+        changed = old.get("phase") != Phase.SPEC_INVALID.value
+        return Outcome(
+            invalid_status(old, problems, now, generation), [happening] if changed else []
+        )
+    if old.get("phase") in TERMINAL and old.get("observedGeneration") == generation:
+        return Outcome(old)
+    store = store or open_run_store(run)
+    _ensure_spec(store, run)
+    namespace = str(metadata.get("namespace") or "default")
+    backend = KubernetesBackend(run, body, namespace=namespace, store=store,
+                                api_client=api_client)  # fmt: skip
+    backend.set_suspended(run.spec.suspend)
+    observation = backend.observe(now)
+    result = plan(run.spec, observation.observed, now)
+    happenings = observation.happenings + backend.apply(result.actions)
+    finish = next((a.reason for a in result.actions if isinstance(a, Finish)), None)
+    archive = observation.observed.archive
+    happenings += backend.sync_designs(archive, design_statuses(run, observation, result.fitness,
+                                                                backend.store_uri))  # fmt: skip
+    if finish is not None:
+        from genesys.backends.driver import write_report
+
+        write_report(run, store)
+    status = run_status(
+        old, result, archive, now=now, generation=generation, finish=finish,
+        llm_usd=observation.observed.spend_usd, gpu_hours=observation.gpu_hours,
+    )  # fmt: skip
+    if status["phase"] != old.get("phase"):
+        happenings.append(_phase_event(name, status["phase"], finish))
+    return Outcome(status, happenings)
+
+
+def _phase_event(name: str, phase: str, finish: FinishReason | None) -> Happening:
+    message = f"phase {phase}" + (f" ({finish.value})" if finish else "")
+    kind = "Warning" if phase == Phase.FAILED.value else "Normal"
+    return Happening("run", name, kind, phase, message)
+
+
+def design_statuses(
+    run: DiscoveryRun, observation: Any, fitness: Mapping[str, float], store_uri: str
+) -> dict[str, dict[str, Any]]:
+    """The wanted status of every design of the archive, by design id."""
+    observed = observation.observed
+    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size)
+    order = [r.name for r in rungs]
+    points = {r.name: r.confidence_points for r in rungs}
+    rank = ranks(fitness)
+    name = run.metadata.name
+    statuses = {}
+    for design_id, record in observed.archive.designs.items():
+        statuses[design_id] = design_status(
+            record, rung_order=order, fitness=fitness, rank=rank,
+            running=set(observed.running_jobs), attempts=observed.failed_attempts,
+            rung_points=points,
+            artifact_uri=f"{store_uri}/{design_key(name, design_id, '')}".rstrip("/"),
+        )  # fmt: skip
+    return statuses
+
+
+__all__ = ["Outcome", "cluster_spec_errors", "design_statuses", "reconcile", "validate"]

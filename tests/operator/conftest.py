@@ -1,0 +1,74 @@
+"""Fixtures of the operator tests: a fresh cluster (API, S3, CRDs, namespace, Secret) per test."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from support.cluster import NAMESPACE, REPO, Cluster
+from support.kube import running_kmock
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on loopback, with the bucket."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def cluster(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A fresh API server with the CRDs, namespace and Secret a user creates first."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():  # this process reads S3 too
+        monkeypatch.setenv(key, value)  # fmt: skip
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
+    with running_kmock(fail_on_server_errors=False) as kube:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+            "clusters": [{"name": "kmock", "cluster": {"server": kube.url}}],
+            "users": [{"name": "kmock", "user": {"token": "test"}}],
+            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock",
+                                                       "namespace": NAMESPACE}}],
+        }))  # fmt: skip
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBE"))},
+            "KUBECONFIG": str(kubeconfig), "GENESYS_S3_ENDPOINT": s3_server,
+            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1", "GENESYS_TICK_SECONDS": "1",
+        }  # fmt: skip
+        bucket = f"run-{uuid.uuid4().hex[:12]}"  # every test its own store
+        boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(
+            Bucket=bucket
+        )
+        cluster = Cluster(kube, s3_server, bucket, kubeconfig, tmp_path, env)
+        cluster.kubectl("apply", "--validate=false", "-f", str(REPO / "crds"))
+        # `kubectl create` sends protobuf, which the emulator cannot read: render, then apply
+        namespace = cluster.kubectl("create", "namespace", NAMESPACE, "--dry-run=client",
+                                    "-o", "yaml")  # fmt: skip
+        cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=namespace)
+        secret = cluster.kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE,
+                                 "--from-literal=AWS_ACCESS_KEY_ID=test",
+                                 "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+                                 "--dry-run=client", "-o", "yaml")  # fmt: skip
+        cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=secret)
+        try:
+            yield cluster
+        finally:
+            cluster.stop_operator()

@@ -1,0 +1,240 @@
+"""The operator end to end against kmock: kubectl apply a DiscoveryRun and watch it finish.
+
+Agent Jobs run real offline-proposer sessions (with the real sandboxed checks); training Jobs
+are faked by the kubelet (a plausible result.json) unless the test says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+
+from genesys.store.archive import load_archive
+from genesys_trainer.data.sources import SourceError, builtin_corpus_dir
+from support.cluster import NAMESPACE, Cluster, run_document
+from support.kube import KUBERNETES_CLIENT_WARNINGS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, KUBERNETES_CLIENT_WARNINGS]
+
+
+def apply(cluster: Cluster, document: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=yaml.safe_dump(document))
+
+
+def phase_is(cluster: Cluster, name: str, phase: str) -> bool:
+    return cluster.run_status(name).get("phase") == phase
+
+
+def jobs(cluster: Cluster) -> list[dict[str, Any]]:
+    return list(cluster.get("jobs")["items"])
+
+
+TWO_RUNGS = {
+    "rungs": [
+        {"name": "nano", "preset": "nano", "budget": 2, "tokens": 12288},
+        {"name": "micro", "preset": "micro", "budget": 1, "tokens": 12288},
+    ]
+}
+
+
+def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster: Cluster) -> None:
+    cluster.start_operator()
+    document = run_document(cluster, "tiny", ladder=TWO_RUNGS,
+                            **{"sessions.maxDesigns": None})  # fmt: skip
+    with cluster.kubelet(fake_training=True):
+        apply(cluster, document)
+        cluster.wait_for(lambda: phase_is(cluster, "tiny", "Succeeded"), 400, "Succeeded")
+    status = cluster.run_status("tiny")
+    store = cluster.store()
+    archive = load_archive(store, "tiny")
+    designs = {d["metadata"]["name"]: d for d in cluster.get("designs")["items"]}
+    assert len(designs) == len(archive.designs) == 7  # five seeds and two new designs
+    assert status["finishReason"] == "BudgetsSpent"
+    assert status["rungs"] == [{"name": "nano", "budget": 2, "used": 2, "running": 0},
+                               {"name": "micro", "budget": 1, "used": 1, "running": 0}]  # fmt: skip
+    assert status["designs"]["total"] == 2
+    assert status["designs"]["verified"] == 2
+    promoted = [d for d in archive.designs.values() if "micro" in d.verifications]
+    assert len(promoted) == 1
+    assert not promoted[0].is_seed
+    best = designs[f"tiny-{status['bestDesign']}"]
+    assert best["status"]["rank"] == 1
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"SpecValid": "True", "Progressing": "False", "Ready": "True",
+                          "BudgetExhausted": "True", "Failed": "False"}  # fmt: skip
+    for record in archive.designs.values():  # every Design mirrors the archive
+        design = designs[f"tiny-{record.id}"]
+        assert design["spec"]["operator"] == record.operator
+        ladder_order = [r for r in ("nano", "micro") if r in record.verifications]
+        assert [r["rung"] for r in design["status"]["rungs"]] == ladder_order
+        assert design["metadata"]["ownerReferences"][0]["name"] == "tiny"
+    all_jobs = jobs(cluster)
+    names = [j["metadata"]["name"] for j in all_jobs]
+    roles = Counter(j["metadata"]["labels"]["genesys.dev/role"] for j in all_jobs)
+    sessions = len(archive.sessions)
+    verifications = sum(len(d.verifications) for d in archive.designs.values())
+    assert roles == {"session": sessions, "verification": verifications}
+    assert len(names) == len(set(names))
+    printed = cluster.kubectl("get", "discoveryruns,designs", "-n", NAMESPACE)
+    assert "Succeeded" in printed
+    assert f"tiny-{promoted[0].id}" in printed
+    assert store.exists("runs/tiny/report.html")
+    events = cluster.get("events")["items"]
+    reasons = Counter(e["reason"] for e in events)
+    assert reasons["SessionStarted"] == sessions
+    assert reasons["Succeeded"] == 1
+    sessions_log = cluster.kubectl("logs", "-n", NAMESPACE, "-l", "genesys.dev/role=session")
+    assert '"status": "implemented"' in sessions_log  # what the agent pods printed
+    run_uri = f"s3://{cluster.bucket}/runs/tiny"
+    shown = subprocess.run([sys.executable, "-m", "genesys", "status", run_uri], env=cluster.env,
+                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "rung micro: 1/1 verified" in shown.stdout
+    report = cluster.workdir / "report.html"
+    made = subprocess.run([sys.executable, "-m", "genesys", "report", run_uri, "-o", str(report)],
+                          env=cluster.env, capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "data:image/png;base64," in report.read_text()
+
+
+def condition(cluster: Cluster, name: str, kind: str) -> dict[str, Any]:
+    return next(c for c in cluster.run_status(name)["conditions"] if c["type"] == kind)
+
+
+def test_an_invalid_spec_is_reported_by_field_and_a_fixed_spec_starts(cluster: Cluster) -> None:
+    cluster.start_operator()
+    document = run_document(cluster, "bad")
+    document["spec"]["ladder"]["rungs"][0]["budget"] = 0
+    document["spec"]["sessions"]["parallel"] = "many"
+    apply(cluster, document)
+    cluster.wait_for(lambda: phase_is(cluster, "bad", "SpecInvalid"), 60, "SpecInvalid")
+    spec_valid = condition(cluster, "bad", "SpecValid")
+    assert spec_valid["status"] == "False"
+    assert "spec.ladder.rungs[0].budget" in spec_valid["message"]
+    assert "spec.sessions.parallel" in spec_valid["message"]
+    time.sleep(3)  # no retry loop: nothing is started, the status stays as it is
+    assert jobs(cluster) == []
+    assert condition(cluster, "bad", "SpecValid") == spec_valid
+    events = [e for e in cluster.get("events")["items"] if e["reason"] == "SpecInvalid"]
+    assert len(events) == 1
+    with cluster.kubelet(fake_training=True):
+        apply(cluster, run_document(cluster, "bad"))  # the fix
+        cluster.wait_for(lambda: phase_is(cluster, "bad", "Succeeded"), 300, "Succeeded")
+    assert condition(cluster, "bad", "SpecValid")["status"] == "True"
+
+
+def test_a_restarted_operator_duplicates_nothing_and_finishes(cluster: Cluster) -> None:
+    cluster.start_operator()
+    with cluster.kubelet(fake_training=True):
+        apply(cluster, run_document(cluster, "crash"))
+        cluster.wait_for(lambda: any(j["metadata"]["labels"]["genesys.dev/role"] == "session"
+                                     for j in jobs(cluster)), 120, "a session Job")  # fmt: skip
+        cluster.kill_operator()
+        time.sleep(2)
+        cluster.start_operator()
+        cluster.wait_for(lambda: phase_is(cluster, "crash", "Succeeded"), 300, "Succeeded")
+    archive = load_archive(cluster.store(), "crash")
+    names = [j["metadata"]["name"] for j in jobs(cluster)]
+    verifications = sum(len(d.verifications) for d in archive.designs.values())
+    assert len(names) == len(set(names)) == len(archive.sessions) + verifications
+    designs = cluster.get("designs")["items"]
+    assert len(designs) == len(archive.designs) == 6
+    assert len(archive.sessions) == 1
+
+
+def test_training_retries_are_bounded_and_recorded(cluster: Cluster) -> None:
+    cluster.start_operator()
+    failing = {"verify-retry-seed-gpt2-nano": 2, "verify-retry-seed-mamba2-nano": 10}
+    with cluster.kubelet(fake_training=True, fail_first=failing):
+        apply(cluster, run_document(cluster, "retry",
+                                    **{"verification.maxRetries": 2}))  # fmt: skip
+        cluster.wait_for(lambda: phase_is(cluster, "retry", "Succeeded"), 300, "Succeeded")
+    designs = {d["metadata"]["name"]: d for d in cluster.get("designs")["items"]}
+    gpt2 = designs["retry-seed-gpt2"]["status"]
+    assert gpt2["phase"] == "Verified"
+    assert gpt2["rungs"][0]["attempts"] == 3
+    mamba2 = designs["retry-seed-mamba2"]["status"]
+    assert mamba2["phase"] == "Failed"
+    assert mamba2["rungs"][0]["phase"] == "Failed"
+    assert "3 attempts" in mamba2["reason"]
+    store = cluster.store()
+    attempts = list(store.list("runs/retry/designs/seed-gpt2/verifications/nano/attempts"))
+    assert len(attempts) == 2
+    names = sorted(
+        j["metadata"]["name"] for j in jobs(cluster) if "mamba2" in j["metadata"]["name"]
+    )
+    assert [n.rsplit("-", 1)[1] for n in names] == ["a0", "a1", "a2"]  # 1 try + 2 retries
+
+
+def test_suspend_stops_new_work_and_resume_finishes(cluster: Cluster) -> None:
+    cluster.start_operator()
+    with cluster.kubelet(fake_training=True) as kubelet:
+        apply(cluster, run_document(cluster, "pause"))
+        cluster.wait_for(lambda: bool(kubelet.started), 120, "a running Job")
+        cluster.kubectl("patch", "discoveryrun", "pause", "-n", NAMESPACE, "--type", "merge",
+                        "-p", json.dumps({"spec": {"suspend": True}}))  # fmt: skip
+        cluster.wait_for(lambda: phase_is(cluster, "pause", "Suspended"), 60, "Suspended")
+        time.sleep(3)
+        frozen = sorted(j["metadata"]["name"] for j in jobs(cluster))
+        running = [j for j in jobs(cluster) if not (j.get("status") or {}).get("conditions")]
+        assert running
+        assert all(j["spec"].get("suspend") for j in running)
+        assert condition(cluster, "pause", "Progressing")["reason"] == "Suspended"
+        time.sleep(3)
+        assert sorted(j["metadata"]["name"] for j in jobs(cluster)) == frozen  # nothing new
+        cluster.kubectl("patch", "discoveryrun", "pause", "-n", NAMESPACE, "--type", "merge",
+                        "-p", json.dumps({"spec": {"suspend": False}}))  # fmt: skip
+        cluster.wait_for(lambda: phase_is(cluster, "pause", "Succeeded"), 300, "Succeeded")
+
+
+@pytest.mark.parametrize("retention", ["keep", "delete"])
+def test_delete_removes_children_and_applies_the_retention(
+    cluster: Cluster, retention: str
+) -> None:
+    cluster.start_operator()
+    with cluster.kubelet(fake_training=True):
+        apply(cluster, run_document(cluster, "gone",
+                                    **{"storage.retention": retention}))  # fmt: skip
+        cluster.wait_for(lambda: phase_is(cluster, "gone", "Succeeded"), 300, "Succeeded")
+    assert jobs(cluster)
+    assert cluster.get("designs")["items"]
+    cluster.kubectl("delete", "discoveryrun", "gone", "-n", NAMESPACE, "--timeout=60s")
+    assert cluster.kube.object("genesys.dev/v1alpha1/discoveryruns", NAMESPACE, "gone") is None
+    assert jobs(cluster) == []
+    assert cluster.get("designs")["items"] == []
+    store = cluster.store()
+    left = list(store.list("runs/gone"))
+    assert (len(left) > 0) == (retention == "keep")
+
+
+def test_training_jobs_run_the_real_trainer_against_the_store(cluster: Cluster) -> None:
+    """No faking: the kubelet runs the TorchX-rendered trainer command, reading S3 shards."""
+    try:
+        builtin_corpus_dir()
+    except SourceError as exc:
+        pytest.skip(f"built-in corpus not installed: {exc}")
+    shards = f"s3://{cluster.bucket}/data/byte"
+    prepared = subprocess.run(
+        [sys.executable, "-m", "genesys", "data", "prepare", "--source", "builtin",
+         "--tokenizer", "byte", "--out", shards],
+        env=cluster.env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    cluster.start_operator()
+    with cluster.kubelet(fake_training=False):
+        apply(cluster, run_document(cluster, "real"))
+        cluster.wait_for(lambda: phase_is(cluster, "real", "Succeeded"), 600, "Succeeded")
+    archive = load_archive(cluster.store(), "real")
+    results = [d.verifications["nano"] for d in archive.designs.values()]
+    assert len(results) == 6
+    assert all(r.status == "succeeded" for r in results), [r.reason for r in results]
+    assert all(r.val_loss is not None and r.val_loss < 6.0 for r in results)  # < ln(256)+
+    assert all("genesys_cloze" in r.metrics for r in results)

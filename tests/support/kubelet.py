@@ -1,0 +1,278 @@
+"""A fake Job controller for operator tests: it plays the kubelet and the Job controller.
+
+kmock is an API server without controllers, so nothing would ever run a Job. ``FakeKubelet``
+watches Jobs (by polling the API over HTTP, like any client) and, for each new one that is not
+suspended, either
+
+- **runs its container for real**: the pod's ``command``/``args`` as a local process (``genesys``
+  and ``python`` mapped to this interpreter), with the Job's environment, Secret references
+  resolved from the API's Secrets, in a fresh working directory; or
+- **fakes a training** (``fake_training=True``): writes a plausible trainer ``result.json``
+  (deterministic losses and scores from the design id) to the Job's ``--out`` store prefix,
+  so scenarios about the control plane need not wait for real training.
+
+It then sets the Job's status the way the Job controller does: ``active``, ``startTime``, and at
+the end ``succeeded`` or ``failed`` with a ``Complete`` or ``Failed`` condition and a
+``completionTime``. ``fail_first`` makes the first N runs of Jobs whose name contains a key fail
+without running (as an evicted or crashed pod would). A deleted Job's process is killed; a
+suspended Job is not started, and a running one that gets suspended loses its process, until it
+is resumed (as the Job controller deletes a suspended Job's pods).
+
+What must stay true: it talks to the API only over HTTP through the official client; it never
+reaches into the operator's process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Started:
+    """A Job the kubelet is running."""
+
+    name: str
+    namespace: str
+    process: subprocess.Popen[bytes] | None
+    log: Path
+    outcome: int | None = None
+    pod: str = ""
+
+
+@dataclass
+class FakeKubelet:
+    """See the module docstring; use it as a context manager."""
+
+    api_client: Any
+    namespace: str = "default"
+    fake_training: bool = False
+    fail_first: dict[str, int] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kubelet-")))
+    base_env: Mapping[str, str] = field(default_factory=dict)
+    poll_seconds: float = 0.2
+    on_start: Callable[[str], None] | None = None
+    pod_log_sink: Callable[[str, str, str], None] | None = None  # (namespace, pod, text)
+    started: dict[str, Started] = field(default_factory=dict)
+    runs: dict[str, int] = field(default_factory=dict)  # job name -> times started
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self.batch = k8s.BatchV1Api(self.api_client)
+        self.core = k8s.CoreV1Api(self.api_client)
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> FakeKubelet:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for started in self.started.values():
+            if started.process is not None and started.process.poll() is None:
+                started.process.kill()
+                started.process.wait()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception as exc:  # keep playing; a test sees the effect, not a crash
+                print(f"fake kubelet: {exc!r}", file=sys.stderr)
+            self._stop.wait(self.poll_seconds)
+
+    # ---------------------------------------------------------------------------------- step
+
+    def step(self) -> None:
+        """One pass: start new Jobs, finish ended ones, kill deleted ones."""
+        jobs = {job["metadata"]["name"]: job for job in self._list_jobs()}
+        for name, started in list(self.started.items()):
+            if name not in jobs:
+                if started.process is not None and started.process.poll() is None:
+                    started.process.kill()
+                del self.started[name]
+        for name, job in jobs.items():
+            status = job.get("status") or {}
+            ended = any(c.get("type") in ("Complete", "Failed") for c in
+                        status.get("conditions") or [])  # fmt: skip
+            if ended:
+                continue
+            suspended = bool((job.get("spec") or {}).get("suspend"))
+            if name in self.started and suspended:
+                self._evict(name)  # the Job controller deletes a suspended Job's pods
+            elif name in self.started:
+                self._check(job, self.started[name])
+            elif not suspended:
+                self._start(job)
+
+    def _list_jobs(self) -> list[dict[str, Any]]:
+        response = self.batch.list_namespaced_job(self.namespace, _preload_content=False)
+        data = json.loads(response.data)
+        return list(data.get("items") or [])
+
+    def _patch_status(self, name: str, status: dict[str, Any]) -> None:
+        body = {"status": status}
+        try:
+            self.batch.patch_namespaced_job_status(name, self.namespace, body)
+        except ApiException as exc:
+            if exc.status not in (404, 405):
+                raise
+            self.batch.patch_namespaced_job(name, self.namespace, body)
+
+    def _start(self, job: dict[str, Any]) -> None:
+        name = job["metadata"]["name"]
+        self.runs[name] = self.runs.get(name, 0) + 1
+        log = self.workdir / f"{name}.{self.runs[name]}.log"
+        for key, count in self.fail_first.items():
+            if key in name and count > 0:
+                self.fail_first[key] = count - 1
+                started = Started(name, self.namespace, None, log, outcome=1)
+                self.started[name] = started
+                self._patch_status(name, {"active": 1, "startTime": _now()})
+                return
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        if self.fake_training and "genesys_trainer.train" in " ".join(container.get("args") or []):
+            self._fake_training(container)
+            self.started[name] = Started(name, self.namespace, None, log, outcome=0)
+        else:
+            self.started[name] = Started(name, self.namespace, self._run(container, log), log)
+        self.started[name].pod = self._create_pod(job)
+        self._patch_status(name, {"active": 1, "startTime": _now()})
+        if self.on_start is not None:
+            self.on_start(name)
+
+    def _evict(self, name: str) -> None:
+        started = self.started.pop(name)
+        if started.process is not None and started.process.poll() is None:
+            started.process.kill()
+            started.process.wait()
+        self._patch_status(name, {"active": 0})
+
+    def _check(self, job: dict[str, Any], started: Started) -> None:
+        if started.process is not None and started.outcome is None:
+            code = started.process.poll()
+            if code is None:
+                return
+            started.outcome = code
+        if started.outcome is None:
+            return
+        name = job["metadata"]["name"]
+        ok = started.outcome == 0
+        condition = {"type": "Complete" if ok else "Failed", "status": "True",
+                     "reason": "Completed" if ok else "BackoffLimitExceeded",
+                     "message": "" if ok else f"pod exited with status {started.outcome}",
+                     "lastTransitionTime": _now()}  # fmt: skip
+        status = {"active": 0, "conditions": [condition], "completionTime": _now(),
+                  "succeeded" if ok else "failed": 1}  # fmt: skip
+        self._finish_pod(started, ok)
+        self._patch_status(name, status)
+
+    # -------------------------------------------------------------------------------- pods
+
+    def _create_pod(self, job: dict[str, Any]) -> str:
+        """A Pod object for the Job, labelled as the Job controller labels its pods."""
+        name = f"{job['metadata']['name']}-{self.runs[job['metadata']['name']]:05d}"[-63:]
+        template = job["spec"]["template"]
+        labels = {**(template.get("metadata") or {}).get("labels", {}),
+                  "job-name": job["metadata"]["name"]}  # fmt: skip
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
+               "spec": template["spec"], "status": {"phase": "Running"}}  # fmt: skip
+        try:
+            self.core.create_namespaced_pod(self.namespace, pod)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return name
+
+    def _finish_pod(self, started: Started, ok: bool) -> None:
+        if not started.pod:
+            return
+        phase = "Succeeded" if ok else "Failed"
+        self.core.patch_namespaced_pod(started.pod, self.namespace, {"status": {"phase": phase}})
+        if self.pod_log_sink is not None:
+            text = started.log.read_text(errors="replace") if started.log.exists() else ""
+            self.pod_log_sink(self.namespace, started.pod, text)
+
+    # ----------------------------------------------------------------------------- running
+
+    def _env(self, container: Mapping[str, Any]) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+        env.update(self.base_env)
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+            elif "secretKeyRef" in (item.get("valueFrom") or {}):
+                ref = item["valueFrom"]["secretKeyRef"]
+                secret = self.core.read_namespaced_secret(ref["name"], self.namespace)
+                import base64
+
+                env[item["name"]] = base64.b64decode((secret.data or {})[ref["key"]]).decode()
+        return env
+
+    def _command(self, container: Mapping[str, Any]) -> list[str]:
+        command = list(container.get("command") or []) + list(container.get("args") or [])
+        if command and command[0] == "genesys":
+            return [sys.executable, "-m", "genesys", *command[1:]]
+        if command and Path(command[0]).name.startswith("python"):
+            return [sys.executable, *command[1:]]
+        return command
+
+    def _run(self, container: Mapping[str, Any], log: Path) -> subprocess.Popen[bytes]:
+        directory = Path(tempfile.mkdtemp(dir=self.workdir))
+        with log.open("wb") as sink:
+            return subprocess.Popen(self._command(container), env=self._env(container),
+                                    cwd=directory, stdout=sink, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+
+    def _fake_training(self, container: Mapping[str, Any]) -> None:
+        from genesys.store.base import open_store
+
+        args = list(container.get("args") or [])
+        out = args[args.index("--out") + 1]
+        rung = args[args.index("--rung") + 1]
+        design = args[args.index("--design") + 1].rstrip("/").split("/")[-2]
+        env = self._env(container)
+        store = open_store(out, endpoint_url=env.get("GENESYS_S3_ENDPOINT"))
+        salt = sum(ord(c) for c in design) % 97 / 97
+        result = {
+            "design": design, "rung": rung, "status": "succeeded", "reason": "",
+            "params": 100_000 + int(salt * 10_000), "tokens": 24_576,
+            "train_loss": 3.0 + salt, "val_loss": 3.1 + salt,
+            "eval": {"genesys_cloze": {"acc": 0.3 + 0.4 * (1 - salt)}},
+            "finished": datetime.now(UTC).isoformat(),
+        }  # fmt: skip
+        store.put_text("result.json", json.dumps(result))
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 120) -> bool:
+        """Poll ``predicate`` until true or ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.2)
+        return predicate()

@@ -1,0 +1,166 @@
+"""The operator's pure parts: agent Job and Design builders, spec checks, statuses."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from genesys.api.discoveryrun import DiscoveryRun, FinishReason, Phase
+from genesys.api.validation import parse_discovery_run
+from genesys.controller import builders
+from genesys.controller.reconcile import validate
+from genesys.controller.status import (
+    ConditionSpec,
+    design_status,
+    merge_conditions,
+    ranks,
+    run_status,
+)
+from genesys.engine.actions import StartSession
+from genesys.engine.plan import Plan, RungSummary
+from genesys.store.archive import Archive, DesignRecord, Verification
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+OWNER = {"metadata": {"name": "paper-ladder", "uid": "1234-abcd"}}
+
+
+def paper_run() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((REPO / "examples" / "paper-ladder.yaml").read_text())
+    return document
+
+
+def test_agent_job_has_no_token_and_takes_credentials_from_secret_refs() -> None:
+    run = parse_discovery_run(paper_run())
+    action = StartSession("s0003", "d0003", 3, "mutation", ("seed-gpt2",), 11)
+    job = builders.agent_job(run, action, owner=OWNER, namespace="genesys")
+    assert job["metadata"]["name"] == "paper-ladder-s0003"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
+    container = pod["containers"][0]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llm-credentials",
+                                                                  "key": "api-key"}  # fmt: skip
+    assert "value" not in env["OPENAI_API_KEY"]
+    assert all("value" not in item for name, item in env.items() if name.startswith("AWS_") and
+               "KEY" in name)  # fmt: skip
+    args = container["args"]
+    assert args[:2] == ["agent", "design"]
+    assert args[args.index("--mode") + 1] == "gau"
+    assert args[args.index("--store") + 1].startswith("s3://genesys-artifacts")
+    assert job["spec"]["activeDeadlineSeconds"] == run.spec.agents.pod.deadline_seconds
+    version = kubernetes_validate.latest_version()
+    assert kubernetes_validate.validate(job, desired_version=version, strict=True)
+
+
+def test_offline_agent_job_runs_the_offline_proposer_without_llm_settings() -> None:
+    document = paper_run()
+    document["spec"]["agents"] = {"offline": True}
+    run = parse_discovery_run(document)
+    action = StartSession("s0000", "d0000", 0, "scratch", (), 1)
+    job = builders.agent_job(run, action, owner=OWNER, namespace="genesys")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][container["args"].index("--mode") + 1] == "offline"
+    assert not [e for e in container["env"] if e["name"] in ("OPENAI_API_KEY", "OPENAI_BASE_URL")]
+
+
+def test_names_are_deterministic_dns_labels() -> None:
+    assert builders.dns_name("Paper_Ladder", "seed-GPT2") == "paper-ladder-seed-gpt2"
+    long = builders.dns_name("r" * 80, "d0001")
+    assert len(long) <= 63
+    assert long == builders.dns_name("r" * 80, "d0001")
+    assert builders.label_value("d0001.d0002") == "d0001.d0002"
+
+
+def test_design_object_is_owned_and_labelled_with_lineage() -> None:
+    record = DesignRecord("d0004", "A title", "crossover", ["d0001", "seed-gpt2"], 4, "s0004")
+    body = builders.design_object("paper-ladder", record, owner=OWNER, namespace="genesys",
+                                  flow="gau")  # fmt: skip
+    labels = body["metadata"]["labels"]
+    assert labels["genesys.dev/run"] == "paper-ladder"
+    assert labels["genesys.dev/operator"] == "crossover"
+    assert labels["genesys.dev/parents"] == "d0001.seed-gpt2"
+    assert body["spec"]["parents"] == ["paper-ladder-d0001", "paper-ladder-seed-gpt2"]
+    assert body["metadata"]["ownerReferences"][0]["kind"] == "DiscoveryRun"
+
+
+def test_invalid_and_local_only_specs_name_their_fields() -> None:
+    bad = paper_run()
+    bad["spec"]["ladder"]["rungs"][2]["budget"] = 0
+    body = {**bad, "metadata": {**bad["metadata"], "generation": 1, "uid": "u"}}
+    run, problems = validate(body)
+    assert run is None
+    assert any(p.startswith("spec.ladder.rungs[2].budget") for p in problems)
+    local = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
+    run, problems = validate(local)
+    assert run is None
+    assert {p.split(":")[0] for p in problems} == {
+        "spec.verification.scheduler", "spec.storage.s3", "spec.verification.data.shards"}  # fmt: skip
+
+
+def test_conditions_keep_their_transition_time_until_their_status_changes() -> None:
+    first = merge_conditions([], [ConditionSpec("Ready", False, "Running")], NOW, 1)
+    later = NOW + timedelta(minutes=5)
+    same = merge_conditions(first, [ConditionSpec("Ready", False, "Running", "x")], later, 2)
+    assert same[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
+    flipped = merge_conditions(same, [ConditionSpec("Ready", True, "BudgetsSpent")], later, 2)
+    assert flipped[0]["lastTransitionTime"] == "2026-11-26T12:05:00Z"
+
+
+def test_run_status_reports_phase_rungs_best_and_finish() -> None:
+    plan = Plan([], Phase.VERIFYING, [RungSummary("14M", 2, 2, 0), RungSummary("31M", 1, 1, 0)],
+                {"d0001": 0.5, "seed-gpt2": 0.1}, "d0001", 3, 0)  # fmt: skip
+    archive = Archive("r")
+    status = run_status({}, plan, archive, now=NOW, generation=3,
+                        finish=FinishReason.BUDGETS_SPENT, llm_usd=1.5, gpu_hours=2.25)  # fmt: skip
+    assert status["phase"] == "Succeeded"
+    assert status["finishReason"] == "BudgetsSpent"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["BudgetExhausted"]["status"] == "True"
+    assert conditions["Progressing"]["status"] == "False"
+    assert status["bestDesign"] == "d0001"
+    assert status["currentRung"] == "31M"
+    assert status["spend"] == {"llmUsd": 1.5, "gpuHours": 2.25}
+    assert status["observedGeneration"] == 3
+
+
+def test_design_status_follows_its_verifications() -> None:
+    record = DesignRecord("d0001", "t", "mutation", ["seed-gpt2"], 1)
+    record.verifications["14M"] = Verification("14M", "succeeded", val_loss=3.0, params=10,
+                                               metrics={"x": {"acc": 0.5}})  # fmt: skip
+    common: dict[str, Any] = {"rung_order": ["14M", "31M"], "fitness": {"d0001": 0.2},
+                              "rank": ranks({"d0001": 0.2, "d0002": 0.9}),
+                              "rung_points": {"14M": 1, "31M": 2}, "artifact_uri": "s3://b/x"}  # fmt: skip
+    running = design_status(record, running={("d0001", "31M")}, attempts={}, **common)
+    assert running["phase"] == "Verifying"
+    assert running["rank"] == 2
+    assert [r["phase"] for r in running["rungs"]] == ["Succeeded", "Running"]
+    failed_record = copy.deepcopy(record)
+    failed_record.verifications["31M"] = Verification("31M", "error", reason="OOM")
+    done = design_status(failed_record, running=set(), attempts={("d0001", "31M"): 2}, **common)
+    assert done["phase"] == "Verified"
+    assert done["highestRung"] == "14M"
+    assert done["rungs"][1] == {"rung": "31M", "phase": "Failed", "attempts": 3, "reason": "OOM"}
+    assert done["confidence"] == 3
+
+
+def test_the_paper_ladder_example_is_a_valid_cluster_run() -> None:
+    run, problems = validate(paper_run())
+    assert problems == []
+    assert isinstance(run, DiscoveryRun)
+
+
+@pytest.mark.parametrize("retention", ["keep", "delete"])
+def test_retention_is_part_of_the_storage_spec(retention: str) -> None:
+    document = paper_run()
+    document["spec"]["storage"]["retention"] = retention
+    assert parse_discovery_run(document).spec.storage.retention == retention
