@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from genesys.store import open_store
-from genesys.store.base import LocalStore, S3Store
+from genesys.store.base import LocalStore, PrefixedStore, S3Store
 
 
 def exercise(store_uri: str, tmp_path: Path) -> None:
@@ -62,3 +62,48 @@ def test_unknown_scheme_is_refused() -> None:
 def test_s3_store_against_moto(s3_env: dict[str, str], tmp_path: Path) -> None:
     exercise("s3://genesys-test/prefix", tmp_path)
     assert isinstance(open_store("s3://genesys-test/prefix"), S3Store)
+
+
+def versions_and_cache(store_uri: str) -> None:
+    """Version tags change with content, and the archive cache reads only what changed."""
+    from genesys.store.archive import JsonCache, load_archive
+
+    store = open_store(store_uri)
+    document = '{"metadata": {"title": "t", "operator": "mutation", "parents": []}}'
+    store.put_text("runs/v/designs/d1/design.json", document)
+    store.put_text("runs/v/designs/d2/design.json", document)
+    before = store.list_versions("runs/v")
+    assert set(before) == {"runs/v/designs/d1/design.json", "runs/v/designs/d2/design.json"}
+    assert all(before.values())
+    store.put_text("runs/v/designs/d2/design.json", document.replace('"t"', '"changed"'))
+    after = store.list_versions("runs/v")
+    assert after["runs/v/designs/d1/design.json"] == before["runs/v/designs/d1/design.json"]
+    assert after["runs/v/designs/d2/design.json"] != before["runs/v/designs/d2/design.json"]
+    child = store.child("runs")
+    assert set(child.list_versions("v")) == {"v/designs/d1/design.json", "v/designs/d2/design.json"}
+
+    reads: list[str] = []
+
+    class Counting(PrefixedStore):
+        def get_bytes(self, key: str) -> bytes:
+            reads.append(key)
+            return super().get_bytes(key)
+
+    counting = Counting(store, "")
+    cache = JsonCache()
+    first = load_archive(counting, "v", cache=cache)
+    assert first.designs["d2"].title == "changed"
+    assert len(reads) == 2
+    counting.put_text("runs/v/designs/d1/design.json", document.replace('"t"', '"new"'))
+    second = load_archive(counting, "v", cache=cache)
+    assert second.designs["d1"].title == "new"
+    assert second.designs["d2"].title == "changed"
+    assert len(reads) == 3  # only d1 was read again
+
+
+def test_local_versions_and_archive_cache(tmp_path: Path) -> None:
+    versions_and_cache(str(tmp_path / "store"))
+
+
+def test_s3_versions_and_archive_cache(s3_env: dict[str, str]) -> None:
+    versions_and_cache("s3://genesys-test/cache")

@@ -11,7 +11,8 @@ backend does with processes:
   upstream's Volcano ``kubernetes`` scheduler. A Job that ends without a final ``result.json``
   is a failed attempt (:func:`~genesys.backends.common.record_verification_end`), retried by
   the planner up to ``verification.maxRetries``.
-- Every ended Job is annotated ``genesys.dev/ingested`` once its end is recorded, so a restarted
+- An ended Job is checked against the store once per operator process (``ingested``); one whose
+  end had to be recorded (a failure) is also annotated ``genesys.dev/ingested``, so a restarted
   operator records nothing twice.
 - Design resources mirror the archive: one per design, created once, status patched when it
   changes (:meth:`KubernetesBackend.sync_designs`).
@@ -48,7 +49,13 @@ from genesys.engine.actions import (
     StartVerification,
 )
 from genesys.engine.plan import Observed
-from genesys.store.archive import Archive, design_key, load_archive, run_spent_usd
+from genesys.store.archive import (
+    Archive,
+    JsonCache,
+    design_key,
+    load_archive,
+    run_spent_usd,
+)
 from genesys.store.archive import verification_prefix as verification_key_prefix
 from genesys.store.base import Store
 
@@ -157,25 +164,32 @@ class KubernetesBackend:
         namespace: str,
         store: Store,
         api_client: Any,
+        cache: JsonCache | None = None,
+        ingested: set[str] | None = None,
     ) -> None:
         from kubernetes import client
 
         self.run, self.body, self.namespace, self.store = run, body, namespace, store
+        self.cache = cache
+        self.ingested = ingested if ingested is not None else set()
         self.name = run.metadata.name
         self.api_client = api_client
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.store_uri = builders.store_uri(run)
+        self._jobs: list[JobView] | None = None
 
     # ------------------------------------------------------------------------------- jobs
 
-    def jobs(self) -> list[JobView]:
-        """The run's Jobs (label-selected, checked again here)."""
-        listed = self.batch.list_namespaced_job(
-            self.namespace, label_selector=f"{LABEL_RUN}={self.name}"
-        )
-        views = [job_view(job) for job in listed.items]
-        return [view for view in views if view.labels.get(LABEL_RUN) == self.name]
+    def jobs(self, *, fresh: bool = False) -> list[JobView]:
+        """The run's Jobs (label-selected, checked again here); listed once unless ``fresh``."""
+        if self._jobs is None or fresh:
+            listed = self.batch.list_namespaced_job(
+                self.namespace, label_selector=f"{LABEL_RUN}={self.name}"
+            )
+            views = [job_view(job) for job in listed.items]
+            self._jobs = [view for view in views if view.labels.get(LABEL_RUN) == self.name]
+        return self._jobs
 
     def _mark_ingested(self, job: JobView) -> None:
         patch = {"metadata": {"annotations": {ANNOTATION_INGESTED: "true"}}}
@@ -204,22 +218,24 @@ class KubernetesBackend:
         running_jobs: set[tuple[str, str]] = set()
         for job in jobs:
             role = job.labels.get(LABEL_ROLE)
+            done = job.name in self.ingested or ANNOTATION_INGESTED in job.annotations
             if role == builders.ROLE_SESSION:
                 session = job.labels.get(builders.LABEL_SESSION, "")
                 if job.finished is None:
                     running_sessions.add(session)
-                elif ANNOTATION_INGESTED not in job.annotations:
+                elif not done:
                     reason = f"agent Job {job.name} ended {job.finished}: {job.reason}"
                     if record_session_end(self.store, self.name, session, reason):
                         happenings.append(
                             Happening("run", self.name, "Warning", "SessionFailed", reason)
                         )
-                    self._mark_ingested(job)
+                        self._mark_ingested(job)
+                    self.ingested.add(job.name)
             elif role == builders.ROLE_VERIFICATION:
                 key = (job.labels.get(LABEL_DESIGN, ""), job.labels.get(LABEL_RUNG, ""))
                 if job.finished is None:
                     running_jobs.add(key)
-                elif ANNOTATION_INGESTED not in job.annotations:
+                elif not done:
                     design, rung = key
                     if record_verification_end(self.store, self.name, design, rung, job.finished):
                         happenings.append(Happening(
@@ -228,13 +244,14 @@ class KubernetesBackend:
                             f"training Job {job.name} ended {job.finished} ({job.reason}) "
                             "without a result",
                         ))  # fmt: skip
-                    self._mark_ingested(job)
+                        self._mark_ingested(job)  # a restarted operator must not count it again
+                    self.ingested.add(job.name)
         observed = Observed(
-            archive=load_archive(self.store, self.name),
+            archive=load_archive(self.store, self.name, cache=self.cache),
             running_sessions=frozenset(running_sessions),
             running_jobs=frozenset(running_jobs),
             failed_attempts=failed_attempts(self.store, self.name),
-            spend_usd=run_spent_usd(self.store, self.name),
+            spend_usd=run_spent_usd(self.store, self.name, cache=self.cache),
         )
         trainings = [j for j in jobs if j.labels.get(LABEL_ROLE) == builders.ROLE_VERIFICATION]
         return Observation(observed, gpu_hours(trainings, now), happenings)
@@ -432,13 +449,15 @@ class KubernetesBackend:
                 continue
             self.batch.patch_namespaced_job(job.name, self.namespace, patch)
             changed += 1
+        if changed:
+            self._jobs = None
         return changed
 
     def delete_children(self) -> tuple[int, int]:
         """Delete this run's Jobs (with their pods) and Design resources; (jobs, designs)."""
         from kubernetes.client.exceptions import ApiException
 
-        jobs = self.jobs()
+        jobs = self.jobs(fresh=True)
         for job in jobs:
             try:
                 self.batch.delete_namespaced_job(

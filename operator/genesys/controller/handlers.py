@@ -36,7 +36,7 @@ from genesys.api.base import API_GROUP, API_GROUP_VERSION, API_VERSION
 from genesys.api.labels import ANNOTATION_PREFIX, FINALIZER, LABEL_RUN
 from genesys.backends.kubernetes import ANNOTATION_INGESTED, Happening, KubernetesBackend
 from genesys.controller.reconcile import Outcome, open_run_store, reconcile, validate
-from genesys.store.archive import run_prefix
+from genesys.store.archive import JsonCache, run_prefix
 
 RUNS = "discoveryruns"
 TICK_SECONDS = float(os.environ.get("GENESYS_TICK_SECONDS", "15"))
@@ -48,6 +48,8 @@ _locks_guard = threading.Lock()
 _client: Any = None
 _client_guard = threading.Lock()
 _reconciles = {"count": 0}
+_caches: dict[str, JsonCache] = {}  # per run uid: store objects read on earlier reconciles
+_ingested: dict[str, set[str]] = {}  # per run uid: ended Jobs already checked
 
 
 def api_client() -> Any:
@@ -171,8 +173,10 @@ def reconcile_and_write(body: Mapping[str, Any], logger: logging.Logger | Any) -
         if plain is None or (plain.get("metadata") or {}).get("deletionTimestamp"):
             return None
         metadata = plain.get("metadata") or {}
+        key = str(metadata.get("uid") or f"{namespace}/{name}")
+        cache, ingested = _caches.setdefault(key, JsonCache()), _ingested.setdefault(key, set())
         try:
-            outcome = reconcile(plain, api_client=client)
+            outcome = reconcile(plain, api_client=client, cache=cache, ingested=ingested)
         except Exception as exc:  # cluster or store trouble: kopf retries with a delay
             raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=RETRY_SECONDS) from exc
         if outcome.status != (plain.get("status") or {}):
@@ -260,6 +264,8 @@ def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     backend = KubernetesBackend(run, plain, namespace=namespace, store=store,
                                 api_client=api_client())  # fmt: skip
     jobs, designs = backend.delete_children()
+    _caches.pop(str(metadata.get("uid")), None)
+    _ingested.pop(str(metadata.get("uid")), None)
     removed = 0
     if run.spec.storage.retention == "delete":
         for key in list(store.list(run_prefix(name))):

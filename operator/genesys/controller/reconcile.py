@@ -28,7 +28,7 @@ from genesys.controller import builders
 from genesys.controller.status import design_status, invalid_status, ranks, run_status
 from genesys.engine.actions import Finish
 from genesys.engine.plan import plan
-from genesys.store.archive import design_key, run_prefix
+from genesys.store.archive import JsonCache, design_key, run_prefix
 from genesys.store.base import Store, open_store
 
 TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
@@ -102,9 +102,11 @@ def reconcile(
     *,
     api_client: Any,
     store: Store | None = None,
+    cache: JsonCache | None = None,
+    ingested: set[str] | None = None,
     now: datetime | None = None,
 ) -> Outcome:
-    """Reconcile one DiscoveryRun object (its body as a dict)."""
+    """Reconcile one DiscoveryRun object (its body as a dict); ``cache`` spans reconciles."""
     now = now or datetime.now(UTC)
     metadata = body.get("metadata") or {}
     generation = metadata.get("generation")
@@ -123,7 +125,7 @@ def reconcile(
     _ensure_spec(store, run)
     namespace = str(metadata.get("namespace") or "default")
     backend = KubernetesBackend(run, body, namespace=namespace, store=store,
-                                api_client=api_client)  # fmt: skip
+                                api_client=api_client, cache=cache, ingested=ingested)  # fmt: skip
     backend.set_suspended(run.spec.suspend)
     observation = backend.observe(now)
     result = plan(run.spec, observation.observed, now)

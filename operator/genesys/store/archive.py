@@ -127,12 +127,34 @@ class Archive:
         return sorted(self.designs.values(), key=lambda d: (d.seq, d.id))
 
 
-def _json(store: Store, key: str) -> dict[str, Any] | None:
+def _read_json(store: Store, key: str) -> dict[str, Any] | None:
     try:
         value = json.loads(store.get_text(key))
     except KeyError:
         return None
     return value if isinstance(value, dict) else None
+
+
+class JsonCache:
+    """Parsed JSON objects by key, read again only when their version tag changes.
+
+    A long-lived reader (the operator reconciles each run every few seconds) lists the run's
+    keys with their tags (:meth:`Store.list_versions`: ETags on S3) and fetches only what
+    changed, instead of every object on every pass.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, dict[str, Any] | None]] = {}
+
+    def read(self, store: Store, key: str, version: str) -> dict[str, Any] | None:
+        """The object at ``key`` (cached under ``version``; '' means never cache)."""
+        entry = self._entries.get(key)
+        if version and entry is not None and entry[0] == version:
+            return entry[1]
+        value = _read_json(store, key)
+        if version:
+            self._entries[key] = (version, value)
+        return value
 
 
 def design_record(design_id: str, document: dict[str, Any]) -> DesignRecord:
@@ -149,11 +171,22 @@ def design_record(design_id: str, document: dict[str, Any]) -> DesignRecord:
     )
 
 
-def load_archive(store: Store, run: str, keys: Iterable[str] | None = None) -> Archive:
-    """Rebuild the archive of ``run`` from the store."""
+def load_archive(
+    store: Store, run: str, keys: Iterable[str] | None = None, *, cache: JsonCache | None = None
+) -> Archive:
+    """Rebuild the archive of ``run`` from the store (unchanged objects from ``cache``)."""
     archive = Archive(run)
     prefix = run_prefix(run) + "/"
-    all_keys = sorted(keys if keys is not None else store.list(run_prefix(run)))
+    if cache is not None and keys is None:
+        versions = store.list_versions(run_prefix(run))
+        all_keys = sorted(versions)
+
+        def _json(store: Store, key: str) -> dict[str, Any] | None:
+            return cache.read(store, key, versions.get(key, ""))
+
+    else:
+        all_keys = sorted(keys if keys is not None else store.list(run_prefix(run)))
+        _json = _read_json
     for key in all_keys:
         if not key.startswith(prefix):
             continue
@@ -196,15 +229,21 @@ def load_archive(store: Store, run: str, keys: Iterable[str] | None = None) -> A
     return archive
 
 
-def run_spent_usd(store: Store, run: str, *, exclude: str | None = None) -> float:
+def run_spent_usd(
+    store: Store, run: str, *, exclude: str | None = None, cache: JsonCache | None = None
+) -> float:
     """USD the run's LLM sessions spent so far, from their ``state.json``, less ``exclude``'s."""
     prefix = f"{run_prefix(run)}/sessions/"
+    versions = store.list_versions(prefix) if cache is not None else None
     total = 0.0
-    for key in store.list(prefix):
+    for key in versions if versions is not None else store.list(prefix):
         parts = key.removeprefix(prefix).split("/")
         if len(parts) == 2 and parts[1] == "state.json" and parts[0] != exclude:
             try:
-                state = _json(store, key) or {}
+                if cache is not None and versions is not None:
+                    state = cache.read(store, key, versions[key]) or {}
+                else:
+                    state = _read_json(store, key) or {}
             except ValueError:
                 continue
             total += float(state.get("spent_usd") or 0.0)
@@ -214,6 +253,7 @@ def run_spent_usd(store: Store, run: str, *, exclude: str | None = None) -> floa
 __all__ = [
     "Archive",
     "DesignRecord",
+    "JsonCache",
     "Rejection",
     "Verification",
     "design_key",

@@ -14,6 +14,7 @@ What must stay true:
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import shutil
 import tempfile
@@ -58,6 +59,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove an object (no error when missing)."""
+
+    def list_versions(self, prefix: str = "") -> dict[str, str]:
+        """Keys under a prefix with a tag that changes whenever the object does ('' unknown)."""
+        return dict.fromkeys(self.list(prefix), "")
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload a local file (large files stream; S3 uses multipart)."""
@@ -106,6 +111,11 @@ class PrefixedStore(Store):
 
     def delete(self, key: str) -> None:
         self.inner.delete(self._key(key))
+
+    def list_versions(self, prefix: str = "") -> dict[str, str]:
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        inner = self.inner.list_versions(self._key(prefix) if prefix else self.prefix)
+        return {key[cut:]: tag for key, tag in inner.items()}
 
     def put_file(self, key: str, path: Path) -> None:
         self.inner.put_file(self._key(key), path)
@@ -175,6 +185,14 @@ class LocalStore(Store):
             if p.is_file() and not p.name.startswith(".")
         )
         yield from sorted(keys)
+
+    def list_versions(self, prefix: str = "") -> dict[str, str]:
+        versions = {}
+        for key in self.list(prefix):
+            with contextlib.suppress(OSError):  # removed meanwhile: left out
+                stat = self._path(key).stat()
+                versions[key] = f"{stat.st_mtime_ns}-{stat.st_size}"
+        return versions
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -253,13 +271,20 @@ class S3Store(Store):
         return True
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        yield from sorted(self._listing(prefix))
+
+    def _listing(self, prefix: str) -> dict[str, str]:
         cut = len(self.prefix) + 1 if self.prefix else 0
         full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
         paginator = self.client.get_paginator("list_objects_v2")
-        keys: list[str] = []
+        listing: dict[str, str] = {}
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(item["Key"][cut:] for item in page.get("Contents", []))
-        yield from sorted(keys)
+            for item in page.get("Contents", []):
+                listing[item["Key"][cut:]] = str(item.get("ETag", "")).strip('"')
+        return listing
+
+    def list_versions(self, prefix: str = "") -> dict[str, str]:
+        return dict(sorted(self._listing(prefix).items()))
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
