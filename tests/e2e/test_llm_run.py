@@ -13,20 +13,11 @@ import yaml
 
 from genesys.store import open_store
 from genesys.store.archive import load_archive
-from genesys_trainer.data.sources import SourceError, builtin_corpus_dir
 from support import agent_script as script
 from support.scripted_llm import ScriptedLLMServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def corpus() -> None:
-    try:
-        builtin_corpus_dir()
-    except SourceError as exc:
-        pytest.skip(f"built-in corpus not installed: {exc}")
 
 
 def test_genesys_run_with_llm_agents_completes_a_small_run(corpus: None, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import yaml
 
 from genesys.store import open_store
 from genesys.store.archive import load_archive
-from genesys_trainer.data.sources import SourceError, builtin_corpus_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -42,14 +41,6 @@ SPEC = {
 
 def genesys(*args: str, workdir: Path) -> list[str]:
     return [sys.executable, "-m", "genesys", *args, "--workdir", str(workdir)]
-
-
-@pytest.fixture(scope="module")
-def corpus() -> None:
-    try:
-        builtin_corpus_dir()
-    except SourceError as exc:
-        pytest.skip(f"built-in corpus not installed: {exc}")
 
 
 def test_run_killed_mid_run_resumes_without_duplicates(corpus: None, tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ def test_chat_json_gives_up_after_reasks() -> None:
     with (
         ScriptedLLMServer(script) as server,
         Harness(server) as h,
-        pytest.raises(LLMError, match="no valid JSON after 2 replies"),
+        pytest.raises(LLMError, match="no usable reply in 2 tries"),
     ):
         h.client.chat_json("proposer", "m1", PROMPT, schema_hint="{}", reasks=1)
     assert len(server.chat_requests) == 2

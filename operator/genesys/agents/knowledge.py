@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genesys.agents.library import Library, build_library, sha256_text
-from genesys.store.archive import run_prefix
+from genesys.store.archive import read_json_object, run_prefix
 from genesys.store.base import Store
 
 BM25_K1 = 1.5
@@ -294,14 +294,6 @@ class KnowledgeBase:
 # ---------------------------------------------------------------------------------- from a store
 
 
-def _read_json(store: Store, key: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(store.get_text(key))
-    except (KeyError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _read_text(store: Store, key: str) -> str | None:
     try:
         return store.get_text(key)
@@ -460,7 +452,7 @@ def build_knowledge_base(
     prefix = run_prefix(run)
     novel: dict[tuple[str, str], tuple[str, str, str, list[str]]] = {}
     for design_id, key in _children_keys(store, f"{prefix}/designs", "design.json"):
-        document = _read_json(store, key)
+        document = read_json_object(store, key)
         if document is None:
             continue
         metadata = document.get("metadata")
@@ -476,7 +468,7 @@ def build_knowledge_base(
         for name, source, requirements, designs in novel.values()
     )
     for session_id, key in _children_keys(store, f"{prefix}/sessions", "state.json"):
-        state = _read_json(store, key)
+        state = read_json_object(store, key)
         proposal_doc = proposal_document(session_id, state) if state is not None else None
         if proposal_doc is not None:
             documents.append(proposal_doc)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
@@ -47,6 +47,7 @@ BACKOFF_JITTER = 0.25  # up to this fraction of the delay is added at random
 CHARS_PER_TOKEN = 4
 
 Messages = list[dict[str, str]]
+T = TypeVar("T")
 
 # ValueError: a body that is not JSON (e.g. a gateway's error page), as transient as a 502.
 _RETRYABLE: tuple[type[Exception], ...] = (
@@ -68,6 +69,10 @@ class LLMError(RuntimeError):
     """An LLM call failed for good (after its retries), or its reply could not be used."""
 
     reason = "LLMError"
+
+
+class ReplyError(LLMError):
+    """No reply could be used after the re-asks (the endpoint works; the model did not)."""
 
 
 # ---------------------------------------------------------------------------------- model draws
@@ -408,6 +413,41 @@ class LLMClient:
             if self._trace is not None:
                 self._trace(record)
 
+    def ask(
+        self,
+        role: str,
+        model: str,
+        messages: Messages,
+        parse: Callable[[str], T],
+        *,
+        reasks: int = 2,
+        hint: str = "Reply again in the requested format.",
+        max_tokens: int = 2048,
+        temperature: float = 0.7,
+    ) -> T:
+        """Chat and ``parse`` the reply, re-asking with the parse error up to ``reasks`` times.
+
+        Raises ReplyError when no reply parses (and whatever :meth:`chat` raises).
+        """
+        conversation = list(messages)
+        for attempt in range(reasks + 1):
+            text = self.chat(
+                role, model, conversation, max_tokens=max_tokens, temperature=temperature
+            )
+            try:
+                return parse(text)
+            except ValueError as error:
+                if attempt >= reasks:
+                    raise ReplyError(
+                        f"the {role} gave no usable reply in {reasks + 1} tries; last: {error}"
+                    ) from error
+                conversation = [
+                    *conversation,
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": f"Your reply could not be used ({error}). {hint}"},
+                ]
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
     def chat_json(
         self,
         role: str,
@@ -421,30 +461,13 @@ class LLMClient:
     ) -> Any:
         """Chat and parse the reply as JSON, re-asking up to ``reasks`` times on a bad reply.
 
-        Raises LLMError when no reply parses.
+        Raises ReplyError (an LLMError) when no reply parses.
         """
-        conversation = list(messages)
-        for ask in range(reasks + 1):
-            text = self.chat(
-                role, model, conversation, max_tokens=max_tokens, temperature=temperature
-            )
-            try:
-                return extract_json(text)
-            except ValueError as error:
-                if ask >= reasks:
-                    raise LLMError(
-                        f"no valid JSON after {reasks + 1} replies; last: {error}"
-                    ) from error
-                conversation = [
-                    *conversation,
-                    {"role": "assistant", "content": text},
-                    {
-                        "role": "user",
-                        "content": f"Your reply could not be parsed ({error}). "
-                        f"Reply with only a JSON object matching: {schema_hint}",
-                    },
-                ]
-        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+        return self.ask(
+            role, model, messages, extract_json, reasks=reasks,
+            hint=f"Reply with only a JSON object matching: {schema_hint}",
+            max_tokens=max_tokens, temperature=temperature,
+        )  # fmt: skip
 
 
 def _describe(error: BaseException) -> str:

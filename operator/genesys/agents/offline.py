@@ -61,7 +61,7 @@ from genesys.agents.library import (
 )
 from genesys.api.presets import SCALE_PRESETS
 from genesys.sandbox.runner import SandboxLimits, check_design
-from genesys.store.archive import design_key, run_prefix, session_key
+from genesys.store.archive import design_key, read_json_object, run_prefix, session_key
 from genesys.store.base import Store, open_store
 from genesys_trainer.tree import Declaration, UnitSpec, UnitTree, tree_from_json
 
@@ -613,14 +613,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, indent=2) + "\n"
 
 
-def _read_json(store: Store, key: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(store.get_text(key))
-    except (KeyError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def known_hashes(store: Store, run: str) -> set[str]:
     """Structural hashes of every design of the run and of every rejected candidate."""
     hashes: set[str] = set()
@@ -628,7 +620,7 @@ def known_hashes(store: Store, run: str) -> set[str]:
     for key in store.list(designs):
         rest = key.removeprefix(designs)
         if key.startswith(designs) and rest.count("/") == 1 and rest.endswith("/design.json"):
-            document = _read_json(store, key)
+            document = read_json_object(store, key)
             try:
                 hashes.add(structural_hash(document or {}))
             except (ValueError, TypeError, AttributeError):
@@ -636,7 +628,7 @@ def known_hashes(store: Store, run: str) -> set[str]:
     rejected = f"{run_prefix(run)}/rejected/"
     for key in store.list(rejected):
         wanted = key.startswith(rejected) and key.endswith(".json")
-        item = _read_json(store, key) if wanted else None
+        item = read_json_object(store, key) if wanted else None
         if item is not None and isinstance(item.get("hash"), str):
             hashes.add(item["hash"])
     return hashes
@@ -644,7 +636,7 @@ def known_hashes(store: Store, run: str) -> set[str]:
 
 def _load_parent(store: Store, run: str, parent_id: str) -> UnitTree:
     key = design_key(run, parent_id, "design.json")
-    document = _read_json(store, key)
+    document = read_json_object(store, key)
     if document is None:
         raise ValueError(f"parent {parent_id!r} has no readable {key}")
     tree = tree_from_json(document)
@@ -679,7 +671,7 @@ def _write_design(
 
 def _earlier_outcome(store: Store, run: str, session: str, design_id: str) -> dict[str, Any] | None:
     """The outcome when this design id already exists (a crash before session.json)."""
-    document = _read_json(store, design_key(run, design_id, "design.json"))
+    document = read_json_object(store, design_key(run, design_id, "design.json"))
     if document is None:
         return None
     owner = (document.get("metadata") or {}).get("session")
@@ -711,7 +703,7 @@ def run_offline_session(
     check_operator(operator, len(parent_ids))
     if rung not in SCALE_PRESETS:
         raise ValueError(f"unknown rung {rung!r}; expected one of {sorted(SCALE_PRESETS)}")
-    recorded = _read_json(store, session_key(run, session))
+    recorded = read_json_object(store, session_key(run, session))
     if recorded is not None:
         return recorded
     earlier = _earlier_outcome(store, run, session, design_id)

@@ -4,9 +4,9 @@ Prompts are files in ``genesys/agents/prompts/`` (one per role, sections marked
 ``<!-- @name -->``, placeholders ``$name`` filled by :func:`render`). Every system section
 starts with ``ROLE: <role>`` so traces and test servers can tell the roles apart.
 
-Replies are parsed into the dataclasses below; :func:`ask` sends a prompt, parses the reply and,
-when parsing fails, re-asks with the parse error a bounded number of times before raising
-:class:`~genesys.agents.llm.LLMError`.
+Replies are parsed into the dataclasses below, by the parsers that
+:meth:`~genesys.agents.llm.LLMClient.ask` takes (it re-asks with the parse error a bounded
+number of times before raising :class:`~genesys.agents.llm.ReplyError`).
 
 What must stay true: parsing never executes code; a parse error says what was wrong in words
 the model can act on; the pass thresholds never appear in a prompt.
@@ -23,7 +23,7 @@ from importlib import resources
 from string import Template
 from typing import Any, TypeVar
 
-from genesys.agents.llm import LLMClient, LLMError, Messages, extract_json
+from genesys.agents.llm import Messages, extract_json
 from genesys.agents.treeops import WrittenUnit
 
 T = TypeVar("T")
@@ -254,40 +254,6 @@ def parse_queries(data: Any) -> list[str]:
 # ------------------------------------------------------------------------------------ asking
 
 
-def ask(
-    client: LLMClient,
-    role: str,
-    model: str,
-    conversation: Messages,
-    parse: Callable[[str], T],
-    *,
-    reasks: int = 2,
-    max_tokens: int = 4096,
-    temperature: float = 0.7,
-) -> T:
-    """Chat and parse, re-asking with the parse error up to ``reasks`` times.
-
-    Raises LLMError when no reply parses (and whatever :meth:`LLMClient.chat` raises).
-    """
-    history = list(conversation)
-    for attempt in range(reasks + 1):
-        text = client.chat(role, model, history, max_tokens=max_tokens, temperature=temperature)
-        try:
-            return parse(text)
-        except ValueError as exc:
-            if attempt >= reasks:
-                raise LLMError(
-                    f"the {role} gave no usable reply in {reasks + 1} tries; last: {exc}"
-                ) from exc
-            history = [
-                *history,
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": f"Your reply could not be used: {exc}. Reply again "
-                 "in the requested format."},
-            ]  # fmt: skip
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def json_parser(convert: Callable[[Any], T]) -> Callable[[str], T]:
     """A parser that extracts the reply's JSON, then converts it."""
 
@@ -307,7 +273,6 @@ __all__ = [
     "PlanStep",
     "ProposalDoc",
     "Rating",
-    "ask",
     "dumps",
     "json_parser",
     "messages",

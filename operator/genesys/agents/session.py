@@ -60,6 +60,7 @@ from genesys.agents.llm import (
     Ledger,
     LLMClient,
     LLMError,
+    ReplyError,
     draw_models,
 )
 from genesys.agents.offline import OPERATORS, check_operator, known_hashes
@@ -79,7 +80,13 @@ from genesys.api.discoveryrun import Agents, DiscoveryRun, Sessions
 from genesys.api.presets import SCALE_PRESETS, ScalePreset
 from genesys.sandbox.report import Report
 from genesys.sandbox.runner import SandboxLimits, check_design
-from genesys.store.archive import design_key, run_prefix, run_spent_usd, session_key
+from genesys.store.archive import (
+    design_key,
+    read_json_object,
+    run_prefix,
+    run_spent_usd,
+    session_key,
+)
 from genesys.store.base import Store
 from genesys_trainer.tree import DesignError, UnitTree, load_block_file, tree_from_json
 
@@ -88,10 +95,6 @@ MAX_ROUNDS = 16
 ROOT_TARGET = "<root>"
 REFERENCE_CHARS = 6000
 FLOWS = ("gau", "direct")
-
-
-class ReplyError(LLMError):
-    """A reply could not be used after the re-asks (a failed attempt, not a broken endpoint)."""
 
 
 # ------------------------------------------------------------------------------------ settings
@@ -188,14 +191,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, indent=2, default=str) + "\n"
 
 
-def _read_json(store: Store, key: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(store.get_text(key))
-    except (KeyError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 # ------------------------------------------------------------------------------------ session
 
 
@@ -244,7 +239,7 @@ class DesignSession:
     # ----------------------------------------------------------------------------- plumbing
 
     def _load_state(self) -> SessionState:
-        data = _read_json(self.store, self.state_key)
+        data = read_json_object(self.store, self.state_key)
         if data is not None:
             return SessionState.from_json(data)
         models = draw_models(self.settings.agents, random.Random(self.seed))
@@ -272,24 +267,21 @@ class DesignSession:
         self, role: str, conversation: list[dict[str, str]], parse: Callable[[str], Any]
     ) -> Any:
         assert self.client is not None
-        try:
-            return roles.ask(
-                self.client, role, self.state.models[role], conversation, parse,
-                max_tokens=self.settings.agents.max_tokens,
-            )  # fmt: skip
-        except LLMError as exc:
-            if "gave no usable reply" in str(exc):
-                raise ReplyError(str(exc)) from exc
-            raise
+        return self.client.ask(
+            role, self.state.models[role], conversation, parse,
+            max_tokens=self.settings.agents.max_tokens,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------------------------- run
 
     def run(self) -> dict[str, Any]:
         """Run (or resume) the session and return its recorded outcome."""
-        recorded = _read_json(self.store, session_key(self.run_name, self.session))
+        recorded = read_json_object(self.store, session_key(self.run_name, self.session))
         if recorded is not None:
             return recorded
-        existing = _read_json(self.store, design_key(self.run_name, self.design_id, "design.json"))
+        existing = read_json_object(
+            self.store, design_key(self.run_name, self.design_id, "design.json")
+        )
         if existing is not None:
             owner = (existing.get("metadata") or {}).get("session")
             if owner == self.session:
@@ -378,7 +370,7 @@ class DesignSession:
 
     def _load_parent(self, parent_id: str) -> UnitTree:
         key = design_key(self.run_name, parent_id, "design.json")
-        document = _read_json(self.store, key)
+        document = read_json_object(self.store, key)
         if document is None:
             raise ValueError(f"parent {parent_id!r} has no readable {key}")
         try:
@@ -865,7 +857,7 @@ class DesignSession:
     def _final_report(self, tree: UnitTree) -> dict[str, Any]:
         attempts = f"{run_prefix(self.run_name)}/sessions/{self.session}/attempts/"
         for key in sorted(self.store.list(attempts), reverse=True):
-            entry = _read_json(self.store, key) or {}
+            entry = read_json_object(self.store, key) or {}
             if entry.get("passed") and entry.get("report"):
                 return dict(entry["report"])
         return {"checks": [], "info": {"note": f"no stored report for {tree.name}"}}
@@ -963,7 +955,6 @@ __all__ = [
     "FLOWS",
     "OPERATORS",
     "DesignSession",
-    "ReplyError",
     "SessionSettings",
     "SessionState",
     "run_llm_session",

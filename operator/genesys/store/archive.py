@@ -127,6 +127,15 @@ class Archive:
         return sorted(self.designs.values(), key=lambda d: (d.seq, d.id))
 
 
+def read_json_object(store: Store, key: str) -> dict[str, Any] | None:
+    """The JSON object at ``key``; None when it is missing, not JSON, or not an object."""
+    try:
+        value = json.loads(store.get_text(key))
+    except (KeyError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _read_json(store: Store, key: str) -> dict[str, Any] | None:
     try:
         value = json.loads(store.get_text(key))
@@ -259,6 +268,7 @@ __all__ = [
     "design_key",
     "design_record",
     "load_archive",
+    "read_json_object",
     "run_prefix",
     "run_spent_usd",
     "session_key",
