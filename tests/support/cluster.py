@@ -148,7 +148,8 @@ def run_document(cluster: Cluster, name: str, **overrides: Any) -> dict[str, Any
             "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1, "tokens": 12288}]},
             "sessions": {"parallel": 1, "maxDesigns": 1},
             "agents": {"offline": True},
-            "checks": {"forwardLength": 128, "causalityLength": 24, "effectivenessSteps": 3},
+            "checks": {"forwardLength": 128, "causalityLength": 24, "effectivenessSteps": 3,
+                       "timeRatioError": 1000.0, "timeRatioWarning": 500.0},
             "verification": {
                 "scheduler": "kubernetes",
                 "image": "genesys-trainer:test",
