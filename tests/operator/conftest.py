@@ -68,6 +68,10 @@ def cluster(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
                                  "--from-literal=AWS_SECRET_ACCESS_KEY=test",
                                  "--dry-run=client", "-o", "yaml")  # fmt: skip
         cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=secret)
+        llm = cluster.kubectl("create", "secret", "generic", "llm-credentials", "-n", NAMESPACE,
+                              "--from-literal=api-key=unused-offline", "--dry-run=client",
+                              "-o", "yaml")  # fmt: skip
+        cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=llm)
         try:
             yield cluster
         finally:

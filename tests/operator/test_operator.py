@@ -7,9 +7,11 @@ are faked by the kubelet (a plausible result.json) unless the test says otherwis
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -44,13 +46,31 @@ TWO_RUNGS = {
 }
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def health(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return dict(json.loads(response.read()))
+    except OSError:
+        return None
+
+
 def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster: Cluster) -> None:
-    cluster.start_operator()
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    cluster.start_operator(liveness=liveness)
     document = run_document(cluster, "tiny", ladder=TWO_RUNGS,
                             **{"sessions.maxDesigns": None})  # fmt: skip
     with cluster.kubelet(fake_training=True):
         apply(cluster, document)
         cluster.wait_for(lambda: phase_is(cluster, "tiny", "Succeeded"), 400, "Succeeded")
+    probe = health(liveness)  # the liveness endpoint answers, with the probe's details
+    assert probe is not None
+    assert probe["genesys-health"]["reconciles"] > 0
     status = cluster.run_status("tiny")
     store = cluster.store()
     archive = load_archive(store, "tiny")

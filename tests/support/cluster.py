@@ -80,13 +80,14 @@ class Cluster:
         obj = self.kube.object("genesys.dev/v1alpha1/discoveryruns", NAMESPACE, name)
         return dict((obj or {}).get("status") or {})
 
-    def start_operator(self) -> None:
+    def start_operator(self, liveness: str = "") -> None:
         """Start ``genesys operator`` (cluster-wide, standalone, fast ticks)."""
         log = self.workdir / f"operator-{len(self.operator_logs)}.log"
         self.operator_logs.append(log)
         with log.open("wb") as sink:
             self.operator = subprocess.Popen(
-                [sys.executable, "-m", "genesys", "operator", "--standalone", "--liveness", ""],
+                [sys.executable, "-m", "genesys", "operator", "--standalone", "--liveness",
+                 liveness],
                 env=self.env, cwd=self.workdir, stdout=sink, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
