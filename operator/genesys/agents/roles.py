@@ -263,17 +263,11 @@ def json_parser(convert: Callable[[Any], T]) -> Callable[[str], T]:
     return parse
 
 
-def dumps(value: Any) -> str:
-    """Pretty JSON for prompts."""
-    return json.dumps(value, indent=2, sort_keys=True)
-
-
 __all__ = [
     "PROPOSAL_FIELDS",
     "PlanStep",
     "ProposalDoc",
     "Rating",
-    "dumps",
     "json_parser",
     "messages",
     "parse_block_reply",

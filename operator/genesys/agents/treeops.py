@@ -116,11 +116,6 @@ def protected_units(tree: UnitTree, selection: Selection) -> set[str]:
     return set(reachable(tree, cut=(selection.owner, selection.slot)))
 
 
-def subtree(tree: UnitTree, name: str) -> set[str]:
-    """``name`` and every unit or declaration below it."""
-    return set(reachable(tree, name))
-
-
 # ------------------------------------------------------------------------------ unit source
 
 
@@ -216,7 +211,7 @@ def _import(tree: UnitTree, pool_tree: UnitTree, name: str) -> None:
 
 
 def _bind_children(
-    tree: UnitTree, written: WrittenUnit, pool: Mapping[str, UnitTree], protected: set[str]
+    tree: UnitTree, written: WrittenUnit, pool: Mapping[str, UnitTree]
 ) -> dict[str, str]:
     slots = declared_children(written.source)
     slot_names = [slot.name for slot in slots]
@@ -248,7 +243,6 @@ def _bind_children(
                 list(slot.outputs),
             )
         bindings[slot.name] = child
-    del protected  # protection is enforced on the written unit's name (apply_unit)
     return bindings
 
 
@@ -301,7 +295,7 @@ def apply_unit(
     new.declarations.pop(written.name, None)
     new.units[written.name] = UnitSpec(written.source, {}, dict(written.hyperparameters),
                                        written.requirements)  # fmt: skip
-    new.units[written.name].children = _bind_children(new, written, pool, protected)
+    new.units[written.name].children = _bind_children(new, written, pool)
     new = prune(new)
     try:
         validate_tree(new)
@@ -334,5 +328,4 @@ __all__ = [
     "protected_units",
     "prune",
     "resolve_selection",
-    "subtree",
 ]
