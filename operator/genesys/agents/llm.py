@@ -22,13 +22,14 @@ What must stay true:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -329,11 +330,17 @@ class LLMClient:
         Raises BudgetExhaustedError before sending when the estimate would pass a cap, and
         LLMError when the call fails for good.
         """
-        started = time.monotonic()
         record = CallRecord(role, model, prompt_hash(messages), 0, 0, 0.0, 0.0, 0)
-        try:
+        with self._traced(record):
             self.ledger.check(estimate_cost(self.agents.prices, model, messages, max_tokens))
             return self._send(record, messages, max_tokens=max_tokens, temperature=temperature)
+
+    @contextlib.contextmanager
+    def _traced(self, record: CallRecord) -> Iterator[None]:
+        """Time the call, note its failure in ``record``, and emit the record exactly once."""
+        started = time.monotonic()
+        try:
+            yield
         except BudgetExhaustedError as error:
             record.error = f"{BudgetExhaustedError.reason}: {error}"
             raise
@@ -391,11 +398,10 @@ class LLMClient:
 
         Raises BudgetExhaustedError or LLMError like :meth:`chat`.
         """
-        started = time.monotonic()
         text = "\n".join(texts)
         record = CallRecord("embeddings", model, prompt_hash([{"content": text}]), 0, 0, 0.0,
                             0.0, 1)  # fmt: skip
-        try:
+        with self._traced(record):
             self.ledger.check(cost_usd(self.agents.prices, model, len(text) / CHARS_PER_TOKEN, 0))
             try:
                 response = self._client.embeddings.create(model=model, input=texts)
@@ -405,13 +411,6 @@ class LLMClient:
             record.cost_usd = cost_usd(self.agents.prices, model, record.prompt_tokens, 0)
             self.ledger.add(record.cost_usd)
             return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
-        except (BudgetExhaustedError, LLMError) as error:
-            record.error = str(error)
-            raise
-        finally:
-            record.latency_s = time.monotonic() - started
-            if self._trace is not None:
-                self._trace(record)
 
     def ask(
         self,
