@@ -48,8 +48,27 @@ stamp="$VENV/.genesys-setup"
 install_kube_tools() {
   "$VENV/bin/python" scripts/kube_tools.py --dest "$VENV/bin"
 }
+# s3rver (pinned; node) in $VENV/node, for the store conformance tests (tests/store/). Version
+# 3.7.1 ignores If-None-Match, which is exactly the case those tests need to see refused.
+S3RVER_PACKAGE=s3rver@3.7.1
+install_s3rver() {
+  local dir=$VENV/node
+  if grep -qs '"version": "3.7.1"' "$dir/node_modules/s3rver/package.json"; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm not found; s3rver is not installed and its store tests skip" \
+      "(apt-get install npm)" >&2
+    return 0
+  fi
+  echo "setup: installing $S3RVER_PACKAGE into $dir (npm)"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --ignore-scripts --loglevel=error \
+    --save-exact "$S3RVER_PACKAGE"
+}
 if [ -x "$VENV/bin/genesys" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   install_kube_tools
+  install_s3rver
   echo "setup: $VENV is up to date"
   exit 0
 fi
@@ -68,5 +87,6 @@ echo "setup: installing genesys-operator[$EXTRAS] with constraints.txt"
 "${pip[@]}" install -q -c constraints.txt -e ".[$EXTRAS]"
 "${pip[@]}" check
 install_kube_tools
+install_s3rver
 echo "$want" >"$stamp"
 echo "setup: done in $((SECONDS - start))s; activate with: source $VENV/bin/activate"

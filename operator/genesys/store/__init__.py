@@ -2,9 +2,11 @@
 
 What must stay true: keys are relative, slash-separated and readable
 (``runs/<run>/designs/<id>/design.json``); a put is atomic (readers see the old object or the
-new one, never a torn one); the store is the source of truth for content.
+new one, never a torn one); ``create_*`` writes only a missing key, exclusively across writers;
+``list`` and ``delete_prefix`` work on folders (``runs/demo`` never includes ``runs/demo-2``);
+the store is the source of truth for content. ``genesys.store.base`` states the whole contract.
 """
 
-from genesys.store.base import Store, StoreError, open_store
+from genesys.store.base import ConditionalWriteUnsupportedError, Store, StoreError, open_store
 
-__all__ = ["Store", "StoreError", "open_store"]
+__all__ = ["ConditionalWriteUnsupportedError", "Store", "StoreError", "open_store"]
