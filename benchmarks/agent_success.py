@@ -1,6 +1,6 @@
 """Design-generation success: the unit-by-unit GP flow against direct prompting, same proposals.
 
-The paper's headline ablation (GENESYS.md, "Headline results"): genetic programming over unit
+The paper's headline ablation (Genesys, "headline results"): genetic programming over unit
 trees beat writing the whole block in one prompt by about 86 points of successful design
 generation, a design counting as a success when it is implemented and passes every check
 within 5 attempts.
@@ -25,7 +25,6 @@ for inspection.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -34,16 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from genesys.agents.llm import LLMError
-from genesys.agents.session import (
-    DesignSession,
-    SessionSettings,
-    SessionState,
-    run_llm_session,
-)
+from genesys.agents.session import DesignSession, SessionSettings, run_llm_session
 from genesys.api.discoveryrun import DiscoveryRun
 from genesys.engine.plan import SEED_NAMES
-from genesys.store.archive import design_key, run_prefix
+from genesys.store.archive import design_key
 from genesys.store.base import Store, open_store
+from genesys.store.documents import SessionState, write_document
 from genesys_trainer.seeds import load_seed
 
 RUN = "agent-success"
@@ -81,7 +76,7 @@ def build_spec(args: argparse.Namespace) -> DiscoveryRun:
 def seed_store(store: Store) -> None:
     """Write the seed designs as ``seed-<name>``."""
     for seq, name in enumerate(SEED_NAMES):
-        key = design_key(RUN, f"seed-{name}", "design.json")
+        key = design_key(f"seed-{name}", "design.json")
         if not store.exists(key):
             document = load_seed(name).to_json()
             document["metadata"].update({"seq": seq, "operator": "seed", "parents": []})
@@ -92,7 +87,7 @@ def make_proposal(store: Store, settings: SessionSettings, index: int) -> dict[s
     """An accepted mutation proposal (its session state), or None when none passed review."""
     parent = f"seed-{SEED_NAMES[index % len(SEED_NAMES)]}"
     session = DesignSession(
-        store=store, run=RUN, session=f"p{index:04d}", design_id=f"p{index:04d}", seq=index,
+        store=store, session=f"p{index:04d}", design_id=f"p{index:04d}", seq=index,
         operator="mutation", parent_ids=[parent], seed=index, settings=settings,
     )  # fmt: skip
     try:
@@ -100,20 +95,21 @@ def make_proposal(store: Store, settings: SessionSettings, index: int) -> dict[s
     except (ValueError, LLMError) as exc:  # a budget cap or a failing endpoint: no proposal
         print(f"proposal {index + 1}: {exc}", file=sys.stderr)
     state = session.state
-    return dataclasses.asdict(state) if state.proposal is not None else None
+    return state.model_dump(mode="json") if state.proposal is not None else None
 
 
 def implement(store: Store, settings: SessionSettings, proposal: dict[str, Any], flow: str) -> Any:
     """Implement an accepted proposal with ``flow`` in a fresh session; its outcome."""
     sid = f"{flow}-{proposal['session']}"
-    key = f"{run_prefix(RUN)}/sessions/{sid}/state.json"
+    key = f"sessions/{sid}/state.json"
     if not store.exists(key):
         copy = {**proposal, "session": sid, "design_id": f"d-{sid}", "flow": flow}
-        state = dataclasses.replace(SessionState.from_json(copy), spent_usd=0.0, calls=0,
-                                    prompt_tokens=0, completion_tokens=0)  # fmt: skip
-        store.put_text(key, json.dumps(dataclasses.asdict(state)))
+        state = SessionState.model_validate(copy).model_copy(
+            update={"spent_usd": 0.0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        )
+        write_document(store, key, state)
     return run_llm_session(
-        store=store, run=RUN, session=sid, design_id=f"d-{sid}", seq=proposal["seq"],
+        store=store, session=sid, design_id=f"d-{sid}", seq=proposal["seq"],
         operator="mutation", parent_ids=proposal["parents"], seed=proposal["seed"],
         settings=settings, flow=flow, implementation_limit=1,
     )  # fmt: skip

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from genesys.api.ladder import preset_rung
 from genesys.api.presets import SCALE_PRESETS, ScalePreset
 from genesys.sandbox.runner import SandboxLimits, check_design
 from genesys_trainer.checks.dynamic import find_leak, run_blocks
@@ -59,9 +60,7 @@ def full_check(rung: str, preset: ScalePreset, vocab: int) -> None:
     start = time.perf_counter()
     report = check_design(
         load_seed("gpt2").to_json(),
-        rung=rung,
-        preset=preset,
-        vocab_size=vocab,
+        rung=preset_rung(rung, vocab_size=vocab),
         limits=SandboxLimits(timeout_seconds=1800),
     )
     total = time.perf_counter() - start

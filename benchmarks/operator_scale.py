@@ -97,11 +97,11 @@ def argument(args: list[str], flag: str) -> str:
 
 
 def complete(store: Any, job: Any, seed_document: dict[str, Any]) -> None:
-    """Do what the Job's pod would have written to the store."""
+    """Do what the Job's pod would have written to the run's store."""
     args = list(job.spec.template.spec.containers[0].args or [])
     if "design" in args[:2]:
-        run, session = argument(args, "--run"), argument(args, "--session")
-        store = store.child(argument(args, "--store").split(f"s3://{BUCKET}/", 1)[1])
+        session = argument(args, "--session")
+        run_store = store.child(argument(args, "--store").split(f"s3://{BUCKET}/", 1)[1])
         design_id = argument(args, "--design-id")
         parents = [p for p in argument(args, "--parents").split(",") if p]
         document = json.loads(json.dumps(seed_document))
@@ -109,9 +109,9 @@ def complete(store: Any, job: Any, seed_document: dict[str, Any]) -> None:
         document["metadata"] = {"title": f"design {design_id}", "operator": "mutation",
                                 "parents": parents, "seq": int(argument(args, "--seq")),
                                 "session": session}  # fmt: skip
-        store.put_text(f"runs/{run}/designs/{design_id}/design.json", json.dumps(document))
+        run_store.put_text(f"designs/{design_id}/design.json", json.dumps(document))
         outcome = {"status": "implemented", "design": design_id, "reason": "bench"}
-        store.put_text(f"runs/{run}/sessions/{session}/session.json", json.dumps(outcome))
+        run_store.put_text(f"sessions/{session}/session.json", json.dumps(outcome))
         return
     out = argument(args, "--out")
     key = out.split(f"s3://{BUCKET}/", 1)[1] + "/result.json"
@@ -171,7 +171,7 @@ def measure(args: argparse.Namespace, kube_url: str, s3_url: str, conn: Connecti
     from genesys.controller.handlers import read_run, write_status
     from genesys.controller.reconcile import reconcile
     from genesys.store import open_store
-    from genesys.store.archive import JsonCache
+    from genesys.store.archive import DocumentCache
     from genesys_trainer.seeds import load_seed
 
     api = client.ApiClient(client.Configuration(host=kube_url))
@@ -189,7 +189,7 @@ def measure(args: argparse.Namespace, kube_url: str, s3_url: str, conn: Connecti
         document = run_document(name, args.designs, args.parallel, s3_url)
         custom.create_namespaced_custom_object("genesys.dev", "v1alpha1", name, "discoveryruns",
                                                document)  # fmt: skip
-    caches = {name: JsonCache() for name in names}
+    caches = {name: DocumentCache() for name in names}
     ingested: dict[str, set[str]] = {name: set() for name in names}
     latencies: list[float] = []
     started = time.monotonic()
@@ -211,12 +211,13 @@ def measure(args: argparse.Namespace, kube_url: str, s3_url: str, conn: Connecti
     from genesys.store.archive import load_archive
 
     uncached, cached = [], []
+    first = store.child(f"{names[0]}/runs/{names[0]}/{names[0]}")  # prefix/runs/<ns>/<name>
     for _ in range(3):  # the store part of a reconcile, on the final state: without, with cache
         tick = time.perf_counter()
-        load_archive(store.child(names[0]), names[0], cache=JsonCache())
+        load_archive(first, names[0], cache=DocumentCache())
         uncached.append(time.perf_counter() - tick)
         tick = time.perf_counter()
-        load_archive(store.child(names[0]), names[0], cache=caches[names[0]])
+        load_archive(first, names[0], cache=caches[names[0]])
         cached.append(time.perf_counter() - tick)
     conn.send(USER_AGENT)
     requests = int(conn.recv())

@@ -30,18 +30,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from genesys import __version__
-from genesys.api.base import parse_quantity_bytes
 from genesys.api.crd import all_crds
-from genesys.api.design import Design
 from genesys.api.discoveryrun import DiscoveryRun
-from genesys.api.ladder import ResolvedRung, resolve_ladder
+from genesys.api.ladder import RungConfig, preset_rung, resolve_ladder
 from genesys.api.validation import (
     SpecError,
     SpecValidationError,
     parse_discovery_run,
     parse_document,
 )
-from genesys.api.yamlio import YAMLError, dump_all, load_all
+from genesys.api.yamlio import MAX_SPEC_BYTES, SpecFileError, dump_all, load_spec_bytes
 from genesys.sandbox import scrubbed_env
 
 EXIT_OK = 0
@@ -70,42 +68,42 @@ def describe_run(run: DiscoveryRun) -> str:
     )
 
 
-def validate_text(text: str) -> tuple[list[str], list[SpecError]]:
-    """Summaries of the valid documents in a YAML stream, and every error found."""
+def validate_text(
+    data: bytes | str, *, source: str = "<input>"
+) -> tuple[list[str], list[SpecError]]:
+    """The summary of a spec file's one document if it is valid, else every error found.
+
+    Raises SpecFileError (one line naming ``source``) when the file is not one YAML document:
+    too large, not UTF-8, not YAML, an alias bomb, a repeated key, or several documents.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    document = load_spec_bytes(raw, source=source)
     try:
-        documents = load_all(text)
-    except YAMLError as exc:
-        return [], [SpecError("", f"invalid YAML: {exc}".replace("\n", " "))]
-    if not documents:
-        return [], [SpecError("", "expected a DiscoveryRun or Design document, found none")]
-    summaries: list[str] = []
-    errors: list[SpecError] = []
-    for index, document in enumerate(documents):
-        where = f"document {index + 1}: " if len(documents) > 1 else ""
-        try:
-            parsed = parse_document(document)
-        except SpecValidationError as exc:
-            errors.extend(SpecError(e.path, where + e.message, e.value) for e in exc.errors)
-            continue
-        if isinstance(parsed, DiscoveryRun):
-            summaries.append(describe_run(parsed))
-        elif isinstance(parsed, Design):
-            summaries.append(f"Design/{parsed.metadata.name}: {parsed.spec.operator}")
-    return summaries, errors
+        parsed = parse_document(document)
+    except SpecValidationError as exc:
+        return [], exc.errors
+    if isinstance(parsed, DiscoveryRun):
+        return [describe_run(parsed)], []
+    return [f"Design/{parsed.metadata.name}: {parsed.spec.operator}"], []
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Validate each file; print a summary per valid document and a line per error."""
+    """Validate each file; print its summary, a line per error, or the one reason it is unread."""
     failed = False
     for name in args.files:
-        path = Path(name)
         try:
-            text = path.read_text(encoding="utf-8")
+            with Path(name).open("rb") as stream:
+                data = stream.read(MAX_SPEC_BYTES + 1)  # enough to tell that it is too large
         except OSError as exc:
             print(f"{name}: cannot read: {exc.strerror or exc}", file=err)
             failed = True
             continue
-        summaries, errors = validate_text(text)
+        try:
+            summaries, errors = validate_text(data, source=name)
+        except SpecFileError as exc:
+            print(exc, file=err)
+            failed = True
+            continue
         for error in errors:
             print(f"{name}: {error.render()}", file=err)
         if errors:
@@ -165,18 +163,20 @@ def cmd_crds(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def load_run_file(path: str, err: TextIO) -> DiscoveryRun | None:
-    """A validated DiscoveryRun from a YAML file, or None after printing why not."""
+    """A validated DiscoveryRun from a one-document YAML file, or None after printing why not."""
     try:
-        documents = load_all(Path(path).read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
-        print(f"{path}: cannot read: {exc}", file=err)
-        return None
-    runs = [d for d in documents if isinstance(d, dict) and d.get("kind") == "DiscoveryRun"]
-    if len(runs) != 1:
-        print(f"{path}: expected one DiscoveryRun document, found {len(runs)}", file=err)
+        with Path(path).open("rb") as stream:
+            data = stream.read(MAX_SPEC_BYTES + 1)  # enough to tell that it is too large
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=err)
         return None
     try:
-        return parse_discovery_run(runs[0])
+        document = load_spec_bytes(data, source=path)
+    except SpecFileError as exc:
+        print(exc, file=err)
+        return None
+    try:
+        return parse_discovery_run(document)
     except SpecValidationError as exc:
         for error in exc.errors:
             print(f"{path}: {error.render()}", file=err)
@@ -233,31 +233,34 @@ class RunContext:
     name: str
     archive: Any
     fitness: dict[str, float]
-    rungs: list[ResolvedRung]
+    rungs: list[RungConfig]
 
 
 def load_run_context(target: str, err: TextIO) -> RunContext | None:
     """The run at a directory or URI, or None after printing why not."""
     from genesys.backends.driver import locate_run
     from genesys.evolution.ranking import fitness as compute_fitness
-    from genesys.store.archive import load_archive
+    from genesys.store.archive import SPEC_KEY, load_archive
+    from genesys.store.documents import DocumentError, RunRecord, read_document
 
     try:
         store, name = locate_run(target)
-    except ValueError as exc:
+        record = read_document(store, SPEC_KEY, RunRecord)
+    except (ValueError, DocumentError) as exc:
         print(f"error: {exc}", file=err)
         return None
-    try:
-        run: DiscoveryRun | None = DiscoveryRun.model_validate(
-            json.loads(store.get_text(f"runs/{name}/spec.json"))
-        )
-    except KeyError:
-        run = None
     archive = load_archive(store, name)
-    rungs = []
-    if run is not None:
-        rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size)
-    return RunContext(name, archive, compute_fitness(archive), rungs)
+    rungs: list[RungConfig] = []
+    fitness = compute_fitness(archive)
+    if record is not None:
+        spec = record.run.spec
+        rungs = resolve_ladder(spec.ladder, vocab_size=spec.verification.data.vocab_size)
+        fitness = compute_fitness(
+            archive,
+            margin=spec.selection.baseline_margin,
+            rating_weight=spec.selection.proposal_rating_weight,
+        )
+    return RunContext(name, archive, fitness, rungs)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -327,34 +330,38 @@ def load_design_document(name_or_path: str) -> dict[str, Any]:
 def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Check a design at a rung: static checks here, dynamic checks in the sandbox."""
     from genesys.api.discoveryrun import Checks
-    from genesys.api.presets import SCALE_PRESETS
-    from genesys.sandbox.runner import SandboxLimits, check_design
+    from genesys.quantities import memory_bytes
+    from genesys.sandbox.runner import check_design, check_settings, limits_from_checks
     from genesys_trainer.tree import DesignError
 
-    if args.rung not in SCALE_PRESETS:
-        print(f"unknown rung {args.rung!r}; expected one of {', '.join(SCALE_PRESETS)}", file=err)
+    try:
+        rung = preset_rung(args.rung, vocab_size=args.vocab)
+    except ValueError as exc:
+        print(str(exc), file=err)
         return EXIT_INVALID
     try:
         document = load_design_document(args.design)
     except (OSError, DesignError) as exc:
         print(f"error: {exc}", file=err)
         return EXIT_INVALID
-    preset = SCALE_PRESETS[args.rung]
-    vocab = args.vocab or (256 if preset.cpu_sized else 32000)
-    settings = Checks().model_dump(by_alias=False)
-    limits = SandboxLimits(
-        timeout_seconds=args.timeout or settings["sandbox_timeout_seconds"],
-        memory_bytes=parse_quantity_bytes(args.memory or settings["sandbox_memory"]),
-        threads=args.threads,
-    )
+    checks = Checks()
+    overrides: dict[str, Any] = {"threads": args.threads}
+    if args.timeout:
+        overrides["timeout_seconds"] = args.timeout
+    if args.memory:
+        try:
+            overrides["memory_bytes"] = memory_bytes(args.memory)
+        except ValueError:
+            print(f"--memory: {args.memory!r} is not a quantity such as 8Gi", file=err)
+            return EXIT_INVALID
+    limits = limits_from_checks(checks, **overrides)
     if not args.json:
         print(
-            f"checking {args.design} at rung {args.rung} (vocab {vocab}) in the sandbox...",
+            f"checking {args.design} at rung {args.rung} (vocab {rung.vocab_size}) in the "
+            "sandbox...",
             file=err,
         )
-    report = check_design(
-        document, rung=args.rung, preset=preset, vocab_size=vocab, settings=settings, limits=limits
-    )
+    report = check_design(document, rung=rung, settings=check_settings(checks), limits=limits)
     if args.json:
         out.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -48,7 +48,7 @@ def test_genesys_run_with_llm_agents_completes_a_small_run(corpus: None, tmp_pat
     assert "finished:" in done.stdout
     assert roles == ["proposer", "proposer", "reviewer", "planner", "coder", "observer"]
     assert keys == {"Bearer test-key"}  # the key reached the session, from the env var only
-    archive = load_archive(open_store(tmp_path / "store"), "llmrun")
+    archive = load_archive(open_store(tmp_path / "store" / "runs" / "llmrun"))
     designs = [d for d in archive.designs.values() if not d.is_seed]
     assert len(designs) == 1
     design = designs[0]
@@ -58,6 +58,6 @@ def test_genesys_run_with_llm_agents_completes_a_small_run(corpus: None, tmp_pat
     assert document["metadata"]["flow"] == "gau"
     assert document["metadata"]["cost_usd"] > 0
     assert "GeluMLP" in document["units"]
-    sessions = [s for s in archive.sessions.values() if s["status"] == "implemented"]
+    sessions = [s for s in archive.sessions.values() if s.status == "implemented"]
     assert len(sessions) == 1
-    assert sessions[0]["calls"] == 6
+    assert sessions[0].calls == 6

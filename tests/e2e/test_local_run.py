@@ -69,14 +69,14 @@ def test_run_killed_mid_run_resumes_without_duplicates(corpus: None, tmp_path: P
     assert "finished:" in second.stdout
     assert "seed-gpt2" in second.stdout  # the leaderboard
 
-    archive = load_archive(open_store(store_dir), "tiny")
+    archive = load_archive(open_store(store_dir / "runs" / "tiny"))
     designs = [d for d in archive.designs.values() if not d.is_seed]
     assert len({d.id for d in designs}) == len(designs) == 2  # no duplicates, none lost
     for design in archive.designs.values():
         assert "nano" in design.verifications, design.id
     assert sum(1 for d in archive.designs.values() if "micro" in d.verifications) == 1
-    implemented = [s for s in archive.sessions.values() if s["status"] == "implemented"]
-    assert sorted(s["design"] for s in implemented) == sorted(d.id for d in designs)
+    implemented = [s for s in archive.sessions.values() if s.status == "implemented"]
+    assert sorted(str(s.design) for s in implemented) == sorted(d.id for d in designs)
     assert (store_dir / "runs" / "tiny" / "report.html").exists()
     summary = json.loads((store_dir / "runs" / "tiny" / "summary.json").read_text())
     assert summary["reason"] == "BudgetsSpent"

@@ -60,14 +60,7 @@ def cluster(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         cluster = Cluster(kube, s3_server, bucket, kubeconfig, tmp_path, env)
         cluster.kubectl("apply", "--validate=false", "-f", str(REPO / "crds"))
         # `kubectl create` sends protobuf, which the emulator cannot read: render, then apply
-        namespace = cluster.kubectl("create", "namespace", NAMESPACE, "--dry-run=client",
-                                    "-o", "yaml")  # fmt: skip
-        cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=namespace)
-        secret = cluster.kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE,
-                                 "--from-literal=AWS_ACCESS_KEY_ID=test",
-                                 "--from-literal=AWS_SECRET_ACCESS_KEY=test",
-                                 "--dry-run=client", "-o", "yaml")  # fmt: skip
-        cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=secret)
+        cluster.create_namespace(NAMESPACE)
         llm = cluster.kubectl("create", "secret", "generic", "llm-credentials", "-n", NAMESPACE,
                               "--from-literal=api-key=unused-offline", "--dry-run=client",
                               "-o", "yaml")  # fmt: skip

@@ -72,8 +72,8 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     assert probe is not None
     assert probe["genesys-health"]["reconciles"] > 0
     status = cluster.run_status("tiny")
-    store = cluster.store()
-    archive = load_archive(store, "tiny")
+    store = cluster.run_store("tiny")
+    archive = load_archive(store)
     designs = {d["metadata"]["name"]: d for d in cluster.get("designs")["items"]}
     assert len(designs) == len(archive.designs) == 7  # five seeds and two new designs
     assert status["finishReason"] == "BudgetsSpent"
@@ -96,6 +96,18 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
         assert [r["rung"] for r in design["status"]["rungs"]] == ladder_order
         assert design["metadata"]["ownerReferences"][0]["name"] == "tiny"
     all_jobs = jobs(cluster)
+    uid = cluster.run_object("tiny")["metadata"]["uid"]  # type: ignore[index]
+    for job in all_jobs:  # every Job is owned by the run, bounded in time and cleaned up
+        metadata, spec = job["metadata"], job["spec"]
+        assert metadata["ownerReferences"][0]["uid"] == uid, metadata["name"]
+        assert metadata["ownerReferences"][0]["controller"] is True
+        assert metadata["labels"]["genesys.dev/run-uid"] == uid
+        assert spec["activeDeadlineSeconds"] > 0
+        assert spec["ttlSecondsAfterFinished"] > 0
+    training = [
+        j for j in all_jobs if j["metadata"]["labels"]["genesys.dev/role"] == "verification"
+    ]
+    assert {j["spec"]["activeDeadlineSeconds"] for j in training} == {3600}  # nano's deadline
     names = [j["metadata"]["name"] for j in all_jobs]
     roles = Counter(j["metadata"]["labels"]["genesys.dev/role"] for j in all_jobs)
     sessions = len(archive.sessions)
@@ -105,14 +117,14 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     printed = cluster.kubectl("get", "discoveryruns,designs", "-n", NAMESPACE)
     assert "Succeeded" in printed
     assert f"tiny-{promoted[0].id}" in printed
-    assert store.exists("runs/tiny/report.html")
+    assert store.exists("report.html")
     events = cluster.get("events")["items"]
     reasons = Counter(e["reason"] for e in events)
     assert reasons["SessionStarted"] == sessions
     assert reasons["Succeeded"] == 1
     sessions_log = cluster.kubectl("logs", "-n", NAMESPACE, "-l", "genesys.dev/role=session")
     assert '"status": "implemented"' in sessions_log  # what the agent pods printed
-    run_uri = f"s3://{cluster.bucket}/runs/tiny"
+    run_uri = f"s3://{cluster.bucket}/runs/{NAMESPACE}/tiny"
     shown = subprocess.run([sys.executable, "-m", "genesys", "status", run_uri], env=cluster.env,
                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
@@ -161,7 +173,7 @@ def test_a_restarted_operator_duplicates_nothing_and_finishes(cluster: Cluster) 
         time.sleep(2)
         cluster.start_operator()
         cluster.wait_for(lambda: phase_is(cluster, "crash", "Succeeded"), 300, "Succeeded")
-    archive = load_archive(cluster.store(), "crash")
+    archive = load_archive(cluster.run_store("crash"))
     names = [j["metadata"]["name"] for j in jobs(cluster)]
     verifications = sum(len(d.verifications) for d in archive.designs.values())
     assert len(names) == len(set(names)) == len(archive.sessions) + verifications
@@ -172,7 +184,7 @@ def test_a_restarted_operator_duplicates_nothing_and_finishes(cluster: Cluster) 
 
 def test_training_retries_are_bounded_and_recorded(cluster: Cluster) -> None:
     cluster.start_operator()
-    failing = {"verify-retry-seed-gpt2-nano": 2, "verify-retry-seed-mamba2-nano": 10}
+    failing = {"seed-gpt2-nano": 2, "seed-mamba2-nano": 10}
     with cluster.kubelet(fake_training=True, fail_first=failing):
         apply(cluster, run_document(cluster, "retry",
                                     **{"verification.maxRetries": 2}))  # fmt: skip
@@ -185,8 +197,8 @@ def test_training_retries_are_bounded_and_recorded(cluster: Cluster) -> None:
     assert mamba2["phase"] == "Failed"
     assert mamba2["rungs"][0]["phase"] == "Failed"
     assert "3 attempts" in mamba2["reason"]
-    store = cluster.store()
-    attempts = list(store.list("runs/retry/designs/seed-gpt2/verifications/nano/attempts"))
+    store = cluster.run_store("retry")
+    attempts = list(store.list("designs/seed-gpt2/verifications/nano/attempts"))
     assert len(attempts) == 2
     names = sorted(
         j["metadata"]["name"] for j in jobs(cluster) if "mamba2" in j["metadata"]["name"]
@@ -230,8 +242,7 @@ def test_delete_removes_children_and_applies_the_retention(
     assert cluster.kube.object("genesys.dev/v1alpha1/discoveryruns", NAMESPACE, "gone") is None
     assert jobs(cluster) == []
     assert cluster.get("designs")["items"] == []
-    store = cluster.store()
-    left = list(store.list("runs/gone"))
+    left = list(cluster.run_store("gone").list())
     assert (len(left) > 0) == (retention == "keep")
 
 
@@ -252,7 +263,7 @@ def test_training_jobs_run_the_real_trainer_against_the_store(cluster: Cluster) 
     with cluster.kubelet(fake_training=False):
         apply(cluster, run_document(cluster, "real"))
         cluster.wait_for(lambda: phase_is(cluster, "real", "Succeeded"), 600, "Succeeded")
-    archive = load_archive(cluster.store(), "real")
+    archive = load_archive(cluster.run_store("real"))
     results = [d.verifications["nano"] for d in archive.designs.values()]
     assert len(results) == 6
     assert all(r.status == "succeeded" for r in results), [r.reason for r in results]

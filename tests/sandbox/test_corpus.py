@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genesys.api.presets import SCALE_PRESETS
+from genesys.api.ladder import preset_rung
 from genesys.sandbox.runner import GIB, SandboxLimits, check_design
 from genesys_trainer.seeds import SEEDS, load_seed
 from genesys_trainer.tree import load_tree
@@ -16,7 +16,7 @@ from genesys_trainer.tree import load_tree
 pytestmark = pytest.mark.slow
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "data" / "designs").iterdir())
-NANO = SCALE_PRESETS["nano"]
+NANO = preset_rung("nano", vocab_size=256)
 
 
 def expectation(path: Path) -> tuple[str, float]:
@@ -37,7 +37,7 @@ def test_corpus_has_at_least_25_designs() -> None:
 def test_corpus_design_is_rejected_by_its_expected_check(path: Path) -> None:
     expected, timeout = expectation(path)
     report = check_design(
-        load_tree(path).to_json(), rung="nano", preset=NANO, vocab_size=256,
+        load_tree(path).to_json(), rung=NANO,
         limits=SandboxLimits(timeout_seconds=timeout, memory_bytes=4 * GIB),
     )  # fmt: skip
     failures = report.failed()
@@ -49,7 +49,7 @@ def test_corpus_design_is_rejected_by_its_expected_check(path: Path) -> None:
 @pytest.mark.parametrize("seed", list(SEEDS))
 def test_seed_passes_every_check(seed: str) -> None:
     report = check_design(
-        load_seed(seed).to_json(), rung="nano", preset=NANO, vocab_size=256,
+        load_seed(seed).to_json(), rung=NANO,
         limits=SandboxLimits(timeout_seconds=300, memory_bytes=4 * GIB),
     )  # fmt: skip
     assert report.passed, report.render()

@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 
-from genesys.api.presets import SCALE_PRESETS
+from genesys.api.ladder import preset_rung
 from genesys.sandbox.report import Report
 from genesys.sandbox.runner import GIB, SandboxLimits, check_design
 
 pytestmark = pytest.mark.slow
 
-NANO = SCALE_PRESETS["nano"]
+NANO = preset_rung("nano", vocab_size=256)
 
 TEMPLATE = """
 import torch
@@ -42,7 +42,7 @@ def run_hostile(body: str, *, timeout: float = 60, environ: dict[str, str] | Non
     document = {"name": "hostile", "root": "Hostile", "units": {"Hostile": {"source": source}},
                 "metadata": {"format": "block-file"}}  # fmt: skip
     return check_design(
-        document, rung="nano", preset=NANO, vocab_size=256, skip_static=True, environ=environ,
+        document, rung=NANO, skip_static=True, environ=environ,
         limits=SandboxLimits(timeout_seconds=timeout, memory_bytes=4 * GIB,
                              max_file_bytes=8 * 1024 * 1024),
     )  # fmt: skip

@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from genesys.agents.llm import CallRecord, Ledger, LLMClient
 from genesys.agents.session import SessionSettings, run_llm_session
 from genesys.api.discoveryrun import DiscoveryRun
+from genesys.api.runconfig import RunIdentity, resolve_run_config
 from genesys.engine.plan import SEED_NAMES
 from genesys.sandbox.runner import SandboxLimits
-from genesys.store.archive import design_key, run_prefix, session_key
+from genesys.store.archive import design_key, session_key
 from genesys.store.base import LocalStore, Store
+from genesys.store.configs import write_run_config
 from genesys_trainer.seeds import load_seed
 from support import agent_script as script
 from support.scripted_llm import ScriptedLLMServer
@@ -49,16 +50,15 @@ def seeded_store(path: Path) -> LocalStore:
     for seq, name in enumerate(SEED_NAMES):
         document = load_seed(name).to_json()
         document["metadata"].update({"seq": seq, "operator": "seed", "parents": []})
-        store.put_text(design_key(RUN, f"seed-{name}", "design.json"), json.dumps(document))
+        store.put_text(design_key(f"seed-{name}", "design.json"), json.dumps(document))
     return store
 
 
 def settings_for(base_url: str, **sessions: Any) -> SessionSettings:
     run = DiscoveryRun.model_validate(script.run_spec(base_url, RUN, **sessions))
     settings = SessionSettings.from_run(run)
-    checks = {**settings.checks, **FAST_SETTINGS}
     limits = SandboxLimits(timeout_seconds=180, memory_bytes=4 * 1024**3)
-    return dataclasses.replace(settings, checks=checks, limits=limits)
+    return dataclasses.replace(settings, check_overrides=FAST_SETTINGS, limits=limits)
 
 
 def no_sleep_client(settings: SessionSettings) -> Callable[..., LLMClient]:
@@ -73,7 +73,7 @@ def session(store: Store, settings: SessionSettings, *, operator: str = "mutatio
             parents: tuple[str, ...] = ("seed-gpt2",), sid: str = "s0001",
             flow: str | None = None) -> dict[str, Any]:  # fmt: skip
     return run_llm_session(
-        store=store, run=RUN, session=sid, design_id=f"d{sid[1:]}", seq=5, operator=operator,
+        store=store, session=sid, design_id=f"d{sid[1:]}", seq=5, operator=operator,
         parent_ids=parents, seed=7, settings=settings, flow=flow,
         client_factory=no_sleep_client(settings),
     )  # fmt: skip
@@ -117,7 +117,7 @@ def test_mutation_unit_failing_causality_gets_the_report_then_passes(store: Loca
     assert "LEAKY" not in prompts[1]
     assert "X.mean(dim=1" in prompts[1]
     assert "rotary" in search_prompts[1].lower()  # round 2 sees what round 1 found
-    design = read(store, design_key(RUN, "d0001", "design.json"))
+    design = read(store, design_key("d0001", "design.json"))
     parent = load_seed("gpt2")
     assert design["units"]["ResidualBlock"]["children"]["channel_mixer"] == "GeluMLP"
     assert "SwiGLUMLP" not in design["units"]
@@ -130,16 +130,16 @@ def test_mutation_unit_failing_causality_gets_the_report_then_passes(store: Loca
     assert meta["flow"] == "gau"
     assert meta["cost_usd"] > 0
     assert set(meta["unit_tests"]) == {"GeluMLP"}
-    attempts = sorted(store.list(f"{run_prefix(RUN)}/sessions/s0001/attempts/"))
+    attempts = sorted(store.list("sessions/s0001/attempts/"))
     assert len(attempts) == 2
     first = read(store, attempts[0])
     assert first["check"] == "causality"
     assert not first["passed"]
-    calls = sorted(store.list(f"{run_prefix(RUN)}/sessions/s0001/calls/"))
+    calls = sorted(store.list("sessions/s0001/calls/"))
     assert len(calls) == 8
     call = read(store, calls[0])
     assert {"role", "model", "prompt_hash", "prompt_tokens", "cost_usd", "latency_s"} <= set(call)
-    checks = read(store, design_key(RUN, "d0001", "checks", "nano.json"))
+    checks = read(store, design_key("d0001", "checks", "nano.json"))
     assert all(c["status"] != "fail" for c in checks["checks"])
 
 
@@ -164,10 +164,10 @@ def test_proposal_rated_2_is_refined_with_the_review_then_accepted(store: LocalS
         assert "pass" not in text.lower() or "at or above" not in text.lower()
         assert ">= 4" not in text
         assert "threshold" not in text.lower()
-    reviews = read(store, design_key(RUN, "d0001", "review.json"))
+    reviews = read(store, design_key("d0001", "review.json"))
     assert [r["rating"] for r in reviews] == [2, 4]
     assert [r["passed"] for r in reviews] == [False, True]
-    design = read(store, design_key(RUN, "d0001", "design.json"))
+    design = read(store, design_key("d0001", "design.json"))
     assert design["metadata"]["title"] == "GELU channel mixer v2"
     assert design["metadata"]["rating"] == 4
 
@@ -185,7 +185,7 @@ def test_crossover_starts_empty_and_reuses_both_parents_units(store: LocalStore)
         outcome = session(store, settings_for(server.base_url), operator="crossover",
                           parents=("seed-gpt2", "seed-retnet"))  # fmt: skip
     assert outcome["status"] == "implemented", outcome
-    design = read(store, design_key(RUN, "d0001", "design.json"))
+    design = read(store, design_key("d0001", "design.json"))
     assert design["root"] == "HybridBlock"
     gpt2, retnet = load_seed("gpt2"), load_seed("retnet")
     assert design["units"]["RotaryMHA"]["source"] == gpt2.units["RotaryMHA"].source
@@ -212,11 +212,11 @@ def test_scratch_root_must_have_children_then_grows_unit_by_unit(store: LocalSto
     assert outcome["status"] == "implemented", outcome
     assert "must declare child units" in prompts[1]
     assert "GeluMLP" in planner[0]  # the declared child is waiting after round 1
-    design = read(store, design_key(RUN, "d0001", "design.json"))
+    design = read(store, design_key("d0001", "design.json"))
     assert design["root"] == "ScratchBlock"
     assert not design["declarations"]
     assert set(design["units"]) == {"ScratchBlock", "RMSNorm", "RotaryMHA", "GeluMLP"}
-    state = read(store, f"{run_prefix(RUN)}/sessions/s0001/state.json")
+    state = read(store, "sessions/s0001/state.json")
     assert [c["unit"] for c in state["committed"]] == ["ScratchBlock", "GeluMLP"]
 
 
@@ -236,7 +236,7 @@ def test_direct_flow_writes_the_whole_block_with_the_same_checks(store: LocalSto
     assert outcome["attempts"] == 2
     assert "imports" in prompts[1]
     assert "'os'" in prompts[1]
-    design = read(store, design_key(RUN, "d0001", "design.json"))
+    design = read(store, design_key("d0001", "design.json"))
     assert list(design["units"]) == ["DirectBlock"]
     assert design["root"] == "DirectBlock"
     assert design["metadata"]["format"] == "block-file"
@@ -260,9 +260,9 @@ def test_a_proposal_that_fails_every_implementation_is_marked_challenging(
     assert outcome["challenging"]
     assert outcome["reason"].startswith("challenging:")
     assert "causality" in outcome["reason"]
-    rejected = sorted(store.list(f"{run_prefix(RUN)}/rejected/"))
+    rejected = sorted(store.list("rejected"))
     assert [Path(key).name for key in rejected] == ["d0001-i0.json", "d0001-i1.json"]
-    assert not store.exists(design_key(RUN, "d0001", "design.json"))
+    assert not store.exists(design_key("d0001", "design.json"))
 
 
 def test_a_crash_mid_implementation_resumes_from_the_last_committed_unit(tmp_path: Path) -> None:
@@ -280,14 +280,14 @@ def test_a_crash_mid_implementation_resumes_from_the_last_committed_unit(tmp_pat
     with ScriptedLLMServer(steps) as server:
         spec = script.run_spec(server.base_url, RUN)
         spec["spec"]["agents"]["timeoutSeconds"] = 300
-        spec_path = tmp_path / "run.yaml"
-        spec_path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-        command = [sys.executable, "-m", "genesys", "agent", "design", "--mode", "gau",
-                   "--store", str(tmp_path / "store"), "--run", RUN, "--session", "s0001",
-                   "--design-id", "d0001", "--seq", "5", "--operator", "scratch",
-                   "--seed", "7", "--spec", str(spec_path)]  # fmt: skip
+        run = DiscoveryRun.model_validate(spec)
+        config = resolve_run_config(run, identity=RunIdentity(name=RUN), data_uri="unused")
+        command = [sys.executable, "-m", "genesys", "agent", "design",
+                   "--store", store.uri, "--config", write_run_config(store, config),
+                   "--session", "s0001", "--design-id", "d0001", "--seq", "5",
+                   "--operator", "scratch", "--seed", "7"]  # fmt: skip
         env = {**os.environ, "GENESYS_TEST_LLM_KEY": "test-key"}
-        state_key = f"{run_prefix(RUN)}/sessions/s0001/state.json"
+        state_key = "sessions/s0001/state.json"
         with subprocess.Popen(
             command,
             env=env,
@@ -308,7 +308,7 @@ def test_a_crash_mid_implementation_resumes_from_the_last_committed_unit(tmp_pat
             log = first.stdout.read().decode(errors="replace")
         committed = read(store, state_key)["committed"]
         assert [c["unit"] for c in committed] == ["ScratchBlock"], log
-        assert not store.exists(session_key(RUN, "s0001"))
+        assert not store.exists(session_key("s0001"))
         before = len(server.chat_requests)
         second = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True,
                                 timeout=600, check=False)  # fmt: skip

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 import genesys_trainer
-from genesys.api.presets import SCALE_PRESETS
+from genesys.api.ladder import preset_rung
 from genesys.sandbox.report import Report, Status
 from genesys.sandbox.runner import GIB, SandboxLimits, check_design
 from genesys_trainer.seeds import load_seed
 
 pytestmark = pytest.mark.slow
 
-NANO = SCALE_PRESETS["nano"]
+NANO = preset_rung("nano", vocab_size=256)
 SETTINGS: dict[str, Any] = {
     "effectiveness_steps": 3,
     "causality_length": 24,
@@ -63,7 +63,7 @@ def check(tests: dict[str, str], *, skip_static: bool = False) -> Report:
     document = load_seed("gpt2").to_json()
     document["metadata"]["unit_tests"] = tests
     return check_design(
-        document, rung="nano", preset=NANO, vocab_size=256, settings=SETTINGS, limits=LIMITS,
+        document, rung=NANO, settings=SETTINGS, limits=LIMITS,
         skip_static=skip_static,
     )  # fmt: skip
 

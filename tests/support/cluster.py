@@ -64,21 +64,38 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
         return done.stdout
 
-    def get(self, kind: str, name: str | None = None) -> Any:
+    def get(self, kind: str, name: str | None = None, namespace: str = NAMESPACE) -> Any:
         """``kubectl get -o json`` as data."""
-        args = ["get", kind, "-n", NAMESPACE, "-o", "json"]
-        return json.loads(self.kubectl(*args[:2], *([name] if name else []), *args[2:]))
+        args = ["get", kind, *([name] if name else []), "-n", namespace, "-o", "json"]
+        return json.loads(self.kubectl(*args))
 
     def store(self) -> Any:
-        """The run store (the test's bucket)."""
+        """The store root (the test's bucket)."""
         from genesys.store import open_store
 
         return open_store(f"s3://{self.bucket}", endpoint_url=self.s3_endpoint)
 
-    def run_status(self, name: str) -> dict[str, Any]:
+    def run_store(self, name: str, namespace: str = NAMESPACE) -> Any:
+        """A run's own store: ``runs/<namespace>/<name>`` in the bucket."""
+        return self.store().child(f"runs/{namespace}/{name}")
+
+    def run_object(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+        """The DiscoveryRun object as the API holds it (None when gone)."""
+        return self.kube.object("genesys.dev/v1alpha1/discoveryruns", namespace, name)
+
+    def run_status(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
         """The DiscoveryRun's status (empty when it has none yet)."""
-        obj = self.kube.object("genesys.dev/v1alpha1/discoveryruns", NAMESPACE, name)
-        return dict((obj or {}).get("status") or {})
+        return dict((self.run_object(name, namespace) or {}).get("status") or {})
+
+    def create_namespace(self, namespace: str) -> None:
+        """Create a namespace with the Secrets a user creates first (S3 credentials)."""
+        rendered = self.kubectl("create", "namespace", namespace, "--dry-run=client", "-o", "yaml")
+        self.kubectl("apply", "--validate=false", "-f", "-", input_text=rendered)
+        secret = self.kubectl("create", "secret", "generic", "s3-credentials", "-n", namespace,
+                              "--from-literal=AWS_ACCESS_KEY_ID=test",
+                              "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+                              "--dry-run=client", "-o", "yaml")  # fmt: skip
+        self.kubectl("apply", "--validate=false", "-f", "-", input_text=secret)
 
     def start_operator(self, liveness: str = "") -> None:
         """Start ``genesys operator`` (cluster-wide, standalone, fast ticks)."""
@@ -126,24 +143,26 @@ class Cluster:
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}:\n{self.logs()}")
 
-    def kubelet(self, **options: Any) -> FakeKubelet:
-        """A fake kubelet for the namespace, with the store's endpoint and pod logs wired."""
+    def kubelet(self, namespace: str = NAMESPACE, **options: Any) -> FakeKubelet:
+        """A fake kubelet for a namespace, with the store's endpoint and pod logs wired."""
 
         def sink(namespace: str, pod: str, text: str) -> None:
             self.kube.call(lambda: self.kube.pod_logs.__setitem__((namespace, pod), text))
 
         pods = self.workdir / "pods"
         pods.mkdir(exist_ok=True)
-        return FakeKubelet(api_client(self.kube.url), namespace=NAMESPACE, workdir=pods,
+        return FakeKubelet(api_client(self.kube.url), namespace=namespace, workdir=pods,
                            pod_log_sink=sink, **options)  # fmt: skip
 
 
-def run_document(cluster: Cluster, name: str, **overrides: Any) -> dict[str, Any]:
+def run_document(
+    cluster: Cluster, name: str, namespace: str = NAMESPACE, **overrides: Any
+) -> dict[str, Any]:
     """A small cluster DiscoveryRun (offline agents, CPU rungs, S3 on moto)."""
     document: dict[str, Any] = {
         "apiVersion": "genesys.dev/v1alpha1",
         "kind": "DiscoveryRun",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "seed": 2,
             "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1, "tokens": 12288}]},

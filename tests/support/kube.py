@@ -20,7 +20,7 @@ What the emulator here adds to kmock's (:class:`RealisticKubernetesEmulator`):
 - create answers ``201 Created``, as the API server does;
 - created objects get ``metadata.uid``, ``resourceVersion`` (one counter for the server),
   ``creationTimestamp``, ``generation`` and, from the URL, ``namespace``; every PATCH moves
-  ``resourceVersion`` on;
+  ``resourceVersion`` on, and a merge patch that changes ``spec`` moves ``generation`` on;
 - lists carry ``kind`` (``<Kind>List``), ``apiVersion`` and ``metadata.resourceVersion``, and
   honour ``labelSelector`` (``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, ``k in (a,b)``,
   ``k notin (a,b)``);
@@ -175,11 +175,37 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             version = self._next_resource_version()
             if isinstance(request.data, dict):
                 request.data.setdefault("metadata", {})["resourceVersion"] = version
+                generation = self._next_generation(request)
+                if generation is not None:
+                    request.data["metadata"]["generation"] = generation
             elif isinstance(request.data, list):
                 request.data.append(
                     {"op": "add", "path": "/metadata/resourceVersion", "value": version}
                 )
         return await super()._handle(request)
+
+    def _next_generation(self, request: kmock.Request) -> int | None:
+        """The object's next ``metadata.generation`` when a merge patch changes its spec.
+
+        The API server counts spec changes (never status or metadata ones) in ``generation``;
+        controllers compare it with ``status.observedGeneration``.
+        """
+        resource, data = request.resource, request.data
+        if (
+            resource is None
+            or request.name is None
+            or request.subresource
+            or not isinstance(data, dict)
+        ):
+            return None
+        key = (resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted or "spec" not in data:
+            return None
+        current = self.objects[key].raw
+        merged = _merge_patch(current.get("spec"), data["spec"])
+        if merged == current.get("spec"):
+            return None
+        return int((current.get("metadata") or {}).get("generation") or 1) + 1
 
     def _check_json_patch_tests(self, request: kmock.Request) -> None:
         """Refuse a JSON patch whose ``test`` ops fail with 422, as the API server does.
@@ -274,6 +300,19 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             return found if columns is None else table(columns, [found])
         text = self.pod_logs.get((str(request.namespace), str(request.name)), "")
         return _tail(text, request.params.get("tailLines")).encode("utf-8")
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """``target`` after a JSON merge patch (RFC 7386)."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
 
 
 def _json_path(obj: Any, path: str) -> Any:

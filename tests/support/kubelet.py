@@ -112,6 +112,7 @@ class FakeKubelet:
             if name not in jobs:
                 if started.process is not None and started.process.poll() is None:
                     started.process.kill()
+                    started.process.wait()
                 del self.started[name]
         for name, job in jobs.items():
             status = job.get("status") or {}

@@ -29,8 +29,9 @@ from genesys.agents.treeops import (
 )
 from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.validation import parse_discovery_run
-from genesys.store.archive import design_key, run_prefix, session_key
+from genesys.store.archive import design_key, session_key
 from genesys.store.base import LocalStore
+from genesys.store.documents import SessionState, write_document
 from genesys_trainer.seeds import load_seed
 from support import agent_script as script
 from support.scripted_llm import ScriptedLLMServer
@@ -157,7 +158,7 @@ def seeded_store(path: Path) -> LocalStore:
     store = LocalStore(path)
     document = load_seed("gpt2").to_json()
     document["metadata"].update({"seq": 0, "operator": "seed", "parents": []})
-    store.put_text(design_key(RUN, "seed-gpt2", "design.json"), json.dumps(document))
+    store.put_text(design_key("seed-gpt2", "design.json"), json.dumps(document))
     return store
 
 
@@ -171,13 +172,13 @@ def run_session(store: LocalStore, base_url: str, sid: str = "s0001", **agents: 
                          sleep=lambda seconds: None)  # fmt: skip
 
     return run_llm_session(
-        store=store, run=RUN, session=sid, design_id=f"d{sid[1:]}", seq=1, operator="mutation",
+        store=store, session=sid, design_id=f"d{sid[1:]}", seq=1, operator="mutation",
         parent_ids=["seed-gpt2"], seed=0, settings=settings, client_factory=factory,
     )  # fmt: skip
 
 
 def calls(store: LocalStore, sid: str = "s0001") -> list[dict[str, Any]]:
-    prefix = f"{run_prefix(RUN)}/sessions/{sid}/calls/"
+    prefix = f"sessions/{sid}/calls/"
     return [json.loads(store.get_text(key)) for key in sorted(store.list(prefix))]
 
 
@@ -195,7 +196,7 @@ def test_garbage_429_and_500_are_retried_then_recorded_as_a_failure(tmp_path: Pa
     assert call["attempt_count"] == 3
     assert call["error"]
     assert call["role"] == "proposer"
-    assert json.loads(store.get_text(session_key(RUN, "s0001"))) == outcome
+    assert json.loads(store.get_text(session_key("s0001"))) == outcome
 
 
 def test_timeouts_are_retried_then_recorded(tmp_path: Path) -> None:
@@ -239,8 +240,10 @@ def test_budget_cap_mid_session_stops_with_budget_exhausted(tmp_path: Path) -> N
 
 def test_run_budget_counts_the_other_sessions_spend(tmp_path: Path) -> None:
     store = seeded_store(tmp_path)
-    other = f"{run_prefix(RUN)}/sessions/s0000/state.json"
-    store.put_text(other, json.dumps({"spent_usd": 0.999}))
+    other = "sessions/s0000/state.json"
+    state = SessionState(session="s0000", design_id="d0000", seq=0, operator="scratch",
+                         parents=[], flow="gau", seed=0, models={}, spent_usd=0.999)  # fmt: skip
+    write_document(store, other, state)
     with ScriptedLLMServer([script.proposal()]) as server:
         outcome = run_session(store, server.base_url, maxUsdPerRun=1.0)
         sent = len(server.chat_requests)
@@ -251,9 +254,10 @@ def test_run_budget_counts_the_other_sessions_spend(tmp_path: Path) -> None:
 def test_a_recorded_session_is_not_run_again(tmp_path: Path) -> None:
     store = seeded_store(tmp_path)
     recorded = {"status": "failed", "design": None, "reason": "earlier"}
-    store.put_text(session_key(RUN, "s0001"), json.dumps(recorded))
+    store.put_text(session_key("s0001"), json.dumps(recorded))
     with ScriptedLLMServer([]) as server:
-        assert run_session(store, server.base_url) == recorded
+        outcome = run_session(store, server.base_url)
+        assert {key: outcome[key] for key in recorded} == recorded
         assert not server.chat_requests
 
 
@@ -272,11 +276,11 @@ def test_paper_search_without_network_is_noted_and_the_session_goes_on(tmp_path:
             return LLMClient(settings.agents, api_key="k", ledger=ledger, trace=trace)
 
         outcome = run_llm_session(
-            store=store, run=RUN, session="s0001", design_id="d0001", seq=1,
+            store=store, session="s0001", design_id="d0001", seq=1,
             operator="mutation", parent_ids=["seed-gpt2"], seed=0, settings=settings,
             client_factory=factory,
         )  # fmt: skip
-    state = json.loads(store.get_text(f"{run_prefix(RUN)}/sessions/s0001/state.json"))
+    state = json.loads(store.get_text("sessions/s0001/state.json"))
     [note] = state["searches"][0]["papers"]
     assert "paper search at arxiv" in note
     assert "paperSearch: off" in note

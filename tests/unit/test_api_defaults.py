@@ -1,4 +1,4 @@
-"""The API's defaults are the paper's numbers (../shared/GENESYS.md)."""
+"""The API's defaults are the Genesys paper's numbers."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def test_validate_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "found none" in capsys.readouterr().err
 
 
-def test_validate_multi_document_names_the_document(
+def test_validate_multi_document_file_is_refused_before_validation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = (REPO / "examples" / "quickstart.yaml").read_text(encoding="utf-8")
@@ -49,7 +49,9 @@ def test_validate_multi_document_names_the_document(
     stream = tmp_path / "two.yaml"
     stream.write_text(good + "\n---\n" + bad, encoding="utf-8")
     assert main(["validate", str(stream)]) == 2
-    assert "spec.seed: document 2: expected a number >= 0 (got -1)" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert captured.err == f"{stream}: expected one document per file, found 2\n"
+    assert captured.out == ""
 
 
 def test_validate_reports_valid_and_invalid_files_together(

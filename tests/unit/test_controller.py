@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from genesys.api.discoveryrun import DiscoveryRun, FinishReason, Phase
+from genesys.api.runconfig import RunIdentity
 from genesys.api.validation import parse_discovery_run
+from genesys.backends.common import RunHandle, open_run
 from genesys.controller import builders
 from genesys.controller.reconcile import validate
 from genesys.controller.status import (
@@ -25,10 +27,13 @@ from genesys.controller.status import (
 from genesys.engine.actions import StartSession
 from genesys.engine.plan import Plan, RungSummary
 from genesys.store.archive import Archive, DesignRecord, Verification
+from genesys.store.base import LocalStore
+from genesys.store.configs import read_run_config
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OWNER = {"metadata": {"name": "paper-ladder", "uid": "1234-abcd"}}
+IDENTITY = RunIdentity(namespace="genesys", name="paper-ladder", uid="1234-abcd")
 
 
 def paper_run() -> dict[str, Any]:
@@ -36,12 +41,20 @@ def paper_run() -> dict[str, Any]:
     return document
 
 
-def test_agent_job_has_no_token_and_takes_credentials_from_secret_refs() -> None:
+def handle_for(run: DiscoveryRun, tmp_path: Path) -> RunHandle:
+    handle, _ = open_run(run, IDENTITY, LocalStore(tmp_path), data_uri="s3://b/data")
+    return handle
+
+
+def test_agent_job_has_no_token_and_takes_credentials_from_secret_refs(tmp_path: Path) -> None:
     run = parse_discovery_run(paper_run())
     action = StartSession("s0003", "d0003", 3, "mutation", ("seed-gpt2",), 11)
-    job = builders.agent_job(run, action, owner=OWNER, namespace="genesys")
-    assert job["metadata"]["name"] == "paper-ladder-s0003"
+    handle = handle_for(run, tmp_path)
+    job = builders.agent_job(handle, action, owner=OWNER, namespace="genesys")
+    assert job["metadata"]["name"] == "paper-ladder-1234ab-s0003"
+    assert job["metadata"]["labels"]["genesys.dev/run-uid"] == "1234-abcd"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
+    assert job["spec"]["ttlSecondsAfterFinished"] == builders.JOB_TTL_SECONDS
     pod = job["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
@@ -54,21 +67,27 @@ def test_agent_job_has_no_token_and_takes_credentials_from_secret_refs() -> None
                "KEY" in name)  # fmt: skip
     args = container["args"]
     assert args[:2] == ["agent", "design"]
-    assert args[args.index("--mode") + 1] == "gau"
-    assert args[args.index("--store") + 1].startswith("s3://genesys-artifacts")
+    assert args[args.index("--store") + 1] == handle.store_uri
+    assert handle.store_uri.endswith("/runs/genesys/paper-ladder")
+    config = read_run_config(args[args.index("--config") + 1])
+    assert config.session_flow == "gau"
+    assert config == handle.config
     assert job["spec"]["activeDeadlineSeconds"] == run.spec.agents.pod.deadline_seconds
     version = kubernetes_validate.latest_version()
     assert kubernetes_validate.validate(job, desired_version=version, strict=True)
 
 
-def test_offline_agent_job_runs_the_offline_proposer_without_llm_settings() -> None:
+def test_offline_agent_job_runs_the_offline_proposer_without_llm_settings(
+    tmp_path: Path,
+) -> None:
     document = paper_run()
     document["spec"]["agents"] = {"offline": True}
     run = parse_discovery_run(document)
     action = StartSession("s0000", "d0000", 0, "scratch", (), 1)
-    job = builders.agent_job(run, action, owner=OWNER, namespace="genesys")
+    job = builders.agent_job(handle_for(run, tmp_path), action, owner=OWNER, namespace="genesys")
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][container["args"].index("--mode") + 1] == "offline"
+    config = read_run_config(container["args"][container["args"].index("--config") + 1])
+    assert config.session_flow == "offline"
     assert not [e for e in container["env"] if e["name"] in ("OPENAI_API_KEY", "OPENAI_BASE_URL")]
 
 
@@ -77,15 +96,17 @@ def test_names_are_deterministic_dns_labels() -> None:
     long = builders.dns_name("r" * 80, "d0001")
     assert len(long) <= 63
     assert long == builders.dns_name("r" * 80, "d0001")
+    assert long != builders.dns_name("r" * 80, "d0002")  # cut names keep a hash of the whole
     assert builders.label_value("d0001.d0002") == "d0001.d0002"
 
 
 def test_design_object_is_owned_and_labelled_with_lineage() -> None:
     record = DesignRecord("d0004", "A title", "crossover", ["d0001", "seed-gpt2"], 4, "s0004")
-    body = builders.design_object("paper-ladder", record, owner=OWNER, namespace="genesys",
+    body = builders.design_object(IDENTITY, record, owner=OWNER, namespace="genesys",
                                   flow="gau")  # fmt: skip
     labels = body["metadata"]["labels"]
     assert labels["genesys.dev/run"] == "paper-ladder"
+    assert labels["genesys.dev/run-uid"] == "1234-abcd"
     assert labels["genesys.dev/operator"] == "crossover"
     assert labels["genesys.dev/parents"] == "d0001.seed-gpt2"
     assert body["spec"]["parents"] == ["paper-ladder-d0001", "paper-ladder-seed-gpt2"]
@@ -164,3 +185,34 @@ def test_retention_is_part_of_the_storage_spec(retention: str) -> None:
     document = paper_run()
     document["spec"]["storage"]["retention"] = retention
     assert parse_discovery_run(document).spec.storage.retention == retention
+
+
+def _client_error(status: int, code: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "PutObject")
+
+
+@pytest.mark.parametrize(
+    ("make", "transient"),
+    [
+        (lambda: __import__("kubernetes").client.ApiException(status=503), True),
+        (lambda: __import__("kubernetes").client.ApiException(status=429), True),
+        (lambda: __import__("kubernetes").client.ApiException(status=403), False),
+        (lambda: __import__("kubernetes").client.ApiException(status=422), False),
+        (lambda: _client_error(500, "InternalError"), True),
+        (lambda: _client_error(503, "SlowDown"), True),
+        (lambda: _client_error(404, "NoSuchBucket"), False),
+        (lambda: ConnectionRefusedError(111, "refused"), True),
+        (lambda: TimeoutError("read timed out"), True),
+        (lambda: TypeError("a programming error"), False),
+        (lambda: KeyError("missing"), False),
+    ],
+    ids=["api-503", "api-429", "api-403", "api-422", "s3-500", "s3-slowdown", "s3-no-bucket",
+         "connection", "timeout", "type-error", "key-error"],
+)  # fmt: skip
+def test_errors_are_classified_transient_or_permanent(make: Any, transient: bool) -> None:
+    from genesys.controller.handlers import is_transient
+
+    assert is_transient(make()) is transient

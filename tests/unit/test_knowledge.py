@@ -279,15 +279,28 @@ def _design(title: str, **metadata: Any) -> dict[str, Any]:
     return document
 
 
+STATE: dict[str, Any] = {
+    "session": "s",
+    "design_id": "d",
+    "seq": 1,
+    "operator": "mutation",
+    "parents": [],
+    "flow": "gau",
+    "seed": 0,
+    "models": {},
+}  # the required fields of a session's state.json
+
+
 def _put_json(store: Store, key: str, value: Any) -> None:
     store.put_text(key, json.dumps(value))
 
 
 @pytest.fixture
 def run_store(tmp_path: Path, library: dict[str, LibraryUnit]) -> Store:
-    store = open_store(tmp_path / "store")
-    assert isinstance(store, LocalStore)
-    base = f"runs/{RUN}"
+    root = open_store(tmp_path / "store")
+    assert isinstance(root, LocalStore)
+    store = root.child(f"runs/{RUN}")  # the run's own store
+    base = "."
     novel_source = library["RotaryMHA"].source + "\n# xPos: an exponential decay on the angles\n"
 
     first = _design(
@@ -315,12 +328,13 @@ def run_store(tmp_path: Path, library: dict[str, LibraryUnit]) -> Store:
     store.put_text(f"{base}/designs/d0003/design.json", "{not json")
     _put_json(store, f"{base}/designs/d0004/design.json", ["a", "list"])
     _put_json(store, f"{base}/designs/d0005/nested/design.json", _design("Nested lookalike"))
-    _put_json(store, "runs/other-run/designs/d0001/design.json", _design("Other run design"))
+    _put_json(root, "runs/other-run/designs/d0001/design.json", _design("Other run design"))
 
     _put_json(
         store,
         f"{base}/sessions/s0007/state.json",
         {
+            **STATE,
             "status": "reviewing",
             "parents": ["d0001", "d0002"],
             "challenging": 1,
@@ -334,9 +348,9 @@ def run_store(tmp_path: Path, library: dict[str, LibraryUnit]) -> Store:
             },
         },
     )
-    _put_json(store, f"{base}/sessions/s0008/state.json", {"status": "proposing"})
+    _put_json(store, f"{base}/sessions/s0008/state.json", {**STATE, "status": "proposing"})
     store.put_text(f"{base}/sessions/s0009/state.json", "[broken")
-    _put_json(store, f"{base}/sessions/s0010/state.json", {"proposal": "not a dict"})
+    _put_json(store, f"{base}/sessions/s0010/state.json", {**STATE, "proposal": "not a dict"})
     _put_json(store, f"{base}/sessions/s0001/session.json", {"status": "implemented"})
     return store
 
@@ -344,7 +358,7 @@ def run_store(tmp_path: Path, library: dict[str, LibraryUnit]) -> Store:
 def test_build_knowledge_base_reads_designs_units_and_proposals(
     run_store: Store, library: dict[str, LibraryUnit]
 ) -> None:
-    kb = build_knowledge_base(run_store, RUN, library=library)
+    kb = build_knowledge_base(run_store, library=library)
     assert kb.backend == "bm25"
     designs = kb.documents("design")
     assert [d.id for d in designs] == ["design:d0001", "design:d0002"]
@@ -389,7 +403,7 @@ def test_build_knowledge_base_reads_designs_units_and_proposals(
 def test_build_knowledge_base_of_an_empty_run_has_the_library(
     tmp_path: Path, library: dict[str, LibraryUnit]
 ) -> None:
-    kb = build_knowledge_base(LocalStore(tmp_path), "nothing-here", embed=FakeEmbed())
+    kb = build_knowledge_base(LocalStore(tmp_path), embed=FakeEmbed())
     assert len(kb) == len(library)
     assert kb.backend == "embeddings"
     assert kb.documents("design") == []

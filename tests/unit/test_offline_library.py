@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from genesys.agents.design_cli import main
 from genesys.agents.library import (
     HYPERPARAMETER_VARIANTS,
     PARAMETER_FREE_UNITS,
@@ -30,13 +31,13 @@ from genesys.agents.offline import (
     ProposalError,
     crossover,
     known_hashes,
-    main,
     mutate,
     propose,
     run_offline_session,
     scratch,
     tree_slots,
 )
+from genesys.api.ladder import preset_rung
 from genesys.sandbox.static import check_design_document
 from genesys.store import open_store
 from genesys.store.archive import design_key, session_key
@@ -432,36 +433,39 @@ def test_fifty_proposals_are_unique_and_pass_static_checks() -> None:
 # ---------------------------------------------------------------- sessions without the sandbox
 
 
-def test_known_hashes_reads_designs_and_rejections(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
-    store.put_text(design_key("r", "seed-gpt2", "design.json"), load_seed("gpt2").dumps())
-    store.put_text(design_key("r", "seed-gpt2", "proposal.md"), "not json")
-    store.put_text("runs/r/rejected/d0001-c1.json", json.dumps({"hash": "abc"}))
-    store.put_text("runs/other/rejected/d0001-c1.json", json.dumps({"hash": "elsewhere"}))
-    assert known_hashes(store, "r") == {tree_hash(load_seed("gpt2")), "abc"}
+def test_known_hashes_reads_designs_claims_and_rejections(tmp_path: Path) -> None:
+    root = open_store(tmp_path)
+    store = root.child("runs/r")
+    store.put_text(design_key("seed-gpt2", "design.json"), load_seed("gpt2").dumps())
+    store.put_text(design_key("seed-gpt2", "proposal.md"), "not json")
+    store.put_text("rejected/d0001-c1.json", json.dumps({"reason": "x", "hash": "abc"}))
+    store.put_text("hashes/def.json", json.dumps({"design": "d0002", "session": "s2"}))
+    root.put_text("runs/other/rejected/d0001-c1.json", json.dumps({"reason": "x", "hash": "no"}))
+    assert known_hashes(store) == {tree_hash(load_seed("gpt2")), "abc", "def"}
 
 
 def test_session_with_an_outcome_is_returned_unchanged(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    outcome = {"status": "failed", "design": None, "reason": "earlier", "candidates": 2}
-    store.put_text(session_key("r", "s1"), json.dumps(outcome))
+    outcome = {"schema_version": 1, "status": "failed", "design": None, "reason": "earlier",
+               "candidates": 2}  # fmt: skip
+    store.put_text(session_key("s1"), json.dumps(outcome))
     again = run_offline_session(
-        store=store, run="r", session="s1", design_id="d0001", seq=1, operator="scratch",
-        parent_ids=[], seed=0, rung="nano", vocab_size=256,
+        store=store, session="s1", design_id="d0001", seq=1, operator="scratch",
+        parent_ids=[], seed=0, rung=preset_rung("nano"),
     )  # fmt: skip
-    assert again == outcome
-    assert list(store.list()) == [session_key("r", "s1")]
+    assert {key: again[key] for key in outcome} == outcome
+    assert list(store.list()) == [session_key("s1")]
 
 
 def test_session_with_a_missing_parent_records_a_failure(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     outcome = run_offline_session(
-        store=store, run="r", session="s1", design_id="d0001", seq=1, operator="mutation",
-        parent_ids=["d0404"], seed=0, rung="nano", vocab_size=256,
+        store=store, session="s1", design_id="d0001", seq=1, operator="mutation",
+        parent_ids=["d0404"], seed=0, rung=preset_rung("nano"),
     )  # fmt: skip
     assert outcome["status"] == "failed"
     assert "d0404" in outcome["reason"]
-    assert json.loads(store.get_text(session_key("r", "s1"))) == outcome
+    assert json.loads(store.get_text(session_key("s1"))) == outcome
 
 
 @pytest.mark.parametrize(
@@ -470,15 +474,15 @@ def test_session_with_a_missing_parent_records_a_failure(tmp_path: Path) -> None
         ["--operator", "mutation"],
         ["--operator", "crossover", "--parents", "a"],
         ["--operator", "splice"],
-        ["--operator", "scratch", "--rung", "999M"],
-        ["--operator", "scratch", "--settings", "[1]"],
+        ["--operator", "scratch", "--config", "no-such-config.json"],
+        ["--operator", "scratch", "--mode", "telepathy"],
     ],
-    ids=["mutation-without-parent", "crossover-one-parent", "unknown-operator", "unknown-rung",
-         "settings-not-object"],
+    ids=["mutation-without-parent", "crossover-one-parent", "unknown-operator",
+         "missing-config", "unknown-mode"],
 )  # fmt: skip
-def test_main_bad_arguments_exit_2(tmp_path: Path, extra: list[str]) -> None:
-    base = {"--store": str(tmp_path), "--run": "r", "--session": "s", "--design-id": "d1",
-            "--seq": "1", "--seed": "0", "--rung": "nano", "--vocab": "256"}  # fmt: skip
+def test_agent_design_bad_arguments_exit_2(tmp_path: Path, extra: list[str]) -> None:
+    base = {"--store": str(tmp_path / "run"), "--config": str(tmp_path / "config.json"),
+            "--session": "s", "--design-id": "d1", "--seq": "1", "--seed": "0"}  # fmt: skip
     argv = [item for key, value in base.items() if key not in extra for item in (key, value)]
     assert main([*argv, *extra]) == 2
     assert list(open_store(tmp_path).list()) == []

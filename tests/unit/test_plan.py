@@ -15,6 +15,7 @@ from genesys.engine.plan import SEED_NAMES, Observed, plan
 from genesys.evolution.ranking import fitness, massey, ranking_matrix
 from genesys.evolution.selection import choose_operator, select_parents
 from genesys.store.archive import Archive, DesignRecord, Verification
+from genesys.store.documents import SessionOutcome
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -52,7 +53,9 @@ def archive(designs: int = 0, *, nano: dict[str, float] | None = None,
     for design, score in (micro or {}).items():
         result.designs[design].verifications["micro"] = verification("micro", score)
     for index in range(designs if sessions is None else sessions):
-        result.sessions[f"s{index:04d}"] = {"status": "implemented", "design": f"d{index:04d}"}
+        result.sessions[f"s{index:04d}"] = SessionOutcome(
+            status="implemented", design=f"d{index:04d}", reason="-"
+        )
     return result
 
 
@@ -164,7 +167,7 @@ def test_plan_retries_failed_jobs_then_records_the_failure() -> None:
 
 def test_plan_failed_sessions_consume_their_index() -> None:
     record = archive(0, sessions=0)
-    record.sessions["s0000"] = {"status": "failed", "design": None, "reason": "x"}
+    record.sessions["s0000"] = SessionOutcome(status="failed", design=None, reason="x")
     sessions = of(plan(make_spec(), Observed(record), NOW).actions, StartSession)
     assert [s.session for s in sessions] == ["s0001", "s0002"]
 
@@ -272,3 +275,17 @@ def test_massey_orders_a_dominant_design_first() -> None:
     ratings = massey(["a", "b", "c"], [[0.9, -1.0], [0.5, -2.0], [0.1, -3.0]])
     assert ratings["a"] > ratings["b"] > ratings["c"]
     assert sum(ratings.values()) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_proposal_rating_weight_decides_how_much_the_rating_counts() -> None:
+    """Two designs: ``low`` wins on loss, ``rated`` on the reviewer's rating."""
+    record = Archive("r")
+    for design, val_loss, rating in (("low", 2.0, 1.0), ("rated", 2.1, 5.0)):
+        item = DesignRecord(design, design, "mutation", [], 1, proposal_rating=rating)
+        item.verifications["nano"] = Verification("nano", "succeeded", val_loss=val_loss)
+        record.designs[design] = item
+    ignored = fitness(record, rating_weight=0.0)
+    assert ignored["low"] > ignored["rated"]  # the rating does not count
+    weighed = fitness(record, rating_weight=5.0)
+    assert weighed["rated"] > weighed["low"]  # the rating outweighs the loss
+    assert fitness(record) == fitness(record, rating_weight=1.0)  # the paper's equal weight

@@ -42,12 +42,11 @@ def gpu_app() -> specs.AppDef:
     return verify(
         design="s3://b/runs/r/designs/d0001/design.json",
         rung="14M",
-        data="s3://b/data/x",
         out="s3://b/runs/r/designs/d0001/verifications/14M",
+        config="s3://b/runs/r/config/0123456789abcdef.json",
         gpus=1,
         cpu=8,
         memMB=32768,
-        tokens=1000,
         env={"GENESYS_S3_ENDPOINT": "http://minio:9000"},
         name="d0001",
         attempt=1,

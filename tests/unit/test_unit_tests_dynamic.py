@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from genesys.api.presets import SCALE_PRESETS
+from genesys.api.ladder import preset_rung
 from genesys.sandbox.report import Report, Status
-from genesys_trainer.checks.dynamic import CheckSettings, RungTarget, run_dynamic_checks
+from genesys_trainer.checks.dynamic import CheckSettings, run_dynamic_checks
 from genesys_trainer.seeds import load_seed
 from genesys_trainer.tree import tree_from_json
 
-RUNG = RungTarget("nano", SCALE_PRESETS["nano"], 256)
+RUNG = preset_rung("nano", vocab_size=256)
 ONLY = {"forward", "unit_tests", "batch_independence"}
 
 SAME_X = """

@@ -11,30 +11,39 @@ operator can build, dry-run and name jobs deterministically.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 
 from torchx import specs
 
 DEFAULT_IMAGE = "genesys-trainer:0.1.0"
+MAX_STEM = 50
 
 
 def job_name(design: str, rung: str, attempt: int = 0) -> str:
-    """A deterministic, DNS-safe name for (design, rung, attempt)."""
+    """A deterministic, DNS-safe name for (design, rung, attempt).
+
+    Long names are shortened with a hash of the whole, so two long names never collide.
+    """
     stem = re.sub(r"[^a-z0-9]+", "-", f"verify-{design}-{rung}".lower()).strip("-")
-    return f"{stem[:50].rstrip('-')}-a{attempt}"
+    if len(stem) > MAX_STEM:
+        digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:8]
+        stem = f"{stem[: MAX_STEM - 9].rstrip('-')}-{digest}"
+    return f"{stem}-a{attempt}"
 
 
 def verify(
     design: str,
     rung: str,
-    data: str,
     out: str,
+    config: str = "",
+    data: str = "",
     image: str = DEFAULT_IMAGE,
-    tokens: int = 0,
     nproc_per_node: int = 1,
     nnodes: int = 1,
     gpus: int = 0,
-    cpu: int = 2,
+    cpu: float = 2,
     memMB: int = 4096,
     python: str = "python",
     attempt: int = 0,
@@ -47,27 +56,29 @@ def verify(
 
     Args:
         design: seed name, design.json path or store URI
-        rung: rung preset name (nano, micro, mini, 14M, ... 350M)
-        data: prepared data, a path or store URI
+        rung: with config, a rung of the run config; else a preset name (nano, ... 350M)
         out: output prefix, a path or store URI (result.json lands there)
+        config: the run config's URI (a run's Jobs); everything else of the run comes from it
+        data: prepared data, a path or store URI (default: the run config's)
         image: trainer container image (ignored by local_cwd)
-        tokens: training tokens; 0 means params x the rung's tokens-per-param
         nproc_per_node: processes (GPUs) per node
         nnodes: nodes
         gpus: GPUs per node requested from the scheduler
-        cpu: CPUs per node
+        cpu: CPUs per node (fractions allowed)
         memMB: memory per node in MiB
         python: the interpreter to run (local_cwd: this venv's python)
         attempt: attempt number, part of the job name
         max_retries: scheduler-level retries
         env: extra environment variables (store endpoint, credentials via secrets, ...)
         extra_args: more ``genesys train`` arguments
-        name: the design's short name for the job name (default: the design argument)
+        name: the job's identity for its name, e.g. run and design (default: the design)
 
     """
-    train_args = ["--design", design, "--rung", rung, "--data", data, "--out", out]
-    if tokens:
-        train_args += ["--tokens", str(tokens)]
+    train_args = ["--design", design, "--rung", rung, "--out", out]
+    if config:
+        train_args += ["--config", config]
+    if data:
+        train_args += ["--data", data]
     train_args += list(extra_args or [])
     if nproc_per_node * nnodes > 1:
         launcher = [
@@ -87,16 +98,13 @@ def verify(
         args = [*launcher, "-m", "genesys_trainer.train", *train_args]
     else:
         args = ["-m", "genesys_trainer.train", *train_args]
+    threads = max(1, math.ceil(cpu) // nproc_per_node)
     role = specs.Role(
         name="verify",
         image=image,
         entrypoint=python,
         args=args,
-        env={
-            "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": str(max(1, cpu // nproc_per_node)),
-            **(env or {}),
-        },
+        env={"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads), **(env or {})},
         num_replicas=nnodes,
         max_retries=max_retries,
         resource=specs.Resource(cpu=cpu, gpu=gpus, memMB=memMB),

@@ -5,7 +5,7 @@
   LanguageModel` and a tokenizer, in length-sorted batches. It is registered as ``genesys``.
 - Local tasks: the JSONL items written by ``genesys data prepare`` (``tasks/*.jsonl``) become
   multiple-choice task YAMLs in a temporary include directory, evaluated fully offline.
-- Cluster runs pass the standard task names of GENESYS.md instead.
+- Cluster runs pass the standard lm-eval task names of the paper instead.
 
 What must stay true: metrics keep lm-eval's names (``acc``, ``acc_norm``, ...), keyed by task;
 evaluation never downloads anything for local tasks (``HF_DATASETS_OFFLINE=1``).

@@ -15,9 +15,9 @@ What must stay true:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from genesys.api.presets import ScalePreset, reference_params
+from genesys.api.presets import reference_params
 from genesys_trainer.compose import ComposedDesign
 from genesys_trainer.model import ModelConfig, block_params, model_params
 from genesys_trainer.tree import DesignError
@@ -25,6 +25,17 @@ from genesys_trainer.units import UnitError
 
 WIDTH_STEPS = 8  # widths tried on each side of the rung's width, in head-size steps
 MAX_DEPTH_FACTOR = 8  # depth may grow to this many times the rung's
+
+
+class RungShape(Protocol):
+    """The reference shape of a rung: a resolved rung or a scale preset."""
+
+    @property
+    def n_embd(self) -> int: ...
+    @property
+    def n_layer(self) -> int: ...
+    @property
+    def n_head(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +76,7 @@ def _best_depth(fixed: int, per_block: int, target: int, max_depth: int) -> int:
 
 def fit_design(
     design: ComposedDesign,
-    preset: ScalePreset,
+    preset: RungShape,
     *,
     rung: str,
     vocab_size: int,

@@ -1,11 +1,17 @@
 """``genesys train``: pre-train one design at one rung, checkpoint to the store, evaluate.
 
-    genesys train --design gpt2 --rung nano --data DATA --out OUT [--tokens N]
+    genesys train --design URI --out URI --config CONFIG_URI --rung NAME   (a run's Jobs)
+    genesys train --design gpt2 --rung nano --data DATA --out OUT [--tokens N]   (by hand)
     torchrun --nproc_per_node 2 -m genesys_trainer.train --design ... (DDP: NCCL or gloo)
 
+A run's training Jobs pass the run config (:mod:`genesys.api.runconfig`) and a rung name: the
+rung's shape and recipe, the training schedule and guards, the data, the seed and the evaluation
+all come from it. By hand, ``--rung`` names a scale preset and the spec's defaults apply.
+
 The run fits the design to the rung, trains ``actual params x tokens-per-param`` tokens (unless
-``--tokens``) with AdamW, 2% linear warm-up and cosine decay to 0.1x, accumulating gradients to
-the rung's batch tokens; bf16 autocast, TF32 and SDPA on CUDA; optional ``torch.compile``.
+the rung sets tokens) with AdamW, linear warm-up and cosine decay to ``minLrRatio`` of the peak,
+accumulating gradients to the rung's batch tokens; bf16 autocast, TF32 and SDPA on CUDA;
+optional ``torch.compile``.
 
 Keys written under OUT (a path or store URI)::
 
@@ -20,6 +26,8 @@ What must stay true:
 - Guards stop the run with a recorded reason (loss > max or <= 0 or NaN, gradient norm > max, or
   slower than the rung's tolerance x the GPT-2 seed's time); the process then exits 0 with
   ``status: failed``: a finished verification, not an infrastructure error. Crashes exit 1.
+- ``result.json`` is written with a conditional create: when two attempts of one verification
+  race (a Job retried while a lost one still runs), the first final result stands.
 """
 
 from __future__ import annotations
@@ -43,8 +51,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from genesys.api.presets import SCALE_PRESETS, ScalePreset
+from genesys.api.discoveryrun import Training
+from genesys.api.ladder import RungConfig, preset_rung
+from genesys.api.presets import SCALE_PRESETS, reference_params
 from genesys.store import Store, open_store
+from genesys.store.configs import read_run_config
+from genesys.store.documents import (
+    ModelShapeRecord,
+    VerificationResult,
+    create_document,
+    dump_document,
+    read_document,
+)
 from genesys_trainer.compose import ComposedDesign, compose
 from genesys_trainer.data.prepare import open_data
 from genesys_trainer.data.sampler import WindowSampler
@@ -65,31 +83,30 @@ class TrainConfig:
     """Everything one training run depends on (saved as config.json)."""
 
     design: str
-    rung: str
     data: str
     out: str
-    tokens: int | None = None
+    rung: RungConfig
+    training: Training = field(default_factory=Training)
     seed: int = 0
     micro_batch: int | None = None  # sequences per forward; default ~8k tokens
     device: str = "auto"
     compile: bool = False
-    lr: float | None = None
-    weight_decay: float = 0.1
-    warmup_fraction: float = 0.02
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    max_loss: float = 1e4
-    max_grad_norm: float = 1e4
     slowdown_guard: bool = True
     reference_tokens_per_second: float | None = None
     checkpoint_every_steps: int | None = None
-    checkpoint_every_minutes: float = 10.0
     log_every: int | None = None
     val_windows: int = 64
     evaluate: bool = True
     eval_tasks: list[str] | None = None
     eval_limit: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    config_digest: str | None = None  # the run config's digest, when a run's Job started it
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (the pydantic parts as their JSON)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values["rung"] = self.rung.model_dump(mode="json", by_alias=False)
+        values["training"] = self.training.model_dump(mode="json", by_alias=False)
+        return values
 
 
 @dataclass(slots=True)
@@ -138,43 +155,35 @@ def resolve_design(design: str) -> UnitTree:
 
 
 def fitted_config(
-    design: ComposedDesign, preset: ScalePreset, rung: str, vocab: int
+    design: ComposedDesign, rung: RungConfig, vocab: int
 ) -> tuple[FitResult, ModelConfig]:
     """The design fitted to the rung, and the model config of that shape."""
-    fit = fit_design(design, preset, rung=rung, vocab_size=vocab)
+    fit = fit_design(design, rung, rung=rung.name, vocab_size=vocab)
     config = ModelConfig(
         vocab_size=vocab,
         n_embd=fit.n_embd,
         n_layer=fit.n_layer,
         n_head=fit.n_head,
-        block_size=preset.block_size,
+        block_size=rung.context_length,
     )
     return fit, config
 
 
-def plan_run(
-    design: ComposedDesign, preset: ScalePreset, cfg: TrainConfig, vocab: int, world: int
-) -> Plan:
+def plan_run(design: ComposedDesign, cfg: TrainConfig, vocab: int, world: int) -> Plan:
     """Fit the design, then derive tokens, steps and batching."""
-    fit, config = fitted_config(design, preset, cfg.rung, vocab)
-    tokens = cfg.tokens or math.ceil(fit.params * preset.tokens_per_param)
-    per_step = max(world, preset.batch_tokens // preset.block_size)
+    rung = cfg.rung
+    fit, config = fitted_config(design, rung, vocab)
+    tokens = rung.training_tokens(fit.params)
+    block = rung.context_length
+    per_step = max(world, rung.batch_tokens // block)
     per_step -= per_step % world  # the same sequences on every rank
     per_rank = per_step // world
-    default_micro = max(1, 8192 // preset.block_size)
+    default_micro = max(1, 8192 // block)
     micro = max(1, min(per_rank, cfg.micro_batch or default_micro))
     accumulation = math.ceil(per_rank / micro)
-    steps = max(1, math.ceil(tokens / (per_step * preset.block_size)))
-    return Plan(
-        fit,
-        config,
-        fit.params,
-        steps * per_step * preset.block_size,
-        steps,
-        per_step,
-        micro,
-        accumulation,
-    )
+    steps = max(1, math.ceil(tokens / (per_step * block)))
+    return Plan(fit, config, fit.params, steps * per_step * block, steps, per_step, micro,
+                accumulation)  # fmt: skip
 
 
 def learning_rate(
@@ -237,7 +246,6 @@ def load_torch(store: Store, key: str) -> Any:
 
 
 def reference_throughput(
-    preset: ScalePreset,
     cfg: TrainConfig,
     vocab: int,
     sampler: WindowSampler,
@@ -246,7 +254,7 @@ def reference_throughput(
 ) -> float:
     """Tokens/s of the GPT-2 seed at this rung on this device (a few timed steps)."""
     reference = compose(load_seed("gpt2"))
-    _, config = fitted_config(reference, preset, cfg.rung, vocab)
+    _, config = fitted_config(reference, cfg.rung, vocab)
     model = LanguageModel(reference, config).to(device)
     inputs, targets = sampler.batch(list(range(micro)))
     inputs, targets = inputs.to(device), targets.to(device)
@@ -315,14 +323,24 @@ class Run:
         self.store = open_store(cfg.out)
         self.data_dir, self.meta = open_data(cfg.data)
         self.vocab = int(self.meta["vocab_size"])
-        if cfg.rung not in SCALE_PRESETS:
-            raise ValueError(
-                f"unknown rung {cfg.rung!r}; expected one of {', '.join(SCALE_PRESETS)}"
+        if cfg.config_digest is None and self.vocab != cfg.rung.vocab_size:  # by hand: the data's
+            cfg.rung = cfg.rung.model_copy(
+                update={
+                    "vocab_size": self.vocab,
+                    "reference_params": reference_params(
+                        cfg.rung.n_embd, cfg.rung.n_layer, self.vocab
+                    ),
+                }
             )
-        self.preset = SCALE_PRESETS[cfg.rung]
+        if self.vocab != cfg.rung.vocab_size:
+            raise ValueError(
+                f"the data at {cfg.data} has a vocabulary of {self.vocab}, the run config "
+                f"{cfg.rung.vocab_size} (spec.verification.data.vocabSize)"
+            )
+        self.block_size = cfg.rung.context_length
         self.tree = resolve_design(cfg.design)
         self.design = compose(self.tree)
-        self.plan = plan_run(self.design, self.preset, cfg, self.vocab, self.world)
+        self.plan = plan_run(self.design, cfg, self.vocab, self.world)
         torch.manual_seed(cfg.seed)
         self.model = LanguageModel(self.design, self.plan.config).to(self.device)
         self.train_model: nn.Module = self.model
@@ -331,13 +349,15 @@ class Run:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = nn.parallel.DistributedDataParallel(self.train_model, device_ids=ids)
-        self.peak_lr = cfg.lr or self.preset.lr
-        self.optimizer = build_optimizer(self.model, self.peak_lr, cfg.weight_decay, self.device)
+        self.peak_lr = cfg.rung.lr
+        self.optimizer = build_optimizer(
+            self.model, self.peak_lr, cfg.training.weight_decay, self.device
+        )
         self.train_sampler = WindowSampler(
-            load_split(self.data_dir, self.meta, "train"), self.preset.block_size, cfg.seed
+            load_split(self.data_dir, self.meta, "train"), self.block_size, cfg.seed
         )
         self.val_sampler = WindowSampler(
-            load_split(self.data_dir, self.meta, "val"), self.preset.block_size, cfg.seed
+            load_split(self.data_dir, self.meta, "val"), self.block_size, cfg.seed
         )
         self.step = 0
         self.elapsed = 0.0  # training seconds, summed across resumes
@@ -369,7 +389,7 @@ class Run:
                     "rng": rng_state(),
                     "losses": self.losses,
                     "plan": {"steps": self.plan.steps, "tokens": self.plan.tokens},
-                    "config": asdict(self.cfg),
+                    "config": self.cfg.to_json(),
                 },
             )
             self.store.put_text("log.jsonl", "\n".join(self.log_lines) + "\n")
@@ -394,19 +414,19 @@ class Run:
 
     def check_guards(self, loss: float, grad_norm: float, reference_seconds: float | None) -> None:
         """Raise GuardStop with the reason when a guard trips."""
-        cfg = self.cfg
-        if not math.isfinite(loss) or loss > cfg.max_loss or loss <= 0:
-            raise GuardStop(f"loss {loss:.4g} outside (0, {cfg.max_loss:g}] at step {self.step}")
-        if not math.isfinite(grad_norm) or grad_norm > cfg.max_grad_norm:
+        guards = self.cfg.training
+        if not math.isfinite(loss) or loss > guards.max_loss or loss <= 0:
+            raise GuardStop(f"loss {loss:.4g} outside (0, {guards.max_loss:g}] at step {self.step}")
+        if not math.isfinite(grad_norm) or grad_norm > guards.max_grad_norm:
             raise GuardStop(
-                f"gradient norm {grad_norm:.4g} above {cfg.max_grad_norm:g} at step {self.step}"
+                f"gradient norm {grad_norm:.4g} above {guards.max_grad_norm:g} at step {self.step}"
             )
         if reference_seconds is not None and self.step >= max(5, self.plan.steps // 10):
             expected = reference_seconds * self.step / self.plan.steps
-            if self.elapsed > self.preset.slowdown_tolerance * expected:
+            if self.elapsed > self.cfg.rung.slowdown_tolerance * expected:
                 raise GuardStop(
                     f"too slow: {self.elapsed:.0f}s for {self.step} steps, above "
-                    f"{self.preset.slowdown_tolerance}x the GPT-2 seed's "
+                    f"{self.cfg.rung.slowdown_tolerance}x the GPT-2 seed's "
                     f"{expected:.0f}s"
                 )
 
@@ -427,8 +447,8 @@ class Run:
             self.step,
             self.plan.steps,
             self.peak_lr,
-            self.cfg.warmup_fraction,
-            self.cfg.min_lr_ratio,
+            self.cfg.training.warmup_fraction,
+            self.cfg.training.min_lr_ratio,
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -446,7 +466,7 @@ class Run:
                 (loss * inputs.shape[0] / per_rank).backward()
             total += loss.detach() * inputs.shape[0]
             count += inputs.shape[0]
-        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        clip = self.cfg.training.grad_clip if self.cfg.training.grad_clip > 0 else float("inf")
         grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -456,7 +476,7 @@ class Run:
             mean /= self.world
         return float(mean), grad_norm
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> VerificationResult:
         """Train to the planned step count (resuming if possible); the result."""
         cfg, plan = self.cfg, self.plan
         self.try_resume()
@@ -464,20 +484,20 @@ class Run:
             f"{self.tree.name} at {cfg.rung}: n_embd={plan.fit.n_embd} n_layer={plan.fit.n_layer} "
             f"{plan.params:,} params ({plan.fit.rel_error:+.1%} of reference); {plan.tokens:,} "
             f"tokens in {plan.steps} steps of {plan.sequences_per_step} x "
-            f"{self.preset.block_size} (micro {plan.micro_batch}, accumulation "
+            f"{self.block_size} (micro {plan.micro_batch}, accumulation "
             f"{plan.accumulation}, world {self.world}) on {self.device}"
         )
         reference_seconds = None
         if cfg.slowdown_guard and self.tree.name != "gpt2":
             tps = cfg.reference_tokens_per_second or reference_throughput(
-                self.preset, cfg, self.vocab, self.train_sampler, self.device, plan.micro_batch
+                cfg, self.vocab, self.train_sampler, self.device, plan.micro_batch
             )
             reference_seconds = plan.tokens / self.world / tps
         log_every = cfg.log_every or max(1, plan.steps // 20)
         last_save = time.monotonic()
         mark_step, mark_elapsed = self.step, self.elapsed  # throughput since the last log line
         status, reason = "succeeded", ""
-        tokens_per_step = plan.sequences_per_step * self.preset.block_size
+        tokens_per_step = plan.sequences_per_step * self.block_size
         try:
             while self.step < plan.steps:
                 start = time.perf_counter()
@@ -509,7 +529,7 @@ class Run:
                 due_steps = (
                     cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0
                 )
-                due_time = time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
+                due_time = time.monotonic() - last_save > 60 * cfg.training.checkpoint_every_minutes
                 if (due_steps or due_time) and self.step < plan.steps:
                     self.save_checkpoint()
                     last_save = time.monotonic()
@@ -518,70 +538,55 @@ class Run:
             self.log(f"stopped: {reason}")
         return self.finish(status, reason)
 
-    def finish(self, status: str, reason: str) -> dict[str, Any]:
+    def finish(self, status: str, reason: str) -> VerificationResult:
         """Validation loss, evaluation, weights and result.json (rank 0)."""
         cfg, plan = self.cfg, self.plan
-        result: dict[str, Any] = {
-            "design": self.tree.name,
-            "rung": cfg.rung,
-            "shape": {
-                "n_embd": plan.fit.n_embd,
-                "n_layer": plan.fit.n_layer,
-                "n_head": plan.fit.n_head,
-                "block_size": self.preset.block_size,
-            },
-            "params": plan.params,
-            "reference_params": plan.fit.reference,
-            "tokens": self.step * plan.sequences_per_step * self.preset.block_size,
-            "planned_tokens": plan.tokens,
-            "steps": self.step,
-            "planned_steps": plan.steps,
-            "world_size": self.world,
-            "device": str(self.device.type),
-            "train_loss": self.losses[-1] if self.losses else None,
-            "val_loss": None,
-            "tokens_per_second": None,
-            "device_seconds": self.elapsed * self.world,
-            "eval": {},
-            "status": status,
-            "reason": reason,
-            "resumed_from": self.resumed_from,
-            "unigram_entropy": self.meta.get("unigram_entropy"),
-            "finished": datetime.now(UTC).isoformat(),
-        }
-        if self.elapsed > 0:
-            result["tokens_per_second"] = result["tokens"] / self.elapsed
+        tokens = self.step * plan.sequences_per_step * self.block_size
+        result = VerificationResult(
+            design=self.tree.name,
+            rung=cfg.rung.name,
+            status="succeeded" if status == "succeeded" else "failed",
+            reason=reason,
+            shape=ModelShapeRecord(
+                n_embd=plan.fit.n_embd,
+                n_layer=plan.fit.n_layer,
+                n_head=plan.fit.n_head,
+                block_size=self.block_size,
+            ),
+            params=plan.params,
+            reference_params=plan.fit.reference,
+            tokens=tokens,
+            planned_tokens=plan.tokens,
+            steps=self.step,
+            planned_steps=plan.steps,
+            world_size=self.world,
+            device=str(self.device.type),
+            train_loss=self.losses[-1] if self.losses else None,
+            tokens_per_second=tokens / self.elapsed if self.elapsed > 0 else None,
+            device_seconds=self.elapsed * self.world,
+            resumed_from=self.resumed_from,
+            unigram_entropy=self.meta.get("unigram_entropy"),
+            config_digest=cfg.config_digest,
+            finished=datetime.now(UTC).isoformat(),
+        )
         if self.rank == 0:
             if status == "succeeded":
-                result["val_loss"] = validation_loss(
+                result.val_loss = validation_loss(
                     self.model, self.val_sampler, cfg.val_windows, plan.micro_batch, self.device
                 )
                 self.log(
-                    f"validation loss {result['val_loss']:.4f} (unigram entropy "
-                    f"{result['unigram_entropy'] or float('nan'):.4f})"
+                    f"validation loss {result.val_loss:.4f} (unigram entropy "
+                    f"{result.unigram_entropy or float('nan'):.4f})"
                 )
                 if cfg.evaluate:
-                    from genesys_trainer.evaluate import evaluate
-
-                    tokenizer = load_tokenizer(self.meta["tokenizer"], self.data_dir)
-                    result["eval"] = evaluate(
-                        self.model,
-                        tokenizer,
-                        data_dir=self.data_dir,
-                        tasks=cfg.eval_tasks,
-                        limit=cfg.eval_limit,
-                        device=self.device,
-                    )
-                    for task, metrics in sorted(result["eval"].items()):
-                        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()))
-                        self.log(f"eval {task}: {shown}")
+                    result.eval = self.evaluate()
             save_torch(self.store, "model.pt", self.model.state_dict())
             self.store.put_text(
                 "config.json",
                 json.dumps(
                     {
                         "model": asdict(plan.config),
-                        "train": asdict(cfg),
+                        "train": cfg.to_json(),
                         "design": self.tree.to_json(),
                     },
                     indent=2,
@@ -589,60 +594,130 @@ class Run:
                 ),
             )
             self.store.put_text("log.jsonl", "\n".join(self.log_lines) + "\n")
-            self.store.put_text("result.json", json.dumps(result, indent=2))
-            self.log(f"{status}: wrote result.json to {self.store.uri}")
+            if record_result(self.store, result):
+                self.log(f"{status}: wrote result.json to {self.store.uri}")
+            else:
+                self.log(f"{status}: another attempt recorded a final result first; kept it")
         if self.world > 1:
             torch.distributed.barrier()
         return result
 
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """lm-eval metrics of the trained model on the configured tasks."""
+        from genesys_trainer.evaluate import evaluate
 
-def parse_args(argv: Sequence[str] | None) -> TrainConfig:
-    """Command-line arguments as a TrainConfig."""
+        tokenizer = load_tokenizer(self.meta["tokenizer"], self.data_dir)
+        metrics: dict[str, dict[str, float]] = evaluate(
+            self.model,
+            tokenizer,
+            data_dir=self.data_dir,
+            tasks=self.cfg.eval_tasks,
+            limit=self.cfg.eval_limit,
+            device=self.device,
+        )
+        for task, values in sorted(metrics.items()):
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(values.items()))
+            self.log(f"eval {task}: {shown}")
+        return metrics
+
+
+RESULT_KEY = "result.json"
+
+
+def record_result(store: Store, result: VerificationResult) -> bool:
+    """Write result.json; a final result never replaces another final one (False then).
+
+    The write is a conditional create, so of two attempts racing, one wins. An ``error`` result
+    (a crash) yields to a final one, and is itself written only where no result exists.
+    """
+    if create_document(store, RESULT_KEY, result):
+        return True
+    if result.status == "error":
+        return False
+    try:
+        existing = read_document(store, RESULT_KEY, VerificationResult)
+    except ValueError:  # unreadable: not a result at all
+        existing = None
+    if existing is not None and existing.status != "error":
+        return False
+    store.put_text(RESULT_KEY, dump_document(result))
+    return True
+
+
+HAND_ONLY = ("tokens", "lr", "seed", "eval_tasks", "eval_limit")
+"""Options for runs by hand: with --config, the run config fixes these."""
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genesys train", description=__doc__.splitlines()[0])
     parser.add_argument("--design", required=True, help="seed name, design.json/.py path or URI")
-    parser.add_argument("--rung", required=True, help=f"one of {', '.join(SCALE_PRESETS)}")
-    parser.add_argument("--data", required=True, help="prepared data: a path or store URI")
-    parser.add_argument("--out", required=True, help="output: a path or store URI")
     parser.add_argument(
-        "--tokens",
-        type=int,
-        default=None,
-        help="training tokens (default: params x the rung's tokens per param)",
+        "--rung",
+        required=True,
+        help=f"with --config: a rung of the run; else a preset ({', '.join(SCALE_PRESETS)})",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", default=None, help="run config URI (a run's training Jobs)")
+    parser.add_argument("--data", default=None, help="prepared data (default: the config's)")
+    parser.add_argument("--out", required=True, help="output: a path or store URI")
+    parser.add_argument("--tokens", type=int, default=None, help="training tokens (by hand)")
+    parser.add_argument("--lr", type=float, default=None, help="peak lr (by hand)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (by hand)")
     parser.add_argument("--micro-batch", type=int, default=None, help="sequences per forward")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--lr", type=float, default=None, help="peak lr (default: the rung's)")
     parser.add_argument("--checkpoint-every-steps", type=int, default=None)
-    parser.add_argument("--checkpoint-every-minutes", type=float, default=10.0)
     parser.add_argument("--log-every", type=int, default=None)
     parser.add_argument("--no-slowdown-guard", action="store_true")
     parser.add_argument("--reference-tokens-per-second", type=float, default=None)
     parser.add_argument("--no-eval", action="store_true", help="skip lm-eval at the end")
-    parser.add_argument("--eval-tasks", default=None, help="comma-separated (default: local)")
-    parser.add_argument("--eval-limit", type=int, default=None, help="items per task")
+    parser.add_argument("--eval-tasks", default=None, help="comma-separated (by hand)")
+    parser.add_argument("--eval-limit", type=int, default=None, help="items per task (by hand)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> TrainConfig:
+    """Command-line arguments as a TrainConfig (from the run config when one is given)."""
+    parser = _parser()
     args = parser.parse_args(argv)
+    common = {
+        "design": args.design, "out": args.out, "micro_batch": args.micro_batch,
+        "device": args.device, "compile": args.compile,
+        "checkpoint_every_steps": args.checkpoint_every_steps, "log_every": args.log_every,
+        "slowdown_guard": not args.no_slowdown_guard,
+        "reference_tokens_per_second": args.reference_tokens_per_second,
+        "evaluate": not args.no_eval,
+    }  # fmt: skip
+    if args.config is not None:
+        given = [f"--{name.replace('_', '-')}" for name in HAND_ONLY if getattr(args, name)]
+        if given:
+            parser.error(f"{', '.join(given)}: the run config fixes these; drop them")
+        from genesys.api.runconfig import config_digest
+
+        try:
+            config = read_run_config(args.config)
+        except (ValueError, OSError) as exc:
+            parser.error(f"--config: {exc}")
+        try:
+            rung = config.rung(args.rung)
+        except KeyError as exc:
+            parser.error(str(exc.args[0]))
+        return TrainConfig(
+            **common, data=args.data or config.data.uri, rung=rung, training=config.training,
+            seed=config.seed, eval_tasks=list(config.eval.tasks), eval_limit=config.eval.limit,
+            config_digest=config_digest(config),
+        )  # fmt: skip
+    if args.data is None:
+        parser.error("--data is required without --config")
+    try:
+        rung = preset_rung(args.rung)
+    except ValueError as exc:
+        parser.error(str(exc))
+    rung = rung.model_copy(update={"tokens": args.tokens or rung.tokens, "lr": args.lr or rung.lr})
     return TrainConfig(
-        design=args.design,
-        rung=args.rung,
-        data=args.data,
-        out=args.out,
-        tokens=args.tokens,
-        seed=args.seed,
-        micro_batch=args.micro_batch,
-        device=args.device,
-        compile=args.compile,
-        lr=args.lr,
-        checkpoint_every_steps=args.checkpoint_every_steps,
-        checkpoint_every_minutes=args.checkpoint_every_minutes,
-        log_every=args.log_every,
-        slowdown_guard=not args.no_slowdown_guard,
-        reference_tokens_per_second=args.reference_tokens_per_second,
-        evaluate=not args.no_eval,
+        **common, data=args.data, rung=rung, seed=args.seed or 0,
         eval_tasks=args.eval_tasks.split(",") if args.eval_tasks else None,
         eval_limit=args.eval_limit,
-    )
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -653,24 +728,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run.run()
     except Exception as exc:
         if run.rank == 0:  # record the crash, then fail the process so it is retried
-            run.store.put_text(
-                "result.json",
-                json.dumps(
-                    {
-                        "design": run.tree.name,
-                        "rung": cfg.rung,
-                        "status": "error",
-                        "reason": f"{type(exc).__name__}: {exc}"[:2000],
-                        "steps": run.step,
-                    },
-                    indent=2,
-                ),
+            crash = VerificationResult(
+                design=run.tree.name,
+                rung=cfg.rung.name,
+                status="error",
+                reason=f"{type(exc).__name__}: {exc}"[:2000],
+                steps=run.step,
+                config_digest=cfg.config_digest,
             )
+            record_result(run.store, crash)
         raise
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    return 0 if result["status"] in ("succeeded", "failed") else 1
+    return 0 if result.status in ("succeeded", "failed") else 1
 
 
 if __name__ == "__main__":

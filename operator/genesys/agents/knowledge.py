@@ -1,6 +1,6 @@
 """The knowledge base of a design session: seed units, earlier designs and earlier proposals.
 
-Before proposing or reviewing, an agent searches what the run already knows (GENESYS.md, "A
+Before proposing or reviewing, an agent searches what the run already knows (Genesys, "A
 design session"): the seed units of :mod:`genesys.agents.library`, every design of the run's
 archive (its proposal, and each unit it implemented differently from the library), and the
 proposals of earlier sessions. :func:`build_knowledge_base` reads them from the store into a
@@ -42,8 +42,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genesys.agents.library import Library, build_library, sha256_text
-from genesys.store.archive import read_json_object, run_prefix
 from genesys.store.base import Store
+from genesys.store.documents import (
+    DesignDocument,
+    DocumentError,
+    SessionState,
+    plain,
+    read_document,
+)
 
 BM25_K1 = 1.5
 BM25_B = 0.75
@@ -439,26 +445,38 @@ def proposal_document(session_id: str, state: Mapping[str, Any]) -> Document | N
     )
 
 
+def _read_plain(
+    store: Store, key: str, model: type[DesignDocument] | type[SessionState]
+) -> dict[str, Any] | None:
+    """A document as plain data, or None when it is missing or does not parse."""
+    try:
+        document = read_document(store, key, model)
+    except DocumentError:
+        return None
+    return plain(document) if document is not None else None
+
+
 def build_knowledge_base(
-    store: Store, run: str, *, library: Library | None = None, embed: Embed | None = None
+    store: Store, *, library: Library | None = None, embed: Embed | None = None
 ) -> KnowledgeBase:
     """Every library unit, design, implemented unit and session proposal of a run, searchable.
+
+    ``store`` is the run's own store.
 
     A unit that several designs implement with the same source is one document, named after
     the first of those designs (by id); ``meta["designs"]`` lists them all.
     """
     library = build_library() if library is None else library
     documents = library_documents(library)
-    prefix = run_prefix(run)
     novel: dict[tuple[str, str], tuple[str, str, str, list[str]]] = {}
-    for design_id, key in _children_keys(store, f"{prefix}/designs", "design.json"):
-        document = read_json_object(store, key)
+    for design_id, key in _children_keys(store, "designs", "design.json"):
+        document = _read_plain(store, key, DesignDocument)
         if document is None:
             continue
         metadata = document.get("metadata")
         proposal = metadata.get("proposal") if isinstance(metadata, dict) else None
         if not isinstance(proposal, str) or not proposal.strip():
-            proposal = _read_text(store, f"{prefix}/designs/{design_id}/proposal.md") or ""
+            proposal = _read_text(store, f"designs/{design_id}/proposal.md") or ""
         documents.append(design_document(design_id, document, proposal))
         for name, source, requirements in implemented_units(document, library):
             identity = (name, sha256_text(source))
@@ -467,8 +485,8 @@ def build_knowledge_base(
         implemented_unit_document(name, source, requirements, designs)
         for name, source, requirements, designs in novel.values()
     )
-    for session_id, key in _children_keys(store, f"{prefix}/sessions", "state.json"):
-        state = read_json_object(store, key)
+    for session_id, key in _children_keys(store, "sessions", "state.json"):
+        state = _read_plain(store, key, SessionState)
         proposal_doc = proposal_document(session_id, state) if state is not None else None
         if proposal_doc is not None:
             documents.append(proposal_doc)

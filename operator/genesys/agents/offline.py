@@ -1,6 +1,6 @@
 """The offline proposer: genetic programming on unit trees, with no LLM.
 
-It plays the proposer and coder of a design session (GENESYS.md, "A design session") with the
+It plays the proposer and coder of a Genesys design session with the
 seed units of :mod:`genesys.agents.library` as its only vocabulary:
 
 - **mutation** (1 parent): one slot, possibly nested (``seq_mixer.conv``), either gets a
@@ -16,31 +16,31 @@ seed units of :mod:`genesys.agents.library` as its only vocabulary:
 :func:`propose` retries until the candidate's structural hash is new to the run (skipping
 candidates with :func:`~genesys.agents.library.dead_parameters`, which the checks would reject);
 :func:`run_offline_session` runs one session against a store, checking each candidate in the
-sandbox. Keys it writes (layout of :mod:`genesys.store.archive`)::
+sandbox. Keys it writes in the run's store (documents of :mod:`genesys.store.documents`)::
 
-    runs/<run>/designs/<id>/design.json         metadata: title, operator, parents, proposal,
-                                                hash, seq, session, rating (None)
-    runs/<run>/designs/<id>/proposal.md         the generated proposal text
-    runs/<run>/designs/<id>/checks/<rung>.json  the passing check report
-    runs/<run>/rejected/<id>-c<k>.json          session, operator, parents, reason, check, hash,
-                                                title, report (candidate k failed its checks)
-    runs/<run>/sessions/<session>/session.json  status (implemented | failed), design, reason,
-                                                candidates
+    hashes/<hash>.json                 the candidate's claim on its structural hash
+    designs/<id>/design.json           metadata: title, operator, parents, proposal, hash, seq,
+                                       session, rating (None)
+    designs/<id>/proposal.md           the generated proposal text
+    designs/<id>/checks/<rung>.json    the passing check report
+    rejected/<id>-c<k>.json            candidate k failed its checks: reason, check, hash, report
+    sessions/<session>/session.json    status (implemented | failed), design, reason, candidates
 
 What must stay true:
 - No torch import; design code runs only in the sandbox child (:func:`check_design`).
 - A session is deterministic given its seed and the store's contents, and idempotent: when its
   ``session.json`` exists, the recorded outcome is returned and nothing is written.
+- Every candidate claims its structural hash before it is checked
+  (:func:`~genesys.store.claims.claim_hash`), so sessions running in parallel never check or
+  verify the same design twice: the one that loses the claim moves on to another candidate.
 - ``session.json`` is written last; ``design.json`` is written after its proposal and checks.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import random
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,10 +59,22 @@ from genesys.agents.library import (
     tree_hash,
     units_of_kind,
 )
-from genesys.api.presets import SCALE_PRESETS
-from genesys.sandbox.runner import SandboxLimits, check_design
-from genesys.store.archive import design_key, read_json_object, run_prefix, session_key
-from genesys.store.base import Store, open_store
+from genesys.api.discoveryrun import Checks
+from genesys.api.ladder import RungConfig
+from genesys.sandbox.runner import SandboxLimits, check_design, check_settings, limits_from_checks
+from genesys.store.archive import design_key, hash_key, rejection_key, session_key
+from genesys.store.base import Store
+from genesys.store.claims import claim_hash
+from genesys.store.documents import (
+    DesignDocument,
+    DocumentError,
+    RejectionRecord,
+    SessionOutcome,
+    create_document,
+    plain,
+    read_document,
+    write_document,
+)
 from genesys_trainer.tree import Declaration, UnitSpec, UnitTree, tree_from_json
 
 OPERATORS: dict[str, int] = {"mutation": 1, "crossover": 2, "scratch": 0}
@@ -613,110 +625,130 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, indent=2) + "\n"
 
 
-def known_hashes(store: Store, run: str) -> set[str]:
-    """Structural hashes of every design of the run and of every rejected candidate."""
-    hashes: set[str] = set()
-    designs = f"{run_prefix(run)}/designs/"
-    for key in store.list(designs):
-        rest = key.removeprefix(designs)
-        if key.startswith(designs) and rest.count("/") == 1 and rest.endswith("/design.json"):
-            document = read_json_object(store, key)
+def known_hashes(store: Store) -> set[str]:
+    """Structural hashes the run knows: every claim, design and rejected candidate."""
+    hashes = {
+        key.removeprefix("hashes/").removesuffix(".json")
+        for key in store.list("hashes")
+        if key == hash_key(key.removeprefix("hashes/").removesuffix(".json"))
+    }
+    for key in store.list("designs"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "design.json":
             try:
-                hashes.add(structural_hash(document or {}))
-            except (ValueError, TypeError, AttributeError):
+                document = read_document(store, key, DesignDocument)
+            except DocumentError:
                 continue
-    rejected = f"{run_prefix(run)}/rejected/"
-    for key in store.list(rejected):
-        wanted = key.startswith(rejected) and key.endswith(".json")
-        item = read_json_object(store, key) if wanted else None
-        if item is not None and isinstance(item.get("hash"), str):
-            hashes.add(item["hash"])
+            if document is not None:
+                hashes.add(document.metadata.hash or structural_hash(plain(document)))
+    for key in store.list("rejected"):
+        try:
+            record = read_document(store, key, RejectionRecord)
+        except DocumentError:
+            continue
+        if record is not None and record.hash:
+            hashes.add(record.hash)
     return hashes
 
 
-def _load_parent(store: Store, run: str, parent_id: str) -> UnitTree:
-    key = design_key(run, parent_id, "design.json")
-    document = read_json_object(store, key)
+def _load_parent(store: Store, parent_id: str) -> UnitTree:
+    key = design_key(parent_id, "design.json")
+    try:
+        document = read_document(store, key, DesignDocument)
+    except DocumentError as exc:
+        raise ValueError(f"parent {parent_id!r}: {exc}") from None
     if document is None:
         raise ValueError(f"parent {parent_id!r} has no readable {key}")
-    tree = tree_from_json(document)
+    tree = tree_from_json(plain(document))
     tree.name = parent_id
     return tree
 
 
-def _rejection_keys(store: Store, run: str, design_id: str) -> list[str]:
-    prefix = f"{run_prefix(run)}/rejected/{design_id}-c"
-    return [key for key in store.list(f"{run_prefix(run)}/rejected/") if key.startswith(prefix)]
+def _rejection_keys(store: Store, design_id: str) -> list[str]:
+    prefix = f"rejected/{design_id}-c"
+    return [key for key in store.list("rejected") if key.startswith(prefix)]
 
 
-def _outcome(status: str, design: str | None, reason: str, candidates: int) -> dict[str, Any]:
-    return {"status": status, "design": design, "reason": reason, "candidates": candidates}
-
-
-def _record(store: Store, run: str, session: str, outcome: dict[str, Any]) -> dict[str, Any]:
-    store.put_text(session_key(run, session), _dumps(outcome))
-    return outcome
+def _record(store: Store, session: str, outcome: SessionOutcome) -> dict[str, Any]:
+    """Write the outcome (once: a recorded outcome is never replaced) and return it."""
+    if not create_document(store, session_key(session), outcome):
+        recorded = read_document(store, session_key(session), SessionOutcome)
+        outcome = recorded if recorded is not None else outcome
+    return plain(outcome)
 
 
 def _write_design(
-    store: Store, run: str, design_id: str, proposal: Proposal, report: dict[str, Any], *,
+    store: Store, design_id: str, proposal: Proposal, report: dict[str, Any], *,
     rung: str, seq: int, session: str,
 ) -> None:  # fmt: skip
-    document = copy.deepcopy(proposal.document)
-    document["metadata"].update({"seq": seq, "session": session, "rating": None})
-    store.put_text(design_key(run, design_id, "checks", f"{rung}.json"), _dumps(report))
-    store.put_text(design_key(run, design_id, "proposal.md"), proposal.text)
-    store.put_text(design_key(run, design_id, "design.json"), _dumps(document))
+    document = DesignDocument.model_validate(copy.deepcopy(proposal.document))
+    document.metadata = document.metadata.model_copy(
+        update={"seq": seq, "session": session, "rating": None}
+    )
+    store.put_text(design_key(design_id, "checks", f"{rung}.json"), _dumps(report))
+    store.put_text(design_key(design_id, "proposal.md"), proposal.text)
+    write_document(store, design_key(design_id, "design.json"), document)
 
 
-def _earlier_outcome(store: Store, run: str, session: str, design_id: str) -> dict[str, Any] | None:
+def _earlier_outcome(store: Store, session: str, design_id: str) -> SessionOutcome | None:
     """The outcome when this design id already exists (a crash before session.json)."""
-    document = read_json_object(store, design_key(run, design_id, "design.json"))
+    try:
+        document = read_document(store, design_key(design_id, "design.json"), DesignDocument)
+    except DocumentError as exc:
+        return SessionOutcome(status="failed", reason=f"unreadable design: {exc}")
     if document is None:
         return None
-    owner = (document.get("metadata") or {}).get("session")
-    rejected = len(_rejection_keys(store, run, design_id))
+    owner = document.metadata.session
+    rejected = len(_rejection_keys(store, design_id))
     if owner == session:
-        return _outcome(
-            "implemented", design_id, "recovered the design written earlier", rejected + 1
-        )
-    return _outcome("failed", None, f"design id {design_id!r} is taken (session {owner!r})", 0)
+        return SessionOutcome(
+            status="implemented", design=design_id,
+            reason="recovered the design written earlier", candidates=rejected + 1,
+        )  # fmt: skip
+    return SessionOutcome(
+        status="failed", reason=f"design id {design_id!r} is taken (session {owner!r})"
+    )
 
 
 def run_offline_session(
     *,
     store: Store,
-    run: str,
     session: str,
     design_id: str,
     seq: int,
     operator: str,
     parent_ids: Sequence[str],
     seed: int,
-    rung: str,
-    vocab_size: int,
+    rung: RungConfig,
+    checks: Checks | None = None,
     settings: Mapping[str, Any] | None = None,
     limits: SandboxLimits | None = None,
     max_candidates: int = 5,
 ) -> dict[str, Any]:
-    """One design session: propose, check in the sandbox, record the design or the rejections."""
+    """One design session in a run's store: propose, claim, check, record design or rejections.
+
+    ``rung`` is the run's lowest rung (the design is checked at it), ``checks`` the run's check
+    settings (default: the paper's), ``settings`` overrides of the sandbox child's check
+    settings (tests and benchmarks), ``limits`` the sandbox's (default: from ``checks``).
+    """
     check_operator(operator, len(parent_ids))
-    if rung not in SCALE_PRESETS:
-        raise ValueError(f"unknown rung {rung!r}; expected one of {sorted(SCALE_PRESETS)}")
-    recorded = read_json_object(store, session_key(run, session))
+    checks = checks or Checks()
+    limits = limits or limits_from_checks(checks)
+    child_settings = {**check_settings(checks), **(settings or {})}
+    recorded = read_document(store, session_key(session), SessionOutcome)
     if recorded is not None:
-        return recorded
-    earlier = _earlier_outcome(store, run, session, design_id)
+        return plain(recorded)
+    earlier = _earlier_outcome(store, session, design_id)
     if earlier is not None:
-        return _record(store, run, session, earlier)
+        return _record(store, session, earlier)
     try:
-        parents = [_load_parent(store, run, parent_id) for parent_id in parent_ids]
+        parents = [_load_parent(store, parent_id) for parent_id in parent_ids]
     except ValueError as exc:
-        return _record(store, run, session, _outcome("failed", None, str(exc), 0))
-    known = known_hashes(store, run)
+        return _record(store, session, SessionOutcome(status="failed", reason=str(exc)))
+    known = known_hashes(store)
     rng = random.Random(seed)
     library = build_library()
-    checked = len(_rejection_keys(store, run, design_id))
+    checked = len(_rejection_keys(store, design_id))
     last = ""
     while checked < max_candidates:
         try:
@@ -724,94 +756,33 @@ def run_offline_session(
                 operator, parents, rng=rng, library=library, known_hashes=known, name=design_id
             )
         except ProposalError as exc:
-            return _record(store, run, session, _outcome("failed", None, str(exc), checked))
-        report = check_design(
-            proposal.document, rung=rung, preset=SCALE_PRESETS[rung], vocab_size=vocab_size,
-            settings=settings, limits=limits,
-        )  # fmt: skip
+            outcome = SessionOutcome(status="failed", reason=str(exc), candidates=checked)
+            return _record(store, session, outcome)
+        known.add(proposal.hash)
+        if claim_hash(store, proposal.hash, design=design_id, session=session) is not None:
+            continue  # another session holds this tree: it is checked (or done) there
+        report = check_design(proposal.document, rung=rung, settings=child_settings, limits=limits)
         checked += 1
         if report.passed:
             _write_design(
-                store, run, design_id, proposal, report.to_json(), rung=rung, seq=seq,
+                store, design_id, proposal, report.to_json(), rung=rung.name, seq=seq,
                 session=session,
             )  # fmt: skip
-            reason = f"passed the {rung} checks: {proposal.title}"
-            return _record(store, run, session, _outcome("implemented", design_id, reason, checked))
+            outcome = SessionOutcome(
+                status="implemented", design=design_id, candidates=checked,
+                reason=f"passed the {rung.name} checks: {proposal.title}",
+            )  # fmt: skip
+            return _record(store, session, outcome)
         finding = report.failed()[0]
         last = finding.render()
-        rejection = {
-            "session": session, "operator": operator, "parents": list(parent_ids),
-            "reason": last, "check": finding.name, "hash": proposal.hash,
-            "title": proposal.title, "report": report.to_json(),
-        }  # fmt: skip
-        store.put_text(f"{run_prefix(run)}/rejected/{design_id}-c{checked}.json", _dumps(rejection))
-        known.add(proposal.hash)
+        rejection = RejectionRecord(
+            session=session, operator=operator, parents=list(parent_ids), reason=last,
+            check=finding.name, hash=proposal.hash, title=proposal.title, report=report.to_json(),
+        )  # fmt: skip
+        write_document(store, rejection_key(design_id, f"c{checked}"), rejection)
     reason = f"all {checked} candidates failed their checks" + (f"; last: {last}" if last else "")
-    return _record(store, run, session, _outcome("failed", None, reason, checked))
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m genesys.agents.offline",
-        description="Run one offline design session (genetic programming, no LLM).",
-    )
-    parser.add_argument("--store", required=True, help="store URI: a path or s3://bucket/prefix")
-    parser.add_argument("--run", required=True)
-    parser.add_argument("--session", required=True)
-    parser.add_argument("--design-id", required=True)
-    parser.add_argument("--seq", type=int, required=True)
-    parser.add_argument("--operator", required=True, choices=sorted(OPERATORS))
-    parser.add_argument("--parents", default="", help="comma-separated parent design ids")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--rung", required=True, choices=sorted(SCALE_PRESETS))
-    parser.add_argument("--vocab", type=int, required=True)
-    parser.add_argument("--timeout", type=float, default=None, help="sandbox wall-clock seconds")
-    parser.add_argument("--settings", default=None, help="check settings as a JSON object")
-    parser.add_argument("--max-candidates", type=int, default=5)
-    return parser
-
-
-def _arguments_error(args: argparse.Namespace, parents: list[str]) -> str | None:
-    if OPERATORS[args.operator] != len(parents):
-        return f"{args.operator} takes {OPERATORS[args.operator]} parent(s), got {len(parents)}"
-    if args.vocab < 1 or args.max_candidates < 1:
-        return "--vocab and --max-candidates must be positive"
-    if args.timeout is not None and args.timeout <= 0:
-        return "--timeout must be positive"
-    return None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry; 0 when the session recorded an outcome, 2 on bad arguments."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:
-        return 0 if exc.code == 0 else 2
-    parents = [p.strip() for p in args.parents.split(",") if p.strip()]
-    error = _arguments_error(args, parents)
-    settings: Any = {}
-    if error is None and args.settings is not None:
-        try:
-            settings = json.loads(args.settings)
-        except ValueError as exc:
-            error = f"--settings is not JSON: {exc}"
-        if not isinstance(settings, dict):
-            error = error or "--settings must be a JSON object"
-    if error is not None:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    outcome = run_offline_session(
-        store=open_store(args.store), run=args.run, session=args.session,
-        design_id=args.design_id, seq=args.seq, operator=args.operator, parent_ids=parents,
-        seed=args.seed, rung=args.rung, vocab_size=args.vocab, settings=settings,
-        limits=SandboxLimits(timeout_seconds=args.timeout) if args.timeout else None,
-        max_candidates=args.max_candidates,
-    )  # fmt: skip
-    print(json.dumps(outcome))
-    return 0
+    outcome = SessionOutcome(status="failed", reason=reason, candidates=checked)
+    return _record(store, session, outcome)
 
 
 __all__ = [
@@ -823,7 +794,6 @@ __all__ = [
     "check_operator",
     "crossover",
     "known_hashes",
-    "main",
     "motivation",
     "mutate",
     "proposal_text",
@@ -832,6 +802,3 @@ __all__ = [
     "scratch",
     "tree_slots",
 ]
-
-if __name__ == "__main__":
-    raise SystemExit(main())

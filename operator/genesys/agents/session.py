@@ -1,7 +1,7 @@
 """LLM design sessions: propose, review, then implement unit by unit (or in one shot).
 
 One session turns a genetic operator and its parents into one new design, following
-GENESYS.md, "A design session":
+the Genesys paper's "design session":
 
 1. **Propose.** The proposer runs ``sessions.searchRounds`` rounds of knowledge-base search,
    then writes a structured proposal (in mutation mode naming exactly one unit of the parent).
@@ -19,16 +19,17 @@ GENESYS.md, "A design session":
 4. A proposal whose implementation fails more than ``maxImplementationSessions`` times is
    marked ``challenging`` and given up.
 
-Keys written (layout of :mod:`genesys.store.archive`)::
+Keys written in the run's store (documents of :mod:`genesys.store.documents`)::
 
-    runs/<run>/sessions/<sid>/state.json              progress; rewritten after every step
-    runs/<run>/sessions/<sid>/calls/<n>.json          one LLM call: role, model, prompt hash,
-                                                      tokens, USD, latency, attempts, error
-    runs/<run>/sessions/<sid>/attempts/<i>-<r>-<a>.json   one implementation attempt: unit,
-                                                      code, tests, check report, verdict
-    runs/<run>/sessions/<sid>/session.json            the outcome (written last)
-    runs/<run>/designs/<id>/{proposal.md, review.json, checks/<rung>.json, design.json}
-    runs/<run>/rejected/<id>-<what>.json              a proposal or implementation given up
+    sessions/<sid>/state.json                  SessionState; rewritten after every step
+    sessions/<sid>/calls/<n>.json              one LLM call: role, model, prompt hash, tokens,
+                                               USD, latency, attempts, error
+    sessions/<sid>/attempts/<i>-<r>-<a>.json   one implementation attempt: unit, code, tests,
+                                               check report, verdict
+    sessions/<sid>/session.json                the SessionOutcome (written last)
+    hashes/<hash>.json                         the design's claim on its structural hash
+    designs/<id>/{proposal.md, review.json, checks/<rung>.json, design.json}
+    rejected/<id>-<what>.json                  a proposal or implementation given up
 
 What must stay true:
 
@@ -75,19 +76,25 @@ from genesys.agents.treeops import (
     protected_units,
     resolve_selection,
 )
-from genesys.api.base import parse_quantity_bytes
-from genesys.api.discoveryrun import Agents, DiscoveryRun, Sessions
-from genesys.api.presets import SCALE_PRESETS, ScalePreset
+from genesys.api.discoveryrun import Agents, Checks, DiscoveryRun, Sessions
+from genesys.api.ladder import RungConfig
+from genesys.api.runconfig import RunConfig, RunIdentity, resolve_run_config
 from genesys.sandbox.report import Report
-from genesys.sandbox.runner import SandboxLimits, check_design
-from genesys.store.archive import (
-    design_key,
-    read_json_object,
-    run_prefix,
-    run_spent_usd,
-    session_key,
-)
+from genesys.sandbox.runner import SandboxLimits, check_design, check_settings, limits_from_checks
+from genesys.store.archive import design_key, rejection_key, run_spent_usd, session_key
 from genesys.store.base import Store
+from genesys.store.claims import claim_hash
+from genesys.store.documents import (
+    DesignDocument,
+    DocumentError,
+    RejectionRecord,
+    SessionOutcome,
+    SessionState,
+    create_document,
+    plain,
+    read_document,
+    write_document,
+)
 from genesys_trainer.tree import DesignError, UnitTree, load_block_file, tree_from_json
 
 MAX_ROUNDS = 16
@@ -102,79 +109,40 @@ FLOWS = ("gau", "direct")
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """Everything a session needs from the DiscoveryRun spec."""
+    """Everything a session needs from the run config."""
 
     agents: Agents
     sessions: Sessions
-    checks: dict[str, Any]
-    rung: str
-    preset: ScalePreset
-    vocab_size: int
+    checks: Checks
+    rung: RungConfig  # the lowest rung: designs are checked there
     limits: SandboxLimits
+    check_overrides: Mapping[str, Any] = field(default_factory=dict)  # tests, benchmarks
+
+    def child_settings(self) -> dict[str, Any]:
+        """The check settings the sandbox child reads."""
+        return {**check_settings(self.checks), **self.check_overrides}
 
     @classmethod
-    def from_run(cls, run: DiscoveryRun, *, limits: SandboxLimits | None = None) -> SessionSettings:
-        """Settings of ``run``: checks at its lowest rung, sandbox limits from ``spec.checks``."""
-        spec = run.spec
-        lowest = spec.ladder.rungs[0]
-        preset_name = lowest.preset or lowest.name
-        if preset_name not in SCALE_PRESETS:
-            raise ValueError(f"rung {lowest.name!r} has no preset to check designs at")
-        checks = spec.checks.model_dump(by_alias=False)
+    def from_config(
+        cls, config: RunConfig, *, limits: SandboxLimits | None = None
+    ) -> SessionSettings:
+        """Settings of a run: checks at its lowest rung, sandbox limits from its checks."""
         return cls(
-            agents=spec.agents,
-            sessions=spec.sessions,
-            checks=checks,
-            rung=lowest.name,
-            preset=SCALE_PRESETS[preset_name],
-            vocab_size=spec.verification.data.vocab_size,
-            limits=limits or SandboxLimits(
-                timeout_seconds=spec.checks.sandbox_timeout_seconds,
-                memory_bytes=parse_quantity_bytes(spec.checks.sandbox_memory),
-            ),
-        )  # fmt: skip
+            agents=config.agents,
+            sessions=config.sessions,
+            checks=config.checks,
+            rung=config.lowest,
+            limits=limits or limits_from_checks(config.checks),
+        )
+
+    @classmethod
+    def from_run(cls, run: DiscoveryRun) -> SessionSettings:
+        """Settings of a run spec resolved on the spot (tests and benchmarks; runs pass config)."""
+        identity = RunIdentity(name=run.metadata.name)
+        return cls.from_config(resolve_run_config(run, identity=identity, data_uri="unused"))
 
 
 # --------------------------------------------------------------------------------------- state
-
-
-@dataclass
-class SessionState:
-    """A session's progress; ``state.json`` holds it between steps and across crashes."""
-
-    session: str
-    design_id: str
-    seq: int
-    operator: str
-    parents: list[str]
-    flow: str
-    seed: int
-    models: dict[str, str]
-    status: str = "proposing"  # proposing | implementing | implemented | failed
-    searches: list[dict[str, Any]] = field(default_factory=list)
-    proposals: list[dict[str, Any]] = field(default_factory=list)
-    proposal: dict[str, Any] | None = None
-    rating: float | None = None
-    implementation: int = 0  # index of the current implementation session
-    tree: dict[str, Any] | None = None  # committed tree of the current implementation
-    unit_tests: dict[str, str] = field(default_factory=dict)
-    committed: list[dict[str, Any]] = field(default_factory=list)
-    rounds: int = 0
-    failed_rounds: int = 0
-    attempts: int = 0  # coder attempts, all implementations together
-    implementation_failures: list[str] = field(default_factory=list)
-    challenging: bool = False
-    reason: str = ""
-    spent_usd: float = 0.0
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SessionState:
-        """A state read back from ``state.json`` (unknown keys ignored)."""
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -204,7 +172,6 @@ class DesignSession:
         self,
         *,
         store: Store,
-        run: str,
         session: str,
         design_id: str,
         seq: int,
@@ -219,7 +186,7 @@ class DesignSession:
     ) -> None:
         """``implementation_limit`` caps the implementation sessions below the spec's (tests)."""
         check_operator(operator, len(parent_ids))
-        self.store, self.run_name, self.session = store, run, session
+        self.store, self.session = store, session
         self.design_id, self.seq, self.operator = design_id, seq, operator
         self.parent_ids, self.seed, self.settings = list(parent_ids), seed, settings
         self.flow = flow or settings.sessions.flow
@@ -228,7 +195,7 @@ class DesignSession:
         self.client_factory = client_factory or _default_client_factory(settings.agents)
         self.progress = progress or (lambda message: None)
         self.implementation_limit = implementation_limit
-        self.state_key = f"{run_prefix(run)}/sessions/{session}/state.json"
+        self.state_key = session_key(session, "state.json")
         self.state = self._load_state()
         self.parents: dict[str, UnitTree] = {}
         self.client: LLMClient | None = None
@@ -239,18 +206,22 @@ class DesignSession:
     # ----------------------------------------------------------------------------- plumbing
 
     def _load_state(self) -> SessionState:
-        data = read_json_object(self.store, self.state_key)
-        if data is not None:
-            return SessionState.from_json(data)
+        try:
+            state = read_document(self.store, self.state_key, SessionState)
+        except DocumentError:
+            state = None  # unreadable progress: start the session again
+        if state is not None:
+            return state
         models = draw_models(self.settings.agents, random.Random(self.seed))
         return SessionState(
-            self.session, self.design_id, self.seq, self.operator, self.parent_ids, self.flow,
-            self.seed, models,
+            session=self.session, design_id=self.design_id, seq=self.seq,
+            operator=self.operator, parents=self.parent_ids, flow=self.flow, seed=self.seed,
+            models=models,
         )  # fmt: skip
 
     def save(self) -> None:
         """Write ``state.json``."""
-        self.store.put_text(self.state_key, _dumps(asdict(self.state)))
+        write_document(self.store, self.state_key, self.state)
 
     def _trace(self, record: CallRecord) -> None:
         state = self.state
@@ -259,7 +230,7 @@ class DesignSession:
         state.prompt_tokens += record.prompt_tokens
         state.completion_tokens += record.completion_tokens
         entry = {**asdict(record), "at": time.time(), "call": state.calls}
-        key = f"{run_prefix(self.run_name)}/sessions/{self.session}/calls/{state.calls:05d}.json"
+        key = session_key(self.session, f"calls/{state.calls:05d}.json")
         self.store.put_text(key, _dumps(entry))
         self.save()
 
@@ -276,15 +247,17 @@ class DesignSession:
 
     def run(self) -> dict[str, Any]:
         """Run (or resume) the session and return its recorded outcome."""
-        recorded = read_json_object(self.store, session_key(self.run_name, self.session))
+        recorded = read_document(self.store, session_key(self.session), SessionOutcome)
         if recorded is not None:
-            return recorded
-        existing = read_json_object(
-            self.store, design_key(self.run_name, self.design_id, "design.json")
-        )
+            return plain(recorded)
+        try:
+            existing = read_document(
+                self.store, design_key(self.design_id, "design.json"), DesignDocument
+            )
+        except DocumentError as exc:
+            return self._finish("failed", None, f"unreadable design: {exc}")
         if existing is not None:
-            owner = (existing.get("metadata") or {}).get("session")
-            if owner == self.session:
+            if existing.metadata.session == self.session:
                 return self._finish("implemented", self.design_id, "recovered the design written "
                                     "before a crash")  # fmt: skip
             return self._finish("failed", None, f"design id {self.design_id!r} is taken")
@@ -309,7 +282,7 @@ class DesignSession:
         self.parents = {pid: self._load_parent(pid) for pid in self.parent_ids}
         ledger = Ledger.for_session(
             self.settings.agents,
-            run_spent_usd=run_spent_usd(self.store, self.run_name, exclude=self.session),
+            run_spent_usd=run_spent_usd(self.store, exclude=self.session),
         )
         ledger.session_spent_usd = self.state.spent_usd
         ledger.run_spent_usd += self.state.spent_usd
@@ -369,13 +342,13 @@ class DesignSession:
         return self._finish("failed", None, reason)
 
     def _load_parent(self, parent_id: str) -> UnitTree:
-        key = design_key(self.run_name, parent_id, "design.json")
-        document = read_json_object(self.store, key)
-        if document is None:
-            raise ValueError(f"parent {parent_id!r} has no readable {key}")
+        key = design_key(parent_id, "design.json")
         try:
-            tree = tree_from_json(document)
-        except DesignError as exc:
+            document = read_document(self.store, key, DesignDocument)
+            if document is None:
+                raise ValueError(f"parent {parent_id!r} has no readable {key}")
+            tree = tree_from_json(plain(document))
+        except (DesignError, DocumentError) as exc:
             raise ValueError(f"parent {parent_id!r}: {exc}") from None
         tree.name = parent_id
         return tree
@@ -389,9 +362,7 @@ class DesignSession:
             def embed(texts: list[str]) -> list[list[float]]:
                 return client.embed(model, texts)
 
-        return knowledge.build_knowledge_base(
-            self.store, self.run_name, library=self.library, embed=embed
-        )
+        return knowledge.build_knowledge_base(self.store, library=self.library, embed=embed)
 
     # --------------------------------------------------------------------------- proposing
 
@@ -586,7 +557,7 @@ class DesignSession:
         selection = self._selection()
         parent = next(iter(self.parents.values()), None)
         protected = protected_units(parent, selection) if parent and selection else set()
-        known = known_hashes(self.store, self.run_name)
+        known = known_hashes(self.store)
         while True:
             tree = self._committed_tree()
             if selection is not None and not state.committed:
@@ -746,8 +717,8 @@ class DesignSession:
     def _check_and_observe(self, tree: UnitTree, written: WrittenUnit) -> Attempt:
         settings = self.settings
         report = check_design(
-            tree.to_json(), rung=settings.rung, preset=settings.preset,
-            vocab_size=settings.vocab_size, settings=settings.checks, limits=settings.limits,
+            tree.to_json(), rung=settings.rung, settings=settings.child_settings(),
+            limits=settings.limits,
         )  # fmt: skip
         self._last_report = report
         if not report.passed:
@@ -778,14 +749,14 @@ class DesignSession:
             "report": report.to_json() if report is not None else None,
         }  # fmt: skip
         self._last_report = None
-        key = f"{run_prefix(self.run_name)}/sessions/{self.session}/attempts/{name}.json"
+        key = session_key(self.session, f"attempts/{name}.json")
         self.store.put_text(key, _dumps(entry))
 
     def implement_direct(self) -> tuple[UnitTree | None, str]:
         """The direct-prompt flow: the whole block in one reply per attempt."""
         state = self.state
         state.rounds = 1
-        known = known_hashes(self.store, self.run_name) | self._parent_hashes()
+        known = known_hashes(self.store) | self._parent_hashes()
         parent = next(iter(self.parents.values()), None)
         reference = ""
         if parent is not None:
@@ -834,62 +805,72 @@ class DesignSession:
 
     def _write_design(self, tree: UnitTree) -> dict[str, Any]:
         state, proposal = self.state, self.proposal_doc
+        digest = tree_hash(tree)
+        holder = claim_hash(self.store, digest, design=self.design_id, session=self.session)
+        if holder is not None:
+            reason = f"the implemented tree is identical to design {holder} (written meanwhile)"
+            self._reject(f"i{state.implementation}", "duplicate", reason)
+            return self._finish("failed", None, reason)
         report = self._final_report(tree)
         document = tree.to_json()
         document["name"] = self.design_id
         document["metadata"] = {
             **{k: v for k, v in tree.metadata.items() if k in ("format", "unit_tests")},
             "title": proposal.title, "operator": self.operator, "parents": self.parent_ids,
-            "proposal": proposal.render(), "hash": tree_hash(tree), "seq": self.seq,
+            "proposal": proposal.render(), "hash": digest, "seq": self.seq,
             "session": self.session, "rating": state.rating, "flow": self.flow,
             "models": state.models, "cost_usd": round(state.spent_usd, 6),
             "attempts": state.attempts,
         }  # fmt: skip
-        run, design = self.run_name, self.design_id
-        self.store.put_text(design_key(run, design, "proposal.md"), proposal.render())
-        self.store.put_text(design_key(run, design, "review.json"), _dumps(state.proposals))
-        self.store.put_text(design_key(run, design, "checks", f"{self.settings.rung}.json"),
-                            _dumps(report))  # fmt: skip
-        self.store.put_text(design_key(run, design, "design.json"), _dumps(document))
-        reason = f"passed the {self.settings.rung} checks: {proposal.title}"
+        design = self.design_id
+        rung = self.settings.rung.name
+        self.store.put_text(design_key(design, "proposal.md"), proposal.render())
+        self.store.put_text(design_key(design, "review.json"), _dumps(state.proposals))
+        self.store.put_text(design_key(design, "checks", f"{rung}.json"), _dumps(report))
+        write_document(self.store, design_key(design, "design.json"),
+                       DesignDocument.model_validate(document))  # fmt: skip
+        reason = f"passed the {rung} checks: {proposal.title}"
         return self._finish("implemented", design, reason)
 
     def _final_report(self, tree: UnitTree) -> dict[str, Any]:
-        attempts = f"{run_prefix(self.run_name)}/sessions/{self.session}/attempts/"
+        attempts = session_key(self.session, "attempts")
         for key in sorted(self.store.list(attempts), reverse=True):
-            entry = read_json_object(self.store, key) or {}
-            if entry.get("passed") and entry.get("report"):
+            try:
+                entry = json.loads(self.store.get_text(key))
+            except (KeyError, ValueError):
+                continue
+            if isinstance(entry, dict) and entry.get("passed") and entry.get("report"):
                 return dict(entry["report"])
         return {"checks": [], "info": {"note": f"no stored report for {tree.name}"}}
 
     def _reject(self, what: str, check: str, reason: str) -> None:
         proposal = self.state.proposal or (self.state.proposals[-1]["proposal"]
                                            if self.state.proposals else {})  # fmt: skip
-        entry = {
-            "session": self.session, "operator": self.operator, "parents": self.parent_ids,
-            "reason": reason, "check": check, "title": proposal.get("title", ""),
-            "flow": self.flow,
-        }  # fmt: skip
-        key = f"{run_prefix(self.run_name)}/rejected/{self.design_id}-{what}.json"
-        self.store.put_text(key, _dumps(entry))
+        record = RejectionRecord(
+            session=self.session, operator=self.operator, parents=self.parent_ids,
+            reason=reason, check=check, title=str(proposal.get("title", "")), flow=self.flow,
+        )  # fmt: skip
+        write_document(self.store, rejection_key(self.design_id, what), record)
 
     def _finish(self, status: str, design: str | None, reason: str) -> dict[str, Any]:
         state = self.state
         state.status, state.reason = status, reason
         self.save()
-        outcome = {
-            "status": status, "design": design, "reason": reason, "flow": self.flow,
-            "operator": self.operator, "parents": self.parent_ids,
-            "candidates": state.attempts, "attempts": state.attempts,
-            "proposal_attempts": len(state.proposals), "rating": state.rating,
-            "implementation_sessions": state.implementation + (1 if design else 0),
-            "challenging": state.challenging, "models": state.models,
-            "cost_usd": round(state.spent_usd, 6), "calls": state.calls,
-            "tokens": {"prompt": state.prompt_tokens, "completion": state.completion_tokens},
-        }  # fmt: skip
-        self.store.put_text(session_key(self.run_name, self.session), _dumps(outcome))
+        outcome = SessionOutcome(
+            status="implemented" if status == "implemented" else "failed",
+            design=design, reason=reason, flow=self.flow, operator=self.operator,
+            parents=self.parent_ids, candidates=state.attempts, attempts=state.attempts,
+            proposal_attempts=len(state.proposals), rating=state.rating,
+            implementation_sessions=state.implementation + (1 if design else 0),
+            challenging=state.challenging, models=state.models,
+            cost_usd=round(state.spent_usd, 6), calls=state.calls,
+            tokens={"prompt": state.prompt_tokens, "completion": state.completion_tokens},
+        )  # fmt: skip
+        if not create_document(self.store, session_key(self.session), outcome):
+            recorded = read_document(self.store, session_key(self.session), SessionOutcome)
+            outcome = recorded if recorded is not None else outcome
         self.progress(f"{self.session}: {status}: {reason}")
-        return outcome
+        return plain(outcome)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -937,14 +918,14 @@ def _default_client_factory(agents: Agents) -> ClientFactory:
 
 
 def run_llm_session(
-    *, store: Store, run: str, session: str, design_id: str, seq: int, operator: str,
+    *, store: Store, session: str, design_id: str, seq: int, operator: str,
     parent_ids: Sequence[str], seed: int, settings: SessionSettings, flow: str | None = None,
     client_factory: ClientFactory | None = None, progress: Callable[[str], None] | None = None,
     implementation_limit: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) one LLM design session and return its outcome."""
     return DesignSession(
-        store=store, run=run, session=session, design_id=design_id, seq=seq, operator=operator,
+        store=store, session=session, design_id=design_id, seq=seq, operator=operator,
         parent_ids=parent_ids, seed=seed, settings=settings, flow=flow,
         client_factory=client_factory, progress=progress,
         implementation_limit=implementation_limit,
@@ -956,7 +937,6 @@ __all__ = [
     "OPERATORS",
     "DesignSession",
     "SessionSettings",
-    "SessionState",
     "run_llm_session",
     "unit_interface",
 ]

@@ -9,7 +9,7 @@ from genesys.api.base import API_GROUP, API_GROUP_VERSION, API_VERSION, Conditio
 from genesys.api.design import Design, DesignPhase, DesignSpec, DesignStatus
 from genesys.api.discoveryrun import DiscoveryRun, DiscoveryRunSpec, DiscoveryRunStatus, Phase
 from genesys.api.labels import LABEL_DESIGN, LABEL_ROLE, LABEL_RUN, LABEL_RUNG
-from genesys.api.ladder import ResolvedRung, resolve_ladder
+from genesys.api.ladder import RungConfig, preset_rung, resolve_ladder
 from genesys.api.validation import (
     SpecError,
     SpecValidationError,
@@ -36,11 +36,12 @@ __all__ = [
     "DiscoveryRunSpec",
     "DiscoveryRunStatus",
     "Phase",
-    "ResolvedRung",
+    "RungConfig",
     "SpecError",
     "SpecValidationError",
     "parse_design",
     "parse_discovery_run",
     "parse_document",
+    "preset_rung",
     "resolve_ladder",
 ]

@@ -1,6 +1,6 @@
 """The DiscoveryRun resource: one architecture-discovery run, its spec and its status.
 
-Every knob of the original system (../shared/GENESYS.md) is a field here, with the paper's value
+Every knob of the original Genesys system is a field here, with the paper's value
 as its default, a description and bounds. The same YAML runs on a cluster (the kopf operator)
 and on one CPU machine (``genesys run``).
 
@@ -101,6 +101,14 @@ class Rung(ApiModel):
         ge=1,
         le=100,
         description="Training stops as too slow beyond this x the GPT-2 reference time.",
+    )
+    deadline_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=60 * 86_400,
+        description="Wall-clock limit of one training Job at this rung (activeDeadlineSeconds on "
+        "a cluster; enforced by genesys run locally); a Job past it is stopped and counted as a "
+        "failed attempt. Unset: the preset's (1h for CPU rungs, 6h at 14M to 14 days at 350M).",
     )
 
 
@@ -513,10 +521,16 @@ class Verification(ApiModel):
         default_factory=lambda: list(PAPER_EVAL_TASKS),
         description="lm-eval task names; local task files for the embedded default.",
     )
-    scheduler: Literal["local", "kubernetes", "volcano"] = Field(
+    eval_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Items evaluated per task (the first N of each). Unset: every item.",
+    )
+    scheduler: Literal["local", "kubernetes"] = Field(
         default="kubernetes",
-        description="local: TorchX local_cwd on this machine; kubernetes: plain batch/v1 Jobs "
-        "(Kueue-ready); volcano: upstream TorchX's Volcano Jobs.",
+        description="local: TorchX local_cwd on this machine (genesys run); kubernetes: plain "
+        "batch/v1 Jobs through TorchX (Kueue-ready with queueName).",
     )
     image: NonEmptyStr = Field(
         default="genesys-trainer:0.1.0", description="Trainer container image."
@@ -533,7 +547,8 @@ class Verification(ApiModel):
     )
     queue_name: DnsSubdomain | None = Field(
         default=None,
-        description="Kueue LocalQueue (scheduler kubernetes) or Volcano queue (scheduler volcano).",
+        description="Kueue LocalQueue of training Jobs: they are created suspended with the "
+        "queue-name label, and Kueue admits them.",
     )
     max_parallel_jobs_per_rung: int = Field(
         default=8, ge=1, le=10_000, description="Training jobs running at once per rung."
@@ -581,7 +596,13 @@ class Storage(ApiModel):
     retention: Literal["keep", "delete"] = Field(
         default="keep",
         description="On deleting the DiscoveryRun: keep its artifacts in the store, or delete "
-        "them.",
+        "them (only when the store prefix is bound to this run).",
+    )
+    resume_from: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="metadata.uid of an earlier run whose archive, kept at this run's store "
+        "prefix (runs/<namespace>/<name>), this run adopts and continues. Unset: a prefix that "
+        "holds another run's archive is refused (cluster runs only).",
     )
 
 

@@ -1,6 +1,8 @@
 """Label and annotation keys, defined once (house style: KubeRay, kopf).
 
-What must stay true: every object the operator creates carries ``genesys.dev/run``; designs,
+What must stay true: every object the operator creates carries ``genesys.dev/run`` and
+``genesys.dev/run-uid`` (a run is found by both, so a re-created run of the same name never
+adopts the children of the run before it); designs,
 jobs and pods add ``genesys.dev/design``, ``genesys.dev/rung`` and ``genesys.dev/role`` as they
 apply. Selectors elsewhere use these constants, never string literals.
 """
@@ -8,6 +10,7 @@ apply. Selectors elsewhere use these constants, never string literals.
 from genesys.api.base import API_GROUP
 
 LABEL_RUN = f"{API_GROUP}/run"
+LABEL_RUN_UID = f"{API_GROUP}/run-uid"
 LABEL_DESIGN = f"{API_GROUP}/design"
 LABEL_RUNG = f"{API_GROUP}/rung"
 LABEL_ROLE = f"{API_GROUP}/role"
@@ -26,4 +29,5 @@ __all__ = [
     "LABEL_ROLE",
     "LABEL_RUN",
     "LABEL_RUNG",
+    "LABEL_RUN_UID",
 ]

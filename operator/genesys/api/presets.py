@@ -23,6 +23,7 @@ PAPER_VOCAB_SIZE = 32000
 
 PAPER_CONTEXT_LENGTH = 2048
 PAPER_BATCH_TOKENS = 524_288  # ~0.5M tokens per optimiser step (2**19)
+HOUR = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class ScalePreset:
     # -- selection
     confidence_points: int = 1  # points a verification at this rung adds to a design
     slowdown_tolerance: float = 3.0  # training is stopped beyond this x the GPT-2 reference time
+    deadline_seconds: int = 6 * HOUR  # a training Job still running after this is stopped
     cpu_sized: bool = False  # True for presets meant for the embedded CPU default
 
     def __post_init__(self) -> None:
@@ -61,34 +63,40 @@ SCALE_PRESETS: dict[str, ScalePreset] = {
     # 115k params; 2.3M tokens: about half a minute
     "nano": ScalePreset(
         n_embd=64, n_layer=2, n_head=4, lr=3e-3, tokens_per_param=20.0, block_size=256,
-        batch_tokens=8192, confidence_points=1, slowdown_tolerance=4.0, cpu_sized=True,
+        batch_tokens=8192, confidence_points=1, slowdown_tolerance=4.0, deadline_seconds=HOUR,
+        cpu_sized=True,
     ),
     # 356k params; 2.9M tokens: one to two minutes
     "micro": ScalePreset(
         n_embd=96, n_layer=3, n_head=4, lr=2e-3, tokens_per_param=8.0, block_size=256,
-        batch_tokens=8192, confidence_points=2, slowdown_tolerance=4.0, cpu_sized=True,
+        batch_tokens=8192, confidence_points=2, slowdown_tolerance=4.0, deadline_seconds=HOUR,
+        cpu_sized=True,
     ),
     # 819k params; 3.3M tokens: about three minutes
     "mini": ScalePreset(
         n_embd=128, n_layer=4, n_head=4, lr=1e-3, tokens_per_param=4.0, block_size=256,
-        batch_tokens=16384, confidence_points=3, slowdown_tolerance=4.0, cpu_sized=True,
+        batch_tokens=16384, confidence_points=3, slowdown_tolerance=4.0,
+        deadline_seconds=2 * HOUR, cpu_sized=True,
     ),
-    # -- the paper's ladder (reference params at vocab 32000, tied embedding included)
+    # -- the paper's ladder (reference params at vocab 32000, tied embedding included); the
+    # -- deadlines leave room for one GPU per Job (the paper's 8-GPU wall times x 8, doubled)
     # 5.28M reference params
     "14M": ScalePreset(n_embd=128, n_layer=6, n_head=4, lr=1e-3, tokens_per_param=50.0,
-                       confidence_points=1, slowdown_tolerance=3.0),
+                       confidence_points=1, slowdown_tolerance=3.0, deadline_seconds=6 * HOUR),
     # 12.9M
     "31M": ScalePreset(n_embd=256, n_layer=6, n_head=4, lr=1e-3, tokens_per_param=40.0,
-                       confidence_points=2, slowdown_tolerance=3.0),
+                       confidence_points=2, slowdown_tolerance=3.0, deadline_seconds=12 * HOUR),
     # 35.3M
     "70M": ScalePreset(n_embd=512, n_layer=6, n_head=8, lr=1e-3, tokens_per_param=30.0,
-                       confidence_points=3, slowdown_tolerance=2.5),
+                       confidence_points=3, slowdown_tolerance=2.5, deadline_seconds=24 * HOUR),
     # 109.6M
     "125M": ScalePreset(n_embd=768, n_layer=12, n_head=12, lr=6e-4, tokens_per_param=20.0,
-                        confidence_points=4, slowdown_tolerance=2.0),
+                        confidence_points=4, slowdown_tolerance=2.0,
+                        deadline_seconds=72 * HOUR),
     # 334.9M
     "350M": ScalePreset(n_embd=1024, n_layer=24, n_head=16, lr=3e-4, tokens_per_param=20.0,
-                        confidence_points=5, slowdown_tolerance=2.0),
+                        confidence_points=5, slowdown_tolerance=2.0,
+                        deadline_seconds=14 * 24 * HOUR),
 }  # fmt: skip
 
 PAPER_LADDER: tuple[str, ...] = ("14M", "31M", "70M", "125M", "350M")

@@ -336,8 +336,6 @@ def _verification_errors(verification: Verification) -> Iterator[SpecError]:
         if task in seen:
             yield SpecError(f"{base}.evalTasks[{index}]", "expected each task once", task)
         seen.add(task)
-    if verification.scheduler == "volcano" and verification.queue_name is None:
-        yield SpecError(f"{base}.queueName", "expected a Volcano queue for scheduler 'volcano'")
     for index, toleration in enumerate(verification.tolerations):
         path = f"{base}.tolerations[{index}]"
         if toleration.operator == "Exists" and toleration.value:

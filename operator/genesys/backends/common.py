@@ -1,9 +1,14 @@
-"""Store bookkeeping every backend shares: seeds, ended children, failed attempts, give-ups.
+"""What every backend shares: the run's place in the store, its jobs' inputs, and bookkeeping.
 
 The local backend (processes) and the Kubernetes backend (Jobs) differ only in how they start
-children and see them end. What a child's end means for the store is the same, and lives here:
+children and see them end. Everything else lives here:
 
+- :func:`open_run`: bind the run to its store prefix (:func:`~genesys.store.claims.bind_run`)
+  and store its resolved config, content-addressed; the :class:`RunHandle` it returns is what
+  a backend works with (the run's own store, the config and its URI);
 - :func:`session_arguments`: the ``genesys agent design`` command line of a session;
+- :func:`verification_app`: the TorchX AppDef of one verification, the only place a training
+  job is described (the backends add only their scheduler's options);
 - :func:`write_seeds`: the seed designs as ``seed-<name>`` (``InitSeeds``);
 - :func:`record_session_end`: a session child that ended without writing ``session.json`` gets
   a failed outcome with the reason (a crash, an OOM kill, a deleted pod);
@@ -14,122 +19,200 @@ children and see them end. What a child's end means for the store is the same, a
 - :func:`write_failure`: the final ``error`` result of a verification given up (``RecordFailure``).
 
 What must stay true: these functions are idempotent (applying them twice writes nothing new the
-second time) and never import torch.
+second time), every key they write is inside the run's own store, and they never import torch.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from typing import Any
 
 from genesys.api.discoveryrun import DiscoveryRun
-from genesys.engine.actions import RecordFailure, StartSession
+from genesys.api.runconfig import RunConfig, RunIdentity, resolve_run_config
+from genesys.engine.actions import RecordFailure, StartSession, StartVerification
 from genesys.engine.plan import SEED_NAMES
-from genesys.store.archive import design_key, run_prefix, session_key, verification_prefix
+from genesys.store.archive import design_key, session_key, verification_prefix
 from genesys.store.base import Store
+from genesys.store.claims import Binding, bind_run, claim_hash
+from genesys.store.configs import write_run_config
+from genesys.store.documents import (
+    AttemptRecord,
+    DesignDocument,
+    DocumentError,
+    SessionOutcome,
+    VerificationResult,
+    create_document,
+    read_document,
+    write_document,
+)
 
 
-def session_arguments(run: DiscoveryRun, action: StartSession, store_uri: str) -> list[str]:
-    """``genesys`` arguments of one design session (offline, or the spec's LLM flow)."""
-    spec = run.spec
-    arguments = [
-        "agent", "design", "--store", store_uri, "--run", run.metadata.name,
+@dataclass(frozen=True, slots=True)
+class RunHandle:
+    """A run bound to its store: what a backend works with."""
+
+    run: DiscoveryRun
+    identity: RunIdentity
+    store: Store  # the run's own store (its prefix); keys are relative to it
+    config: RunConfig
+    config_uri: str
+
+    @property
+    def store_uri(self) -> str:
+        """The URI of the run's own store."""
+        return self.store.uri.rstrip("/")
+
+    def uri(self, key: str) -> str:
+        """The URI of a key of the run's store."""
+        return f"{self.store_uri}/{key}"
+
+
+class BindError(RuntimeError):
+    """The run's store prefix belongs to another run (the message says how to go on)."""
+
+
+def open_run(
+    run: DiscoveryRun, identity: RunIdentity, root: Store, *, data_uri: str
+) -> tuple[RunHandle, Binding]:
+    """Bind the run to ``root``'s prefix for it and store its config; BindError on a conflict."""
+    store = root.child(identity.store_prefix)
+    binding = bind_run(store, identity, run)
+    if not binding.bound:
+        raise BindError(binding.message)
+    config = resolve_run_config(run, identity=identity, data_uri=data_uri)
+    return RunHandle(run, identity, store, config, write_run_config(store, config)), binding
+
+
+def session_arguments(handle: RunHandle, action: StartSession) -> list[str]:
+    """``genesys`` arguments of one design session (its flow comes from the run config)."""
+    return [
+        "agent", "design", "--store", handle.store_uri, "--config", handle.config_uri,
         "--session", action.session, "--design-id", action.design_id, "--seq", str(action.seq),
         "--operator", action.operator, "--parents", ",".join(action.parents),
-        "--seed", str(action.seed), "--timeout", str(spec.checks.sandbox_timeout_seconds),
-    ]  # fmt: skip
-    if not spec.agents.offline:
-        return [*arguments, "--mode", spec.sessions.flow]
-    lowest = spec.ladder.rungs[0].name
-    return [
-        *arguments, "--mode", "offline", "--rung", lowest,
-        "--vocab", str(spec.verification.data.vocab_size),
-        "--settings", json.dumps(spec.checks.model_dump(by_alias=False)),
+        "--seed", str(action.seed),
     ]  # fmt: skip
 
 
-def write_seeds(store: Store, run: str) -> None:
-    """Write the seed designs into the archive as ``seed-<name>`` (once)."""
+def job_stem(identity: RunIdentity, design_id: str) -> str:
+    """What a training Job's name is made of: run, uid (on a cluster) and design."""
+    parts = [identity.name, identity.short_uid, design_id]
+    return "-".join(part for part in parts if part)
+
+
+def verification_app(
+    handle: RunHandle,
+    action: StartVerification,
+    *,
+    python: str = "python",
+    env: dict[str, str] | None = None,
+) -> Any:
+    """The TorchX AppDef of one verification; both backends run exactly this."""
+    from genesys.quantities import cpus, memory_mib
+    from genesys_trainer.component import verify
+
+    resources = handle.run.spec.verification.resources
+    return verify(
+        design=handle.uri(design_key(action.design_id, "design.json")),
+        rung=action.rung,
+        out=handle.uri(verification_prefix(action.design_id, action.rung)),
+        config=handle.config_uri,
+        image=handle.run.spec.verification.image,
+        nproc_per_node=max(1, resources.gpus),
+        gpus=resources.gpus,
+        cpu=cpus(resources.cpu),
+        memMB=memory_mib(resources.memory),
+        python=python,
+        attempt=action.attempt,
+        env=dict(env or {}),
+        name=job_stem(handle.identity, action.design_id),
+    )
+
+
+def write_seeds(store: Store) -> None:
+    """Write the seed designs into the archive as ``seed-<name>`` (once), claiming their hashes."""
+    from genesys.agents.library import structural_hash
     from genesys_trainer.seeds import load_seed  # torch-free: reads JSON
 
     for seq, name in enumerate(SEED_NAMES):
-        key = design_key(run, f"seed-{name}", "design.json")
+        design_id = f"seed-{name}"
+        key = design_key(design_id, "design.json")
         if store.exists(key):
             continue
-        document = load_seed(name).to_json()
-        document["metadata"] = {
-            **document["metadata"],
-            "seq": seq,
-            "operator": "seed",
-            "parents": [],
-            "title": document["metadata"]["title"],
-        }
-        store.put_text(key, json.dumps(document, indent=2))
+        document = DesignDocument.model_validate(load_seed(name).to_json())
+        digest = structural_hash(document.model_dump(mode="json"))
+        document.metadata = document.metadata.model_copy(
+            update={"seq": seq, "operator": "seed", "parents": [], "hash": digest}
+        )
+        claim_hash(store, digest, design=design_id, session="seeds")
+        create_document(store, key, document)
 
 
-def record_session_end(store: Store, run: str, session: str, reason: str) -> bool:
+def record_session_end(store: Store, session: str, reason: str) -> bool:
     """Record a failed outcome for a session that ended without one; True when written."""
-    key = session_key(run, session)
-    if store.exists(key):
-        return False
-    outcome = {"status": "failed", "design": None, "reason": reason}
-    store.put_text(key, json.dumps(outcome))
-    return True
+    outcome = SessionOutcome(status="failed", design=None, reason=reason)
+    return create_document(store, session_key(session), outcome)
 
 
-def _read(store: Store, key: str) -> dict[str, Any] | None:
-    if not store.exists(key):
-        return None
+def _final_result(store: Store, key: str) -> VerificationResult | None:
+    """The result at ``key`` when it is final (succeeded, or a guard's failed)."""
     try:
-        value = json.loads(store.get_text(key))
-    except (KeyError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+        result = read_document(store, key, VerificationResult)
+    except DocumentError:
+        return None  # unreadable: not a result
+    return result if result is not None and result.status != "error" else None
 
 
-def record_verification_end(store: Store, run: str, design: str, rung: str, state: str) -> bool:
+def record_verification_end(
+    store: Store, design: str, rung: str, state: str, *, job: str | None = None
+) -> bool:
     """Turn a job that ended without a final result into an attempt record; True if it did."""
-    prefix = verification_prefix(run, design, rung)
+    prefix = verification_prefix(design, rung)
     result_key = f"{prefix}/result.json"
-    result = _read(store, result_key)
-    if result is not None and result.get("status") in ("succeeded", "failed"):
+    if _final_result(store, result_key) is not None:
         return False  # a finished verification (a guard stop is a result too)
+    try:
+        crashed = read_document(store, result_key, VerificationResult)
+        reason = crashed.reason if crashed is not None else ""
+    except DocumentError as exc:
+        reason = f"unreadable result.json ({exc})"
     attempts = len(list(store.list(f"{prefix}/attempts")))
-    reason = (result or {}).get("reason") or f"job ended {state} without a result"
-    store.put_text(
-        f"{prefix}/attempts/{attempts}.json", json.dumps({"state": state, "reason": reason})
+    record = AttemptRecord(
+        state=state, reason=reason or f"job ended {state} without a result", job=job
     )
+    write_document(store, f"{prefix}/attempts/{attempts}.json", record)
     store.delete(result_key)  # so the planner retries
     return True
 
 
-def failed_attempts(store: Store, run: str) -> dict[tuple[str, str], int]:
+def failed_attempts(store: Store) -> dict[tuple[str, str], int]:
     """Failed training attempts per (design, rung)."""
     counts: dict[tuple[str, str], int] = {}
-    for key in store.list(f"{run_prefix(run)}/designs"):
+    for key in store.list("designs"):
         parts = key.split("/")
-        if len(parts) == 8 and parts[4] == "verifications" and parts[6] == "attempts":
-            counts[(parts[3], parts[5])] = counts.get((parts[3], parts[5]), 0) + 1
+        if len(parts) == 6 and parts[2] == "verifications" and parts[4] == "attempts":
+            counts[(parts[1], parts[3])] = counts.get((parts[1], parts[3]), 0) + 1
     return counts
 
 
-def write_failure(store: Store, run: str, action: RecordFailure) -> None:
+def write_failure(store: Store, action: RecordFailure) -> None:
     """The final ``error`` result of a verification given up after its retries."""
-    key = f"{verification_prefix(run, action.design_id, action.rung)}/result.json"
-    document = {
-        "design": action.design_id,
-        "rung": action.rung,
-        "status": "error",
-        "reason": action.reason,
-    }
-    store.put_text(key, json.dumps(document))
+    key = f"{verification_prefix(action.design_id, action.rung)}/result.json"
+    result = VerificationResult(
+        design=action.design_id, rung=action.rung, status="error", reason=action.reason
+    )
+    write_document(store, key, result)
 
 
 __all__ = [
+    "BindError",
+    "RunHandle",
     "failed_attempts",
+    "job_stem",
+    "open_run",
     "record_session_end",
     "record_verification_end",
     "session_arguments",
+    "verification_app",
     "write_failure",
     "write_seeds",
 ]

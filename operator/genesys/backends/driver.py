@@ -13,6 +13,7 @@ designs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -21,11 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from genesys.api.discoveryrun import DiscoveryRun
-from genesys.api.ladder import resolve_ladder
+from genesys.api.discoveryrun import Data, DiscoveryRun
+from genesys.api.runconfig import RunIdentity
+from genesys.backends.common import RunHandle, open_run
 from genesys.engine.actions import Finish, StartSession, StartVerification
 from genesys.engine.plan import Plan, plan
-from genesys.store.archive import Archive, load_archive, run_prefix
+from genesys.store.archive import SPEC_KEY, Archive, load_archive
 from genesys.store.base import Store, open_store
 
 POLL_SECONDS = 1.0
@@ -56,8 +58,18 @@ def resolve_paths(run: DiscoveryRun, workdir: Path) -> RunPaths:
             f"{data.dataset.replace('/', '_')}-{data.tokenizer.replace(':', '')}-"
             f"syn{data.synthetic_fraction:g}-s{run.spec.seed}"
         )
+        source = data_source(data)
+        if source != "builtin":  # a mixture: its subsets and weights name the data too
+            key += "-" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:8]
         data_uri = str((workdir / ".genesys" / "data" / key).resolve())
     return RunPaths(store_uri, data_uri)
+
+
+def data_source(data: Data) -> str:
+    """What ``genesys data prepare`` reads for a spec's data: builtin, or a weighted HF mix."""
+    if data.dataset == "builtin":
+        return "builtin"
+    return "hf:" + data.dataset + ":" + ",".join(f"{s.name}={s.weight}" for s in data.subsets)
 
 
 def ensure_data(run: DiscoveryRun, data_uri: str, out: TextIO) -> None:
@@ -67,11 +79,7 @@ def ensure_data(run: DiscoveryRun, data_uri: str, out: TextIO) -> None:
     from genesys_trainer.data.prepare import prepare
 
     data = run.spec.verification.data
-    source = (
-        "builtin"
-        if data.dataset == "builtin"
-        else "hf:" + data.dataset + ":" + ",".join(f"{s.name}={s.weight}" for s in data.subsets)
-    )
+    source = data_source(data)
     print(f"preparing data ({source}, tokenizer {data.tokenizer}) into {data_uri}", file=out)
     prepare(
         source=source,
@@ -94,7 +102,7 @@ def progress_line(result: Plan, archive: Archive, elapsed: float, jobs: int) -> 
     """One status line."""
     rejected = len(archive.rejections)
     implemented = sum(1 for d in archive.designs.values() if not d.is_seed)
-    failed = sum(1 for s in archive.sessions.values() if s.get("status") != "implemented")
+    failed = sum(1 for s in archive.sessions.values() if s.status != "implemented")
     rungs = " ".join(
         f"{r.name} {r.used}/{r.budget}" + (f"+{r.running}" if r.running else "")
         for r in result.rungs
@@ -110,44 +118,53 @@ def progress_line(result: Plan, archive: Archive, elapsed: float, jobs: int) -> 
     )
 
 
-def write_report(run: DiscoveryRun, store: Store) -> tuple[str, list[Any]]:
-    """Render the run's HTML report into the store; (html, leaderboard rows)."""
+def write_report(handle: RunHandle) -> tuple[str, list[Any]]:
+    """Render the run's HTML report into its store; (html, leaderboard rows)."""
     from genesys.evolution.ranking import fitness as compute_fitness
     from genesys.report import leaderboard, render_html
 
-    archive = load_archive(store, run.metadata.name)
-    fitness = compute_fitness(archive, margin=run.spec.selection.baseline_margin)
-    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size)
-    order = [r.name for r in rungs]
+    run, config = handle.run, handle.config
+    archive = load_archive(handle.store, run.metadata.name)
+    fitness = compute_fitness(
+        archive,
+        margin=run.spec.selection.baseline_margin,
+        rating_weight=run.spec.selection.proposal_rating_weight,
+    )
+    order = config.rung_names()
     rows = leaderboard(archive, fitness, order)
     html = render_html(
         archive,
         fitness,
         order,
-        {r.name: r.budget for r in rungs},
+        {r.name: r.budget for r in config.rungs},
         title=f"genesys run {run.metadata.name}",
         summary={
             "designs": str(len(archive.designs)),
             "rejected candidates": str(len(archive.rejections)),
         },
     )
-    store.put_text(f"{run_prefix(run.metadata.name)}/report.html", html)
+    handle.store.put_text("report.html", html)
     return html, rows
 
 
-def finish_report(run: DiscoveryRun, store: Store, workdir: Path, out: TextIO) -> Path:
+def finish_report(handle: RunHandle, workdir: Path, out: TextIO) -> Path:
     """Leaderboard to the terminal, HTML report to the store and the workdir."""
     from genesys.report import margin_over, render_text
 
-    html, rows = write_report(run, store)
+    html, rows = write_report(handle)
     print(render_text(rows), file=out)
     margin = margin_over(rows, REFERENCE)
     if margin is not None:
         print(f"best design's fitness margin over the GPT-2 seed: {margin:+.3f}", file=out)
-    path = workdir / f"{run.metadata.name}-report.html"
+    path = workdir / f"{handle.run.metadata.name}-report.html"
     path.write_text(html, encoding="utf-8")
     print(f"report: {path}", file=out)
     return path
+
+
+def local_identity(run: DiscoveryRun) -> RunIdentity:
+    """A run's identity for ``genesys run``: its name (the layout ``runs/<name>``)."""
+    return RunIdentity(name=run.metadata.name)
 
 
 def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
@@ -155,12 +172,10 @@ def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[st
     from genesys.backends.local import LocalBackend
 
     paths = resolve_paths(run, workdir)
-    store = open_store(paths.store_uri)
-    store.put_text(f"{run_prefix(run.metadata.name)}/spec.json", run.model_dump_json(indent=2))
+    handle, _ = open_run(run, local_identity(run), open_store(paths.store_uri),
+                         data_uri=paths.data_uri)  # fmt: skip
     ensure_data(run, paths.data_uri, out)
-    backend = LocalBackend(
-        run, store=store, store_uri=paths.store_uri, data_uri=paths.data_uri, workdir=workdir
-    )
+    backend = LocalBackend(handle, workdir=workdir)
     started = time.monotonic()
     last_line = ""
     try:
@@ -191,29 +206,51 @@ def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[st
         backend.stop()
         print("interrupted; rerun the same command to resume", file=out)
         raise
-    report = finish_report(run, store, workdir, out)
+    report = finish_report(handle, workdir, out)
     summary = {
         "run": run.metadata.name,
-        "store": paths.store_uri,
+        "store": handle.store_uri,
         "report": str(report),
         "reason": finish.reason.value,
         "seconds": time.monotonic() - started,
     }
-    store.put_text(f"{run_prefix(run.metadata.name)}/summary.json", json.dumps(summary, indent=2))
+    handle.store.put_text("summary.json", json.dumps(summary, indent=2))
     return summary
 
 
+def run_stores(root: Store) -> list[str]:
+    """The run prefixes of a store root: every ``runs/.../spec.json``'s folder."""
+    return sorted(
+        key.removesuffix(f"/{SPEC_KEY}")
+        for key in root.list("runs")
+        if key.endswith(f"/{SPEC_KEY}") and key.count("/") in (2, 3)
+    )
+
+
 def locate_run(target: str) -> tuple[Store, str]:
-    """(store, run name) from a run directory/URI (``.../runs/<name>``) or a store root."""
+    """(the run's own store, its name) from a run's URI (``.../runs/[<ns>/]<name>``) or a root.
+
+    A store root must hold exactly one run; otherwise the error lists the runs' URIs.
+    """
     text = target.rstrip("/")
-    if "/runs/" in text:
-        root, _, name = text.rpartition("/runs/")
-        return open_store(root or "."), name.split("/")[0]
-    store = open_store(text)
-    runs = sorted({key.split("/")[1] for key in store.list("runs") if key.count("/") >= 2})
+    store = open_store(text or ".")
+    if store.exists(SPEC_KEY):
+        return store, text.rsplit("/", 1)[-1]
+    runs = run_stores(store)
     if len(runs) != 1:
-        raise ValueError(f"{target} holds runs {runs}; name one as {text}/runs/<name>")
-    return store, runs[0]
+        listed = ", ".join(f"{text}/{prefix}" for prefix in runs) or "none"
+        raise ValueError(f"{target} is not a run; name one of the runs it holds: {listed}")
+    return store.child(runs[0]), runs[0].rsplit("/", 1)[-1]
 
 
-__all__ = ["drive", "finish_report", "locate_run", "progress_line", "resolve_paths"]
+__all__ = [
+    "data_source",
+    "drive",
+    "finish_report",
+    "local_identity",
+    "locate_run",
+    "progress_line",
+    "resolve_paths",
+    "run_stores",
+    "write_report",
+]

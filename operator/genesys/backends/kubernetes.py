@@ -4,22 +4,27 @@ It executes the engine's actions in one namespace and observes their results, li
 backend does with processes:
 
 - ``StartSession`` creates the session's agent Job (:func:`~genesys.controller.builders.
-  agent_job`); its outcome is the store's ``session.json``. A Job that ends without one gets a
-  failed outcome with the Job's reason.
-- ``StartVerification`` submits the trainer component (:func:`genesys_trainer.component.verify`)
-  through TorchX: our ``kubernetes_job`` scheduler (plain ``batch/v1`` Jobs, Kueue-ready) or
-  upstream's Volcano ``kubernetes`` scheduler. A Job that ends without a final ``result.json``
-  is a failed attempt (:func:`~genesys.backends.common.record_verification_end`), retried by
-  the planner up to ``verification.maxRetries``.
+  agent_job`); its outcome is the run store's ``session.json``. A Job that ends without one
+  gets a failed outcome with the Job's reason.
+- ``StartVerification`` submits the verification AppDef every backend shares
+  (:func:`~genesys.backends.common.verification_app`) through TorchX's ``kubernetes_job``
+  scheduler: a plain ``batch/v1`` Job (Kueue-ready), owned by the run, with the rung's
+  ``deadlineSeconds`` as ``activeDeadlineSeconds`` and a ``ttlSecondsAfterFinished``. A Job that
+  ends without a final ``result.json`` is a failed attempt
+  (:func:`~genesys.backends.common.record_verification_end`), retried by the planner up to
+  ``verification.maxRetries``; the GPU time of every finished training Job is recorded in the
+  store, so the run's GPU-hours survive the Job's removal.
 - An ended Job is checked against the store once per operator process (``ingested``); one whose
   end had to be recorded (a failure) is also annotated ``genesys.dev/ingested``, so a restarted
   operator records nothing twice.
 - Design resources mirror the archive: one per design, created once, status patched when it
-  changes (:meth:`KubernetesBackend.sync_designs`).
+  changes (:meth:`KubernetesBackend.sync_designs`). A Design left by an earlier run of the same
+  name (another uid) is replaced, never adopted.
 
 What must stay true: the backend decides nothing (all choices come from ``plan()``); every
 object has a deterministic name, so applying a plan twice creates nothing twice (409 is
-success); children are found by the ``genesys.dev/run`` label, checked again client-side.
+success); children are found by the run's name and uid labels, checked again client-side; every
+store key is inside the run's own store.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from genesys.api.base import API_GROUP, API_VERSION, parse_quantity_bytes
-from genesys.api.discoveryrun import DiscoveryRun
-from genesys.api.labels import LABEL_DESIGN, LABEL_ROLE, LABEL_RUN, LABEL_RUNG
+from genesys.api.base import API_GROUP, API_VERSION
+from genesys.api.labels import LABEL_DESIGN, LABEL_ROLE, LABEL_RUNG
+from genesys.api.runconfig import RunIdentity
 from genesys.backends.common import (
+    RunHandle,
     failed_attempts,
     record_session_end,
     record_verification_end,
+    verification_app,
     write_failure,
     write_seeds,
 )
@@ -51,13 +58,13 @@ from genesys.engine.actions import (
 from genesys.engine.plan import Observed
 from genesys.store.archive import (
     Archive,
-    JsonCache,
-    design_key,
+    DocumentCache,
     load_archive,
     run_spent_usd,
+    verification_prefix,
 )
-from genesys.store.archive import verification_prefix as verification_key_prefix
 from genesys.store.base import Store
+from genesys.store.documents import GpuUsage, create_document
 
 ANNOTATION_INGESTED = f"{API_GROUP}/ingested"
 ANNOTATION_SUSPENDED = f"{API_GROUP}/suspended-by-run"
@@ -133,24 +140,29 @@ def job_view(job: Any) -> JobView:
     )
 
 
+def job_seconds(job: JobView, now: datetime) -> float:
+    """How long a Job has run (to its completion, or to now)."""
+    if job.started is None:
+        return 0.0
+    return max(0.0, ((job.completed or now) - job.started).total_seconds())
+
+
 def gpu_hours(jobs: Sequence[JobView], now: datetime) -> float:
-    """GPU-hours of the training Jobs: GPUs x (end or now - start)."""
+    """GPU-hours of training Jobs: GPUs x (end or now - start)."""
+    return sum(job.gpus * job_seconds(job, now) for job in jobs) / 3600
+
+
+def recorded_gpu_hours(store: Store, cache: DocumentCache | None = None) -> float:
+    """GPU-hours of the finished training Jobs recorded in the run's store."""
+    versions = store.list_versions("designs")
+    cache = cache or DocumentCache()
     total = 0.0
-    for job in jobs:
-        if job.gpus and job.started is not None:
-            end = job.completed or now
-            total += job.gpus * max(0.0, (end - job.started).total_seconds()) / 3600
-    return total
-
-
-def _memory_mib(quantity: str) -> int:
-    return max(1, parse_quantity_bytes(quantity) // 2**20)
-
-
-def _cpu(quantity: str) -> int:
-    text = quantity[:-1] if quantity.endswith("m") else quantity
-    value = float(text) / (1000 if quantity.endswith("m") else 1)
-    return max(1, int(value))
+    for key, version in versions.items():
+        parts = key.split("/")
+        if len(parts) == 6 and parts[4] == "gpu-usage":
+            usage = cache.read(store, key, version, GpuUsage)
+            total += usage.gpus * usage.seconds if usage is not None else 0.0
+    return total / 3600
 
 
 class KubernetesBackend:
@@ -158,25 +170,24 @@ class KubernetesBackend:
 
     def __init__(
         self,
-        run: DiscoveryRun,
+        handle: RunHandle,
         body: Mapping[str, Any],
         *,
         namespace: str,
-        store: Store,
         api_client: Any,
-        cache: JsonCache | None = None,
+        cache: DocumentCache | None = None,
         ingested: set[str] | None = None,
     ) -> None:
         from kubernetes import client
 
-        self.run, self.body, self.namespace, self.store = run, body, namespace, store
+        self.handle, self.body, self.namespace = handle, body, namespace
+        self.run, self.identity, self.store = handle.run, handle.identity, handle.store
         self.cache = cache
         self.ingested = ingested if ingested is not None else set()
-        self.name = run.metadata.name
+        self.name = handle.identity.name
         self.api_client = api_client
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self.store_uri = builders.store_uri(run)
         self._jobs: list[JobView] | None = None
 
     # ------------------------------------------------------------------------------- jobs
@@ -184,11 +195,7 @@ class KubernetesBackend:
     def jobs(self, *, fresh: bool = False) -> list[JobView]:
         """The run's Jobs (label-selected, checked again here); listed once unless ``fresh``."""
         if self._jobs is None or fresh:
-            listed = self.batch.list_namespaced_job(
-                self.namespace, label_selector=f"{LABEL_RUN}={self.name}"
-            )
-            views = [job_view(job) for job in listed.items]
-            self._jobs = [view for view in views if view.labels.get(LABEL_RUN) == self.name]
+            self._jobs = list_run_jobs(self.batch, self.namespace, self.identity)
         return self._jobs
 
     def _mark_ingested(self, job: JobView) -> None:
@@ -216,6 +223,7 @@ class KubernetesBackend:
         happenings: list[Happening] = []
         running_sessions: set[str] = set()
         running_jobs: set[tuple[str, str]] = set()
+        running_gpu_hours = 0.0
         for job in jobs:
             role = job.labels.get(LABEL_ROLE)
             done = job.name in self.ingested or ANNOTATION_INGESTED in job.annotations
@@ -224,37 +232,52 @@ class KubernetesBackend:
                 if job.finished is None:
                     running_sessions.add(session)
                 elif not done:
-                    reason = f"agent Job {job.name} ended {job.finished}: {job.reason}"
-                    if record_session_end(self.store, self.name, session, reason):
-                        happenings.append(
-                            Happening("run", self.name, "Warning", "SessionFailed", reason)
-                        )
-                        self._mark_ingested(job)
-                    self.ingested.add(job.name)
+                    happenings += self._session_ended(job, session)
             elif role == builders.ROLE_VERIFICATION:
                 key = (job.labels.get(LABEL_DESIGN, ""), job.labels.get(LABEL_RUNG, ""))
                 if job.finished is None:
                     running_jobs.add(key)
+                    running_gpu_hours += gpu_hours([job], now)
                 elif not done:
-                    design, rung = key
-                    if record_verification_end(self.store, self.name, design, rung, job.finished):
-                        happenings.append(Happening(
-                            "design", builders.design_name(self.name, design), "Warning",
-                            "TrainingAttemptFailed",
-                            f"training Job {job.name} ended {job.finished} ({job.reason}) "
-                            "without a result",
-                        ))  # fmt: skip
-                        self._mark_ingested(job)  # a restarted operator must not count it again
-                    self.ingested.add(job.name)
+                    happenings += self._verification_ended(job, key, now)
         observed = Observed(
             archive=load_archive(self.store, self.name, cache=self.cache),
             running_sessions=frozenset(running_sessions),
             running_jobs=frozenset(running_jobs),
-            failed_attempts=failed_attempts(self.store, self.name),
-            spend_usd=run_spent_usd(self.store, self.name, cache=self.cache),
+            failed_attempts=failed_attempts(self.store),
+            spend_usd=run_spent_usd(self.store, cache=self.cache),
         )
-        trainings = [j for j in jobs if j.labels.get(LABEL_ROLE) == builders.ROLE_VERIFICATION]
-        return Observation(observed, gpu_hours(trainings, now), happenings)
+        spent = recorded_gpu_hours(self.store, self.cache) + running_gpu_hours
+        return Observation(observed, spent, happenings)
+
+    def _session_ended(self, job: JobView, session: str) -> list[Happening]:
+        happenings = []
+        reason = f"agent Job {job.name} ended {job.finished}: {job.reason}"
+        if record_session_end(self.store, session, reason):
+            happenings.append(Happening("run", self.name, "Warning", "SessionFailed", reason))
+            self._mark_ingested(job)
+        self.ingested.add(job.name)
+        return happenings
+
+    def _verification_ended(
+        self, job: JobView, key: tuple[str, str], now: datetime
+    ) -> list[Happening]:
+        design, rung = key
+        happenings = []
+        usage = GpuUsage(job=job.name, gpus=job.gpus, seconds=job_seconds(job, now))
+        create_document(
+            self.store, f"{verification_prefix(design, rung)}/gpu-usage/{job.name}.json", usage
+        )
+        state = f"{job.finished} ({job.reason})"
+        if record_verification_end(self.store, design, rung, state, job=job.name):
+            happenings.append(Happening(
+                "design", builders.design_name(self.name, design), "Warning",
+                "TrainingAttemptFailed",
+                f"training Job {job.name} ended {job.finished} ({job.reason}) without a result",
+            ))  # fmt: skip
+            self._mark_ingested(job)  # a restarted operator must not count it again
+        self.ingested.add(job.name)
+        return happenings
 
     # ------------------------------------------------------------------------------ apply
 
@@ -263,7 +286,7 @@ class KubernetesBackend:
         happenings: list[Happening] = []
         for action in actions:
             if isinstance(action, InitSeeds):
-                write_seeds(self.store, self.name)
+                write_seeds(self.store)
             elif isinstance(action, StartSession):
                 if self.start_session(action):
                     happenings.append(Happening(
@@ -277,7 +300,7 @@ class KubernetesBackend:
                         "TrainingStarted", f"rung {action.rung}, attempt {action.attempt}",
                     ))  # fmt: skip
             elif isinstance(action, RecordFailure):
-                write_failure(self.store, self.name, action)
+                write_failure(self.store, action)
                 happenings.append(Happening(
                     "design", builders.design_name(self.name, action.design_id), "Warning",
                     "VerificationFailed", f"rung {action.rung}: {action.reason}",
@@ -286,53 +309,29 @@ class KubernetesBackend:
 
     def start_session(self, action: StartSession) -> bool:
         """Create the session's agent Job; False when it exists already."""
-        job = builders.agent_job(self.run, action, owner=self.body, namespace=self.namespace)
+        job = builders.agent_job(self.handle, action, owner=self.body, namespace=self.namespace)
         return self._create(self.batch.create_namespaced_job, self.namespace, job)
 
     def training_app(self, action: StartVerification) -> Any:
-        """The TorchX AppDef of one verification."""
-        from genesys.api.ladder import resolve_ladder
-        from genesys_trainer.component import verify
-
-        spec = self.run.spec
-        ladder = resolve_ladder(spec.ladder, vocab_size=spec.verification.data.vocab_size)
-        rungs = {r.name: r for r in ladder}
-        resources = spec.verification.resources
-        design_uri = f"{self.store_uri}/{design_key(self.name, action.design_id, 'design.json')}"
-        out = (
-            f"{self.store_uri}/{verification_key_prefix(self.name, action.design_id, action.rung)}"
-        )
+        """The TorchX AppDef of one verification (store settings as plain values)."""
         env = {item["name"]: item["value"] for item in builders.store_env(self.run)
                if "value" in item}  # fmt: skip
-        return verify(
-            design=design_uri, rung=action.rung, data=spec.verification.data.shards or "",
-            out=out, image=spec.verification.image, tokens=rungs[action.rung].tokens or 0,
-            nproc_per_node=max(1, resources.gpus), gpus=resources.gpus,
-            cpu=_cpu(resources.cpu), memMB=_memory_mib(resources.memory), attempt=action.attempt,
-            env=env, name=f"{self.name}-{action.design_id}",
-            extra_args=["--seed", str(spec.seed), "--checkpoint-every-minutes",
-                        str(spec.verification.training.checkpoint_every_minutes),
-                        "--eval-tasks", ",".join(spec.verification.eval_tasks)],
-        )  # fmt: skip
+        return verification_app(self.handle, action, env=env)
 
     def scheduler_config(self, action: StartVerification) -> dict[str, Any]:
-        """The TorchX run options of one verification."""
+        """The ``kubernetes_job`` run options of one verification."""
         verification = self.run.spec.verification
         labels = {
-            LABEL_RUN: self.name,
+            **builders.run_labels(self.identity),
             LABEL_ROLE: builders.ROLE_VERIFICATION,
             LABEL_DESIGN: builders.label_value(action.design_id),
             LABEL_RUNG: builders.label_value(action.rung),
             LABEL_ATTEMPT: str(action.attempt),
         }
-        cfg: dict[str, Any] = {"namespace": self.namespace}
-        if verification.queue_name:
-            cfg["queue"] = verification.queue_name
-        if verification.scheduler == "volcano":
-            return cfg
         secrets = {item["name"]: "{name}:{key}".format(**item["valueFrom"]["secretKeyRef"])
                    for item in builders.store_env(self.run) if "valueFrom" in item}  # fmt: skip
-        cfg.update({
+        cfg: dict[str, Any] = {
+            "namespace": self.namespace,
             "labels": labels,
             "node_selector": dict(verification.node_selector),
             "tolerations": [t.model_dump(by_alias=True, exclude_none=True)
@@ -340,17 +339,18 @@ class KubernetesBackend:
             "shm_size": verification.resources.shm_size,
             "env_from_secrets": secrets,
             "backoff_limit": 0,
-        })  # fmt: skip
+            "owner_references": [builders.owner_reference(self.body)],
+            "active_deadline_seconds": self.handle.config.rung(action.rung).deadline_seconds,
+            "ttl_seconds_after_finished": builders.JOB_TTL_SECONDS,
+        }  # fmt: skip
+        if verification.queue_name:
+            cfg["queue"] = verification.queue_name
         if verification.priority_class_name:
             cfg["priority_class_name"] = verification.priority_class_name
         return cfg
 
     def scheduler(self) -> Any:
-        """The TorchX scheduler the spec names, bound to this backend's API client."""
-        if self.run.spec.verification.scheduler == "volcano":
-            from torchx.schedulers.kubernetes_scheduler import create_scheduler as volcano
-
-            return volcano("genesys", client=self.api_client)
+        """The ``kubernetes_job`` TorchX scheduler, bound to this backend's API client."""
         from genesys.backends.torchx_job import create_scheduler
 
         return create_scheduler("genesys", client=self.api_client)
@@ -373,15 +373,27 @@ class KubernetesBackend:
 
     def designs(self) -> dict[str, dict[str, Any]]:
         """The run's Design resources by name."""
-        listed = self.custom.list_namespaced_custom_object(
-            API_GROUP, API_VERSION, self.namespace, DESIGNS,
-            label_selector=f"{LABEL_RUN}={self.name}",
-        )  # fmt: skip
-        return {
-            item["metadata"]["name"]: item
-            for item in listed.get("items", [])
-            if (item.get("metadata", {}).get("labels") or {}).get(LABEL_RUN) == self.name
-        }
+        return list_run_designs(self.custom, self.namespace, self.identity)
+
+    def _create_design(self, body: dict[str, Any]) -> None:
+        """Create a Design; one left by an earlier run of the same name is replaced."""
+        from kubernetes.client.exceptions import ApiException
+
+        args = (API_GROUP, API_VERSION, self.namespace, DESIGNS)
+        if self._create(self.custom.create_namespaced_custom_object, *args, body):
+            return
+        name = body["metadata"]["name"]
+        try:
+            existing = self.custom.get_namespaced_custom_object(*args, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            existing = None
+        if existing is not None and owned_by(existing, self.identity):
+            return
+        if existing is not None:
+            self.custom.delete_namespaced_custom_object(*args, name)
+        self._create(self.custom.create_namespaced_custom_object, *args, body)
 
     def sync_designs(
         self, archive: Archive, statuses: Mapping[str, dict[str, Any]]
@@ -389,15 +401,14 @@ class KubernetesBackend:
         """Create missing Design resources and patch changed statuses (by design id)."""
         existing = self.designs()
         happenings: list[Happening] = []
-        flow = "offline" if self.run.spec.agents.offline else self.run.spec.sessions.flow
+        flow = self.handle.config.session_flow
         for design_id, record in sorted(archive.designs.items()):
             name = builders.design_name(self.name, design_id)
             current = existing.get(name)
             if current is None:
-                body = builders.design_object(self.name, record, owner=self.body,
+                body = builders.design_object(self.identity, record, owner=self.body,
                                               namespace=self.namespace, flow=flow)  # fmt: skip
-                self._create(self.custom.create_namespaced_custom_object, API_GROUP, API_VERSION,
-                             self.namespace, DESIGNS, body)  # fmt: skip
+                self._create_design(body)
                 message = f"{record.operator}: {record.title}"[:200]
                 happenings.append(Happening("design", name, "Normal", "Created", message))
                 current = body
@@ -412,20 +423,7 @@ class KubernetesBackend:
 
     def patch_status(self, plural: str, name: str, status: Mapping[str, Any]) -> None:
         """Replace-merge ``status`` of a custom object through its status subresource."""
-        from kubernetes.client.exceptions import ApiException
-
-        body = {"status": json.loads(json.dumps(status, default=str))}
-        try:
-            self.custom.patch_namespaced_custom_object_status(
-                API_GROUP, API_VERSION, self.namespace, plural, name, body
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            # an API server without the status subresource (an emulator): the main resource
-            self.custom.patch_namespaced_custom_object(
-                API_GROUP, API_VERSION, self.namespace, plural, name, body
-            )
+        patch_custom_status(self.custom, self.namespace, plural, name, status)
 
     # ------------------------------------------------------------------- suspend, cleanup
 
@@ -453,29 +451,84 @@ class KubernetesBackend:
             self._jobs = None
         return changed
 
-    def delete_children(self) -> tuple[int, int]:
-        """Delete this run's Jobs (with their pods) and Design resources; (jobs, designs)."""
-        from kubernetes.client.exceptions import ApiException
 
-        jobs = self.jobs(fresh=True)
-        for job in jobs:
-            try:
-                self.batch.delete_namespaced_job(
-                    job.name, self.namespace, propagation_policy="Background"
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        designs = self.designs()
-        for name in designs:
-            try:
-                self.custom.delete_namespaced_custom_object(
-                    API_GROUP, API_VERSION, self.namespace, DESIGNS, name
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        return len(jobs), len(designs)
+# ------------------------------------------------------------ children by identity alone
+
+
+def _labelled(labels: Mapping[str, str], identity: RunIdentity) -> bool:
+    wanted = builders.run_labels(identity)
+    return all(labels.get(key) == value for key, value in wanted.items())
+
+
+def owned_by(obj: Mapping[str, Any], identity: RunIdentity) -> bool:
+    """True when ``obj`` has a controller owner reference to this run (by uid)."""
+    references = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == identity.uid for ref in references)
+
+
+def list_run_jobs(batch: Any, namespace: str, identity: RunIdentity) -> list[JobView]:
+    """The Jobs of one run (by name and uid labels, checked again here)."""
+    listed = batch.list_namespaced_job(namespace, label_selector=builders.run_selector(identity))
+    views = [job_view(job) for job in listed.items]
+    return [view for view in views if _labelled(view.labels, identity)]
+
+
+def list_run_designs(
+    custom: Any, namespace: str, identity: RunIdentity
+) -> dict[str, dict[str, Any]]:
+    """The Design resources of one run by name."""
+    listed = custom.list_namespaced_custom_object(
+        API_GROUP, API_VERSION, namespace, DESIGNS, label_selector=builders.run_selector(identity)
+    )
+    return {
+        item["metadata"]["name"]: item
+        for item in listed.get("items", [])
+        if _labelled((item.get("metadata") or {}).get("labels") or {}, identity)
+    }
+
+
+def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) -> tuple[int, int]:
+    """Delete one run's Jobs (with their pods) and Designs; (jobs, designs).
+
+    It needs only the run's identity, so a run whose spec is invalid is cleaned up too.
+    """
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    batch, custom = client.BatchV1Api(api_client), client.CustomObjectsApi(api_client)
+    jobs = list_run_jobs(batch, namespace, identity)
+    for job in jobs:
+        try:
+            batch.delete_namespaced_job(job.name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    designs = list_run_designs(custom, namespace, identity)
+    for name in designs:
+        try:
+            custom.delete_namespaced_custom_object(API_GROUP, API_VERSION, namespace, DESIGNS, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    return len(jobs), len(designs)
+
+
+def patch_custom_status(
+    custom: Any, namespace: str, plural: str, name: str, status: Mapping[str, Any]
+) -> None:
+    """Replace-merge ``status`` of a custom object (status subresource, else the object)."""
+    from kubernetes.client.exceptions import ApiException
+
+    body = {"status": json.loads(json.dumps(status, default=str))}
+    try:
+        custom.patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, namespace, plural, name, body
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        # an API server without the status subresource (an emulator): the main resource
+        custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, namespace, plural, name, body)
 
 
 __all__ = [
@@ -485,6 +538,12 @@ __all__ = [
     "JobView",
     "KubernetesBackend",
     "Observation",
+    "delete_run_children",
     "gpu_hours",
     "job_view",
+    "list_run_designs",
+    "list_run_jobs",
+    "owned_by",
+    "patch_custom_status",
+    "recorded_gpu_hours",
 ]

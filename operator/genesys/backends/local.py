@@ -4,11 +4,13 @@ It executes the engine's actions on one machine and observes their results in th
 
 - ``StartSession`` runs ``genesys agent design ...`` (the offline proposer, or an LLM session
   with only the spec's API-key variable added to its scrubbed environment) in its own process
-  group; its outcome is ``runs/<run>/sessions/<id>/session.json``.
-- ``StartVerification`` launches the trainer component (:func:`genesys_trainer.component.verify`)
-  with TorchX's ``local_cwd`` scheduler; its outcome is ``.../verifications/<rung>/result.json``.
-  A job that ends without a result, or with ``status: error``, is a failed attempt: it is
-  recorded as ``.../verifications/<rung>/attempts/<n>.json`` and retried by the planner.
+  group; its outcome is ``sessions/<id>/session.json`` in the run's store.
+- ``StartVerification`` launches the verification AppDef every backend shares
+  (:func:`~genesys.backends.common.verification_app`) with TorchX's ``local_cwd`` scheduler;
+  its outcome is ``designs/<id>/verifications/<rung>/result.json``. A job that ends without a
+  result, or with ``status: error``, or that runs past its rung's ``deadlineSeconds`` (then it is
+  cancelled), is a failed attempt: it is recorded as ``.../attempts/<n>.json`` and retried by
+  the planner.
 - The process groups of every child are written to ``<workdir>/.genesys/<run>-children.json``; a
   restarted driver kills the ones a crashed driver left, so no two writers share a key.
 
@@ -24,16 +26,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genesys.api.discoveryrun import DiscoveryRun
-from genesys.api.ladder import resolve_ladder
 from genesys.backends.common import (
+    RunHandle,
     failed_attempts,
     record_session_end,
     record_verification_end,
     session_arguments,
+    verification_app,
     write_failure,
     write_seeds,
 )
@@ -46,42 +51,27 @@ from genesys.engine.actions import (
 )
 from genesys.engine.plan import Observed
 from genesys.sandbox.env import scrubbed_env
-from genesys.store.archive import (
-    design_key,
-    load_archive,
-    run_spent_usd,
-    session_key,
-    verification_prefix,
-)
-from genesys.store.base import Store
+from genesys.store.archive import load_archive, run_spent_usd, session_key
+
+
+@dataclass(slots=True)
+class LocalJob:
+    """A running verification: its TorchX handle, and when it must end."""
+
+    handle: str
+    deadline: float  # time.monotonic() past which it is cancelled
 
 
 class LocalBackend:
     """Runs a DiscoveryRun's children on this machine."""
 
-    def __init__(
-        self,
-        run: DiscoveryRun,
-        *,
-        store: Store,
-        store_uri: str,
-        data_uri: str,
-        workdir: Path,
-        python: str = sys.executable,
-        eval_limit: int | None = 200,
-    ) -> None:
-        self.run, self.store, self.store_uri = run, store, store_uri.rstrip("/")
-        self.name = run.metadata.name
-        self.data_uri, self.workdir, self.python = data_uri, workdir, python
-        self.eval_limit = eval_limit
-        self.rungs = {
-            r.name: r
-            for r in resolve_ladder(
-                run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size
-            )
-        }
+    def __init__(self, handle: RunHandle, *, workdir: Path, python: str = sys.executable) -> None:
+        self.handle, self.store = handle, handle.store
+        self.run: DiscoveryRun = handle.run
+        self.name = handle.identity.name
+        self.workdir, self.python = workdir, python
         self.sessions: dict[str, subprocess.Popen[bytes]] = {}
-        self.jobs: dict[tuple[str, str], Any] = {}
+        self.jobs: dict[tuple[str, str], LocalJob] = {}
         self.logs = workdir / ".genesys" / "logs" / self.name
         self.logs.mkdir(parents=True, exist_ok=True)
         self.children_file = workdir / ".genesys" / f"{self.name}-children.json"
@@ -129,26 +119,30 @@ class LocalBackend:
                 continue
             del self.sessions[session]
             tail = ""
-            if not self.store.exists(session_key(self.name, session)):
+            if not self.store.exists(session_key(session)):
                 tail = (self.logs / f"{session}.log").read_text(errors="replace")[-800:]
             record_session_end(
-                self.store, self.name, session,
-                f"session exited with status {process.returncode}: {tail}",
-            )  # fmt: skip
-        for (design, rung), handle in list(self.jobs.items()):
-            status = self.runner.status(handle)
-            if status is not None and not status.is_terminal():
-                continue
-            del self.jobs[(design, rung)]
+                self.store, session, f"session exited with status {process.returncode}: {tail}"
+            )
+        now = time.monotonic()
+        for (design, rung), job in list(self.jobs.items()):
+            status = self.runner.status(job.handle)
             state = str(status.state.name) if status else "UNKNOWN"
-            record_verification_end(self.store, self.name, design, rung, state)
+            if status is not None and not status.is_terminal():
+                if now < job.deadline:
+                    continue
+                self.runner.cancel(job.handle)
+                limit = self.handle.config.rung(rung).deadline_seconds
+                state = f"DeadlineExceeded (ran past the rung's deadlineSeconds={limit})"
+            del self.jobs[(design, rung)]
+            record_verification_end(self.store, design, rung, state, job=job.handle)
         archive = load_archive(self.store, self.name)
         return Observed(
             archive=archive,
             running_sessions=frozenset(self.sessions),
             running_jobs=frozenset(self.jobs),
-            failed_attempts=failed_attempts(self.store, self.name),
-            spend_usd=run_spent_usd(self.store, self.name),
+            failed_attempts=failed_attempts(self.store),
+            spend_usd=run_spent_usd(self.store),
         )
 
     # ------------------------------------------------------------------------------ apply
@@ -157,22 +151,17 @@ class LocalBackend:
         """Execute the actions (Finish is the driver's business)."""
         for action in actions:
             if isinstance(action, InitSeeds):
-                write_seeds(self.store, self.name)
+                write_seeds(self.store)
             elif isinstance(action, StartSession):
                 self.start_session(action)
             elif isinstance(action, StartVerification):
                 self.start_verification(action)
             elif isinstance(action, RecordFailure):
-                write_failure(self.store, self.name, action)
+                write_failure(self.store, action)
 
     def start_session(self, action: StartSession) -> None:
-        """Run one design session (offline or LLM, as the spec says) in a child process."""
-        command = [
-            self.python,
-            "-m",
-            "genesys",
-            *session_arguments(self.run, action, self.store_uri),
-        ]
+        """Run one design session (offline or LLM, as the run config says) in a child process."""
+        command = [self.python, "-m", "genesys", *session_arguments(self.handle, action)]
         log = (self.logs / f"{action.session}.log").open("wb")
         process = subprocess.Popen(
             command,
@@ -186,35 +175,18 @@ class LocalBackend:
         self.sessions[action.session] = process
         self._remember(process.pid)
 
-    def start_verification(self, action: StartVerification) -> None:
-        """Launch the trainer component with TorchX's local_cwd scheduler."""
-        from genesys_trainer.component import verify
+    def training_app(self, action: StartVerification) -> Any:
+        """The TorchX AppDef of one verification: the shared one, run by this interpreter."""
+        return verification_app(self.handle, action, python=self.python, env=_store_env())
 
-        rung = self.rungs[action.rung]
-        spec = self.run.spec
-        design_uri = f"{self.store_uri}/{design_key(self.name, action.design_id, 'design.json')}"
-        out = f"{self.store_uri}/{verification_prefix(self.name, action.design_id, action.rung)}"
-        extra = ["--seed", str(spec.seed), "--checkpoint-every-minutes", "2"]
-        extra += ["--eval-tasks", ",".join(spec.verification.eval_tasks)]
-        if self.eval_limit:
-            extra += ["--eval-limit", str(self.eval_limit)]
-        app = verify(
-            design=design_uri,
-            rung=action.rung,
-            data=self.data_uri,
-            out=out,
-            tokens=rung.tokens or 0,
-            python=self.python,
-            attempt=action.attempt,
-            cpu=max(1, int(float(spec.verification.resources.cpu))),
-            env=_store_env(),
-            extra_args=extra,
-            name=action.design_id,
-        )
+    def start_verification(self, action: StartVerification) -> None:
+        """Launch the shared verification AppDef with TorchX's local_cwd scheduler."""
+        app = self.training_app(action)
         handle = self.runner.run(
             app, scheduler="local_cwd", cfg={"log_dir": str(self.logs / "jobs")}
         )
-        self.jobs[(action.design_id, action.rung)] = handle
+        deadline = time.monotonic() + self.handle.config.rung(action.rung).deadline_seconds
+        self.jobs[(action.design_id, action.rung)] = LocalJob(handle, deadline)
         for pid in self._job_pids(handle):
             self._remember(pid)
 
@@ -232,9 +204,9 @@ class LocalBackend:
         for process in self.sessions.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGTERM)
-        for handle in self.jobs.values():
+        for job in self.jobs.values():
             with contextlib.suppress(Exception):
-                self.runner.cancel(handle)
+                self.runner.cancel(job.handle)
 
 
 def _agent_env(run: DiscoveryRun) -> dict[str, str]:

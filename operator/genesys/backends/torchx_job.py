@@ -54,7 +54,7 @@ from torchx.schedulers.api import (
     split_lines,
 )
 
-from genesys.api.base import parse_quantity_bytes
+from genesys.quantities import MIB, cpus, memory_bytes
 
 SCHEDULER_NAME = "kubernetes_job"
 DEFAULT_NAMESPACE = "default"
@@ -101,6 +101,7 @@ OPTION_HELP: dict[str, str] = {
     "shm_size": f"size of /dev/shm (memory emptyDir); {DEFAULT_GPU_SHM_SIZE} when GPUs are asked",
     "env_from_secrets": "env vars from secrets: {NAME: 'secret:key'} or 'NAME=secret:key,...'",
     "backoff_limit": "spec.backoffLimit of the Job (default: the role's max_retries)",
+    "owner_references": "metadata.ownerReferences of the Job: a list of dicts or its JSON",
 }
 
 
@@ -133,6 +134,7 @@ class JobOptions:
     shm_size: str | None = None
     env_from_secrets: dict[str, SecretRef] = field(default_factory=dict)
     backoff_limit: int | None = None
+    owner_references: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_options() -> specs.runopts:
@@ -154,6 +156,7 @@ def run_options() -> specs.runopts:
         "shm_size": str,
         "env_from_secrets": text_or_dict,
         "backoff_limit": int,
+        "owner_references": text_or_list,
     }
     for key, type_ in types.items():
         default = DEFAULT_NAMESPACE if key == "namespace" else None
@@ -188,6 +191,7 @@ def job_options(cfg: Mapping[str, Any]) -> JobOptions:
         shm_size=_text(given, "shm_size"),
         env_from_secrets=parse_secret_refs(given.get("env_from_secrets")),
         backoff_limit=_count(given, "backoff_limit"),
+        owner_references=parse_json_list(given.get("owner_references"), "owner_references"),
     )
 
 
@@ -468,12 +472,14 @@ def render_job(app: specs.AppDef, cfg: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {"labels": labels},
         "spec": render_pod_spec(role, options, name),
     }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": options.namespace, "labels": job_labels},
-        "spec": spec,
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": options.namespace,
+        "labels": job_labels,
     }
+    if options.owner_references:
+        metadata["ownerReferences"] = [dict(ref) for ref in options.owner_references]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
 
 
 def manifest_yaml(manifest: Mapping[str, Any]) -> str:
@@ -553,17 +559,11 @@ def role_from_job(job: Mapping[str, Any]) -> specs.Role:
         num_replicas=int(spec.get("completions") or 1),
         max_retries=int(spec.get("backoffLimit") or 0),
         resource=specs.Resource(
-            cpu=_cpus(str(requests.get("cpu", "0"))),
+            cpu=cpus(str(requests.get("cpu", "0"))),
             gpu=int(requests.get(GPU_RESOURCE, 0)),
-            memMB=parse_quantity_bytes(str(requests.get("memory", "0"))) // 2**20,
+            memMB=memory_bytes(str(requests.get("memory", "0"))) // MIB,
         ),
     )
-
-
-def _cpus(quantity: str) -> int:
-    if quantity.endswith("m"):
-        return max(1, int(quantity[:-1]) // 1000)
-    return int(float(quantity))
 
 
 def replica_index(pod: Mapping[str, Any]) -> int:

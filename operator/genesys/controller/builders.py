@@ -1,25 +1,30 @@
-"""Builders of the objects the operator creates: agent Jobs and Design resources.
+"""Builders of the objects the operator creates: agent Jobs, Design resources, Job options.
 
-Every builder is a pure function of the DiscoveryRun and an engine action or archive record, so
-the same inputs give the same manifest and the same deterministic name (house style: KubeRay's
-builders). Applying a manifest twice therefore creates nothing twice: a second create answers
-409 and is ignored.
+Every builder is a pure function of the run (its :class:`~genesys.backends.common.RunHandle`)
+and an engine action or archive record, so the same inputs give the same manifest and the same
+deterministic name (house style: KubeRay's builders). Applying a manifest twice therefore
+creates nothing twice: a second create answers 409 and is ignored.
 
-What must stay true: every object carries ``genesys.dev/run`` and an owner reference to its run;
-agent pods get no service-account token, no service links, and only the credentials the spec
-names (the LLM key and the store's), from Secret references, never as plain values.
+What must stay true: every object carries ``genesys.dev/run`` and ``genesys.dev/run-uid`` and a
+controller owner reference to its run; every Job has ``activeDeadlineSeconds`` and
+``ttlSecondsAfterFinished``; Job names include the run's uid (a re-created run of the same name
+never meets the Jobs of the one before); agent pods get no service-account token, no service
+links, and only the credentials the spec names (the LLM key and the store's), from Secret
+references, never as plain values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from genesys.api.base import API_GROUP_VERSION
 from genesys.api.discoveryrun import DiscoveryRun
-from genesys.api.labels import LABEL_DESIGN, LABEL_OPERATOR, LABEL_ROLE, LABEL_RUN
-from genesys.backends.common import session_arguments
+from genesys.api.labels import LABEL_DESIGN, LABEL_OPERATOR, LABEL_ROLE, LABEL_RUN, LABEL_RUN_UID
+from genesys.api.runconfig import RunIdentity
+from genesys.backends.common import RunHandle, session_arguments
 from genesys.engine.actions import StartSession
 
 MANAGED_BY = "genesys-operator"
@@ -28,12 +33,20 @@ LABEL_PARENTS = "genesys.dev/parents"
 ROLE_SESSION = "session"
 ROLE_VERIFICATION = "verification"
 MAX_NAME = 63
+JOB_TTL_SECONDS = 86_400
+"""Finished Jobs are removed a day later; their results are in the store by then."""
 
 
 def dns_name(*parts: str, limit: int = MAX_NAME) -> str:
-    """A deterministic DNS-1123 label from ``parts`` (lower case, ``-`` joined, cut)."""
-    text = re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
-    return text[:limit].rstrip("-") or "x"
+    """A deterministic DNS-1123 label from ``parts`` (lower case, ``-`` joined).
+
+    A name over ``limit`` is cut and ends with a hash of the whole, so two long names differ.
+    """
+    text = re.sub(r"[^a-z0-9]+", "-", "-".join(p for p in parts if p).lower()).strip("-")
+    if len(text) > limit:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+        text = f"{text[: limit - 9].rstrip('-')}-{digest}"
+    return text or "x"
 
 
 def label_value(text: str) -> str:
@@ -53,6 +66,16 @@ def owner_reference(run: Mapping[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def run_labels(identity: RunIdentity) -> dict[str, str]:
+    """The labels that find a run's children: its name and its uid."""
+    return {LABEL_RUN: identity.name, LABEL_RUN_UID: label_value(identity.uid or "")}
+
+
+def run_selector(identity: RunIdentity) -> str:
+    """The label selector of a run's children."""
+    return ",".join(f"{key}={value}" for key, value in run_labels(identity).items())
 
 
 def store_uri(run: DiscoveryRun) -> str:
@@ -92,21 +115,21 @@ def agent_env(run: DiscoveryRun) -> list[dict[str, Any]]:
     return env
 
 
-def session_job_name(run_name: str, session: str) -> str:
-    """The deterministic name of a session's agent Job."""
-    return dns_name(run_name, session)
+def session_job_name(identity: RunIdentity, session: str) -> str:
+    """The deterministic name of a session's agent Job (run, uid, session)."""
+    return dns_name(identity.name, identity.short_uid, session)
 
 
 def agent_job(
-    run: DiscoveryRun, action: StartSession, *, owner: Mapping[str, Any], namespace: str
+    handle: RunHandle, action: StartSession, *, owner: Mapping[str, Any], namespace: str
 ) -> dict[str, Any]:
     """The ``batch/v1`` Job of one design session."""
-    name = run.metadata.name
+    run, identity = handle.run, handle.identity
     pod = run.spec.agents.pod
     labels = {
         "app.kubernetes.io/name": "genesys-agent",
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        LABEL_RUN: name,
+        **run_labels(identity),
         LABEL_ROLE: ROLE_SESSION,
         LABEL_SESSION: action.session,
         LABEL_DESIGN: action.design_id,
@@ -116,7 +139,7 @@ def agent_job(
         "name": "agent",
         "image": pod.image,
         "command": ["genesys"],
-        "args": session_arguments(run, action, store_uri(run)),
+        "args": session_arguments(handle, action),
         "env": env,
         "resources": {
             "requests": {"cpu": pod.cpu, "memory": pod.memory},
@@ -128,7 +151,7 @@ def agent_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": session_job_name(name, action.session),
+            "name": session_job_name(identity, action.session),
             "namespace": namespace,
             "labels": labels,
             "ownerReferences": [owner_reference(owner)],
@@ -136,6 +159,7 @@ def agent_job(
         "spec": {
             "backoffLimit": pod.backoff_limit,
             "activeDeadlineSeconds": pod.deadline_seconds,
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -155,7 +179,7 @@ def design_name(run_name: str, design_id: str) -> str:
 
 
 def design_object(
-    run_name: str,
+    identity: RunIdentity,
     record: Any,
     *,
     owner: Mapping[str, Any],
@@ -163,9 +187,10 @@ def design_object(
     flow: str,
 ) -> dict[str, Any]:
     """A Design resource (without status) for an archive record."""
+    run_name = identity.name
     labels = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        LABEL_RUN: run_name,
+        **run_labels(identity),
         LABEL_DESIGN: label_value(record.id),
         LABEL_OPERATOR: record.operator,
     }
@@ -192,6 +217,7 @@ def design_object(
 
 
 __all__ = [
+    "JOB_TTL_SECONDS",
     "LABEL_PARENTS",
     "LABEL_SESSION",
     "MANAGED_BY",
@@ -204,6 +230,8 @@ __all__ = [
     "dns_name",
     "label_value",
     "owner_reference",
+    "run_labels",
+    "run_selector",
     "session_job_name",
     "store_env",
     "store_uri",

@@ -8,15 +8,23 @@ Handlers (explicit ids, house style "Reconcile code"):
 - ``genesys-job-event``: a Job of a run that just ended triggers a reconcile of that run, so
   results are ingested without waiting for the timer;
 - ``genesys-delete``: under the finalizer ``genesys.dev/finalizer``, deletes the run's Jobs and
-  Designs, and its artifacts when ``spec.storage.retention`` is ``delete``;
+  Designs (found by its name and uid, so a run whose spec is invalid is cleaned up too), and
+  its artifacts when ``spec.storage.retention`` is ``delete`` and the store prefix is bound to
+  this run;
 - ``genesys-health``: a liveness probe (``genesys operator --liveness``).
 
 Reconciles of one run never overlap (a lock per run), and all share one Kubernetes API client.
 Kopf keeps its own state in annotations under ``kopf.genesys.dev``.
 
+Errors are classified (:func:`is_transient`): a transient failure of the cluster or the store
+(connection errors, timeouts, HTTP 429 and 5xx) is a ``kopf.TemporaryError`` retried with
+backoff; anything else (a programming error, a refused request) is permanent: recorded once as
+``Progressing=False`` with reason ``ReconcileError`` and a Warning Event, then retried only with
+a growing delay (``GENESYS_PERMANENT_RETRY_SECONDS``, default 1 minute, doubling to 1 hour), on
+a spec change, or by a restarted operator.
+
 What must stay true: handlers decide nothing themselves (the engine does, through
-:func:`reconcile`); an invalid spec is reported in the status, never raised (kopf would retry);
-a failure of the cluster or the store is raised as a temporary error and retried with backoff.
+:func:`reconcile`); an invalid spec is reported in the status, never raised (kopf would retry).
 """
 
 from __future__ import annotations
@@ -27,16 +35,26 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from genesys.api.base import API_GROUP, API_GROUP_VERSION, API_VERSION
+from genesys.api.discoveryrun import Storage
 from genesys.api.labels import ANNOTATION_PREFIX, FINALIZER, LABEL_RUN
-from genesys.backends.kubernetes import ANNOTATION_INGESTED, Happening, KubernetesBackend
-from genesys.controller.reconcile import Outcome, open_run_store, reconcile, validate
-from genesys.store.archive import JsonCache, run_prefix
+from genesys.backends.kubernetes import (
+    ANNOTATION_INGESTED,
+    Happening,
+    delete_run_children,
+    patch_custom_status,
+)
+from genesys.controller.reconcile import Outcome, identity_of, reconcile
+from genesys.controller.status import error_status
+from genesys.store.archive import DocumentCache
+from genesys.store.base import open_store
+from genesys.store.claims import bound_to
 
 RUNS = "discoveryruns"
 TICK_SECONDS = float(os.environ.get("GENESYS_TICK_SECONDS", "15"))
@@ -48,8 +66,20 @@ _locks_guard = threading.Lock()
 _client: Any = None
 _client_guard = threading.Lock()
 _reconciles = {"count": 0}
-_caches: dict[str, JsonCache] = {}  # per run uid: store objects read on earlier reconciles
+_caches: dict[str, DocumentCache] = {}  # per run uid: store documents read before
 _ingested: dict[str, set[str]] = {}  # per run uid: ended Jobs already checked
+_held: dict[str, Backoff] = {}  # per run uid: permanent errors, and when to try again
+FIRST_RETRY_SECONDS = float(os.environ.get("GENESYS_PERMANENT_RETRY_SECONDS", "60"))
+MAX_RETRY_SECONDS = 3600.0
+
+
+@dataclass
+class Backoff:
+    """When a run whose reconcile failed permanently is tried again."""
+
+    generation: int | None
+    delay: float
+    not_before: float  # time.monotonic()
 
 
 def api_client() -> Any:
@@ -127,17 +157,8 @@ def post_events(
 def write_status(name: str, namespace: str, status: Mapping[str, Any], client: Any) -> None:
     """Patch a DiscoveryRun's status (status subresource, else the object on an emulator)."""
     from kubernetes import client as k8s
-    from kubernetes.client.exceptions import ApiException
 
-    custom = k8s.CustomObjectsApi(client)
-    body = {"status": json.loads(json.dumps(status, default=str))}
-    try:
-        custom.patch_namespaced_custom_object_status(API_GROUP, API_VERSION, namespace, RUNS,
-                                                     name, body)  # fmt: skip
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, namespace, RUNS, name, body)
+    patch_custom_status(k8s.CustomObjectsApi(client), namespace, RUNS, name, status)
 
 
 def read_run(name: str, namespace: str, client: Any) -> dict[str, Any] | None:
@@ -154,6 +175,63 @@ def read_run(name: str, namespace: str, client: Any) -> dict[str, Any] | None:
             return None
         raise
     return found
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying soon: connections, timeouts, throttling, 5xx."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError  # type: ignore[import-untyped]
+
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 408, 409, 429) or exc.status >= 500
+    if isinstance(exc, ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        throttled = code in ("SlowDown", "Throttling", "RequestTimeout")
+        return status >= 500 or status == 429 or throttled
+    return isinstance(
+        exc, ConnectionError | TimeoutError | HTTPError | BotoConnectionError | HTTPClientError
+    )
+
+
+def _permanent(
+    key: str, plain: Mapping[str, Any], exc: BaseException, client: Any, logger: Any
+) -> None:
+    """Record a permanent failure once (condition and Event), and hold the run back a while."""
+    metadata = plain.get("metadata") or {}
+    name, namespace = str(metadata.get("name")), str(metadata.get("namespace") or "default")
+    generation = metadata.get("generation")
+    held = _held.get(key)
+    delay = FIRST_RETRY_SECONDS
+    if held is not None and held.generation == generation:
+        delay = min(MAX_RETRY_SECONDS, held.delay * 2)
+    _held[key] = Backoff(generation, delay, time.monotonic() + delay)
+    message = f"{type(exc).__name__}: {exc}"[:900] + f" (retried in {delay:.0f}s or on a change)"
+    old = dict(plain.get("status") or {})
+    status = error_status(old, message, datetime.now(UTC), generation)
+    first: dict[str, Any] = next(
+        (c for c in old.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    )
+    if first.get("reason") != "ReconcileError" or not str(first.get("message", "")).startswith(
+        f"{type(exc).__name__}: {exc}"[:200]
+    ):
+        post_events([Happening("run", name, "Warning", "ReconcileError", message)],
+                    namespace=namespace, run_uid=metadata.get("uid"), client=client)  # fmt: skip
+    write_status(name, namespace, status, client)
+    logger.error(f"reconcile of {namespace}/{name} failed permanently: {message}")
+
+
+def held_back(body: Mapping[str, Any]) -> bool:
+    """True while a run's permanent failure waits for its retry (same generation)."""
+    metadata = body.get("metadata") or {}
+    held = _held.get(str(metadata.get("uid")))
+    return (
+        held is not None
+        and held.generation == metadata.get("generation")
+        and time.monotonic() < held.not_before
+    )
 
 
 def reconcile_and_write(body: Mapping[str, Any], logger: logging.Logger | Any) -> Outcome | None:
@@ -174,13 +252,18 @@ def reconcile_and_write(body: Mapping[str, Any], logger: logging.Logger | Any) -
             return None
         metadata = plain.get("metadata") or {}
         key = str(metadata.get("uid") or f"{namespace}/{name}")
-        cache, ingested = _caches.setdefault(key, JsonCache()), _ingested.setdefault(key, set())
+        cache = _caches.setdefault(key, DocumentCache())
+        ingested = _ingested.setdefault(key, set())
         try:
             outcome = reconcile(plain, api_client=client, cache=cache, ingested=ingested)
-        except Exception as exc:  # cluster or store trouble: kopf retries with a delay
-            raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=RETRY_SECONDS) from exc
-        if outcome.status != (plain.get("status") or {}):
-            write_status(name, namespace, outcome.status, client)
+            if outcome.status != (plain.get("status") or {}):
+                write_status(name, namespace, outcome.status, client)
+        except Exception as exc:
+            if is_transient(exc):
+                raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=RETRY_SECONDS) from exc
+            _permanent(key, plain, exc, client, logger)
+            return None
+        _held.pop(key, None)
         post_events(outcome.happenings, namespace=namespace, run_uid=metadata.get("uid"),
                     client=client)  # fmt: skip
     _reconciles["count"] += 1
@@ -222,9 +305,11 @@ def on_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Periodic observe -> plan -> apply."""
     status = body.get("status") or {}
     metadata = body.get("metadata") or {}
-    finished = status.get("phase") in ("Succeeded", "Failed", "SpecInvalid")
-    if metadata.get("deletionTimestamp") or (
-        finished and status.get("observedGeneration") == metadata.get("generation")
+    settled = status.get("phase") in ("Succeeded", "Failed", "SpecInvalid")
+    if (
+        metadata.get("deletionTimestamp")
+        or held_back(body)
+        or (settled and status.get("observedGeneration") == metadata.get("generation"))
     ):
         return
     reconcile_and_write(body, logger)
@@ -252,26 +337,48 @@ def on_job_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 @kopf.on.delete(API_GROUP, API_VERSION, RUNS, id="genesys-delete")
 def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    """Delete the run's Jobs and Designs; delete its artifacts if the retention says so."""
+    """Delete the run's Jobs and Designs; its artifacts too if the retention says so.
+
+    Nothing here needs a valid spec: children are found by the run's name and uid, and the
+    store by ``spec.storage`` alone. Artifacts are deleted only from a prefix bound to this
+    run, never from one that holds another run's archive.
+    """
     plain = _plain(body)
-    metadata = plain.get("metadata") or {}
-    name, namespace = str(metadata.get("name")), str(metadata.get("namespace") or "default")
-    run, _problems = validate(plain)
-    if run is None:
-        logger.info(f"{namespace}/{name}: invalid spec, nothing was started")
-        return
-    store = open_run_store(run)
-    backend = KubernetesBackend(run, plain, namespace=namespace, store=store,
-                                api_client=api_client())  # fmt: skip
-    jobs, designs = backend.delete_children()
-    _caches.pop(str(metadata.get("uid")), None)
-    _ingested.pop(str(metadata.get("uid")), None)
-    removed = 0
-    if run.spec.storage.retention == "delete":
-        for key in list(store.list(run_prefix(name))):
-            store.delete(key)
-            removed += 1
-    logger.info(f"{namespace}/{name}: deleted {jobs} jobs, {designs} designs, {removed} objects")
+    identity = identity_of(plain)
+    namespace = identity.namespace or "default"
+    try:
+        jobs, designs = delete_run_children(api_client(), namespace, identity)
+        removed = delete_artifacts(plain, logger)
+    except Exception as exc:
+        if is_transient(exc):
+            raise kopf.TemporaryError(f"cleanup failed: {exc}", delay=RETRY_SECONDS) from exc
+        raise
+    for registry in (_caches, _ingested, _held):
+        registry.pop(str(identity.uid), None)
+    logger.info(f"{identity.describe()}: deleted {jobs} jobs, {designs} designs, "
+                f"{removed} store objects")  # fmt: skip
+
+
+def delete_artifacts(plain: Mapping[str, Any], logger: Any) -> int:
+    """Delete the run's store prefix when ``retention: delete`` and it is bound to this run."""
+    import pydantic
+
+    identity = identity_of(plain)
+    raw = (plain.get("spec") or {}).get("storage") or {}
+    try:
+        storage = Storage.model_validate(raw)
+    except pydantic.ValidationError:
+        logger.warning(f"{identity.describe()}: spec.storage is invalid; artifacts are kept")
+        return 0
+    if storage.retention != "delete" or storage.s3 is None:
+        return 0
+    root_uri = f"s3://{storage.s3.bucket}/{storage.s3.prefix}".rstrip("/")
+    root = open_store(root_uri, endpoint_url=storage.s3.endpoint_url)
+    store = root.child(identity.store_prefix)
+    if not bound_to(store, identity):
+        logger.warning(f"{identity.describe()}: {store.uri} holds another run's archive; kept")
+        return 0
+    return root.delete_prefix(identity.store_prefix)
 
 
 @kopf.on.probe(id="genesys-health")

@@ -1,16 +1,23 @@
-"""One reconcile of a DiscoveryRun: validate, observe, plan, apply, and compute the status.
+"""One reconcile of a DiscoveryRun: validate, bind, observe, plan, apply, compute the status.
 
 The kopf handlers (:mod:`genesys.controller.handlers`) call :func:`reconcile` and write what it
 returns: one status patch and the Kubernetes Events of what happened. The discovery logic is
 the engine's :func:`~genesys.engine.plan.plan`, the same pure function ``genesys run`` uses;
 only the backend differs (:class:`~genesys.backends.kubernetes.KubernetesBackend`).
 
-An invalid spec (by the pydantic models, or by what a cluster run needs: an S3 store that the
-pods share, prepared data shards, a cluster scheduler) becomes phase ``SpecInvalid`` with a
-``SpecValid=False`` condition naming the fields. It is not retried: the next spec change is.
+- A run is ``(namespace, name, uid)``. Its artifacts live under ``runs/<namespace>/<name>`` in
+  the store, bound to its uid by ``spec.json`` (:func:`~genesys.store.claims.bind_run`). A
+  prefix that holds another run's archive is refused (phase ``Pending``, ``Progressing=False``,
+  reason ``ArchiveConflict``, with how to resume on purpose); the check is repeated every tick,
+  so deleting the old archive lets the run start.
+- An invalid spec (by the pydantic models, or by what a cluster run needs: an S3 store that the
+  pods share, prepared data shards, the kubernetes scheduler) becomes phase ``SpecInvalid`` with
+  a ``SpecValid=False`` condition naming the fields. It is not retried: the next spec change is.
+- A finished run (``Succeeded`` or ``Failed``) keeps its result: a later spec edit is reported
+  (an Event and the ``SpecValid`` condition of the edited spec), never applied.
 
-What must stay true: a run in a terminal phase whose spec did not change is left alone; every
-side effect goes through the backend, whose creates are idempotent.
+What must stay true: every side effect goes through the backend, whose creates are idempotent;
+nothing here reads or writes outside the run's own store prefix.
 """
 
 from __future__ import annotations
@@ -21,14 +28,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from genesys.api.discoveryrun import DiscoveryRun, FinishReason, Phase
-from genesys.api.ladder import resolve_ladder
+from genesys.api.runconfig import RunIdentity
 from genesys.api.validation import SpecError, SpecValidationError, parse_discovery_run
-from genesys.backends.kubernetes import Happening, KubernetesBackend
+from genesys.backends.common import BindError, RunHandle, open_run
+from genesys.backends.kubernetes import Happening, KubernetesBackend, Observation
 from genesys.controller import builders
-from genesys.controller.status import design_status, invalid_status, ranks, run_status
+from genesys.controller.status import (
+    conflict_status,
+    design_status,
+    finished_edit_status,
+    invalid_status,
+    ranks,
+    run_status,
+)
 from genesys.engine.actions import Finish
 from genesys.engine.plan import plan
-from genesys.store.archive import JsonCache, design_key, run_prefix
+from genesys.store.archive import DocumentCache, design_key
 from genesys.store.base import Store, open_store
 
 TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
@@ -47,12 +62,22 @@ class Outcome:
         return str(self.status.get("phase", ""))
 
 
+def identity_of(body: Mapping[str, Any]) -> RunIdentity:
+    """The identity of a DiscoveryRun object: namespace, name, uid."""
+    metadata = body.get("metadata") or {}
+    return RunIdentity(
+        namespace=str(metadata.get("namespace") or "default"),
+        name=str(metadata.get("name")),
+        uid=str(metadata.get("uid") or "") or None,
+    )
+
+
 def cluster_spec_errors(run: DiscoveryRun) -> list[SpecError]:
     """What a valid spec still lacks to run on a cluster."""
     spec = run.spec
     errors = []
     if spec.verification.scheduler == "local":
-        message = "expected kubernetes or volcano on a cluster ('local' is for genesys run)"
+        message = "expected kubernetes on a cluster ('local' is for genesys run)"
         errors.append(SpecError("spec.verification.scheduler", message, "local"))
     if spec.storage.s3 is None:
         message = "expected an S3 store: the operator and its pods share artifacts through it"
@@ -83,18 +108,11 @@ def validate(body: Mapping[str, Any]) -> tuple[DiscoveryRun | None, list[str]]:
     return (None, [e.render() for e in errors]) if errors else (run, [])
 
 
-def open_run_store(run: DiscoveryRun) -> Store:
-    """The run's S3 store, at the endpoint the spec names."""
+def open_root_store(run: DiscoveryRun) -> Store:
+    """The S3 store a cluster run names (its root; the run's own prefix is below it)."""
     s3 = run.spec.storage.s3
     assert s3 is not None
     return open_store(builders.store_uri(run), endpoint_url=s3.endpoint_url)
-
-
-def _ensure_spec(store: Store, run: DiscoveryRun) -> None:
-    key = f"{run_prefix(run.metadata.name)}/spec.json"
-    text = run.model_dump_json(indent=2)
-    if not store.exists(key) or store.get_text(key) != text:
-        store.put_text(key, text)
 
 
 def reconcile(
@@ -102,42 +120,62 @@ def reconcile(
     *,
     api_client: Any,
     store: Store | None = None,
-    cache: JsonCache | None = None,
+    cache: DocumentCache | None = None,
     ingested: set[str] | None = None,
     now: datetime | None = None,
 ) -> Outcome:
-    """Reconcile one DiscoveryRun object (its body as a dict); ``cache`` spans reconciles."""
+    """Reconcile one DiscoveryRun object (its body as a dict); ``cache`` spans reconciles.
+
+    ``store`` is the store root (default: the one the spec names).
+    """
     now = now or datetime.now(UTC)
     metadata = body.get("metadata") or {}
     generation = metadata.get("generation")
     old = dict(body.get("status") or {})
     name = str(metadata.get("name"))
     run, problems = validate(body)
+    if old.get("phase") in TERMINAL:
+        if old.get("observedGeneration") == generation:
+            return Outcome(old)
+        message = (
+            f"the run has finished ({old.get('phase')}); the edit of generation {generation} is "
+            "not applied and its result is kept: create a new DiscoveryRun to run again"
+        )
+        status = finished_edit_status(old, problems, now, generation)
+        return Outcome(status, [Happening("run", name, "Warning", "SpecChangeIgnored", message)])
     if run is None:
         happening = Happening("run", name, "Warning", "SpecInvalid", "; ".join(problems)[:1000])
         changed = old.get("phase") != Phase.SPEC_INVALID.value
         return Outcome(
             invalid_status(old, problems, now, generation), [happening] if changed else []
         )
-    if old.get("phase") in TERMINAL and old.get("observedGeneration") == generation:
-        return Outcome(old)
-    store = store or open_run_store(run)
-    _ensure_spec(store, run)
+    root = store or open_root_store(run)
+    shards = run.spec.verification.data.shards or ""
+    try:
+        handle, binding = open_run(run, identity_of(body), root, data_uri=shards)
+    except BindError as exc:
+        status = conflict_status(old, str(exc), now, generation)
+        changed = status["conditions"] != old.get("conditions")
+        happening = Happening("run", name, "Warning", "ArchiveConflict", str(exc))
+        return Outcome(status, [happening] if changed else [])
+    happenings: list[Happening] = []
+    if binding.adopted:
+        happenings.append(Happening("run", name, "Normal", "ArchiveAdopted", binding.message))
     namespace = str(metadata.get("namespace") or "default")
-    backend = KubernetesBackend(run, body, namespace=namespace, store=store,
-                                api_client=api_client, cache=cache, ingested=ingested)  # fmt: skip
+    backend = KubernetesBackend(handle, body, namespace=namespace, api_client=api_client,
+                                cache=cache, ingested=ingested)  # fmt: skip
     backend.set_suspended(run.spec.suspend)
     observation = backend.observe(now)
     result = plan(run.spec, observation.observed, now)
-    happenings = observation.happenings + backend.apply(result.actions)
+    happenings += observation.happenings + backend.apply(result.actions)
     finish = next((a.reason for a in result.actions if isinstance(a, Finish)), None)
     archive = observation.observed.archive
-    happenings += backend.sync_designs(archive, design_statuses(run, observation, result.fitness,
-                                                                backend.store_uri))  # fmt: skip
+    happenings += backend.sync_designs(archive, design_statuses(handle, observation,
+                                                                result.fitness))  # fmt: skip
     if finish is not None:
         from genesys.backends.driver import write_report
 
-        write_report(run, store)
+        write_report(handle)
     status = run_status(
         old, result, archive, now=now, generation=generation, finish=finish,
         llm_usd=observation.observed.spend_usd, gpu_hours=observation.gpu_hours,
@@ -154,24 +192,30 @@ def _phase_event(name: str, phase: str, finish: FinishReason | None) -> Happenin
 
 
 def design_statuses(
-    run: DiscoveryRun, observation: Any, fitness: Mapping[str, float], store_uri: str
+    handle: RunHandle, observation: Observation, fitness: Mapping[str, float]
 ) -> dict[str, dict[str, Any]]:
     """The wanted status of every design of the archive, by design id."""
     observed = observation.observed
-    rungs = resolve_ladder(run.spec.ladder, vocab_size=run.spec.verification.data.vocab_size)
+    rungs = handle.config.rungs
     order = [r.name for r in rungs]
     points = {r.name: r.confidence_points for r in rungs}
     rank = ranks(fitness)
-    name = run.metadata.name
     statuses = {}
     for design_id, record in observed.archive.designs.items():
         statuses[design_id] = design_status(
             record, rung_order=order, fitness=fitness, rank=rank,
             running=set(observed.running_jobs), attempts=observed.failed_attempts,
-            rung_points=points,
-            artifact_uri=f"{store_uri}/{design_key(name, design_id, '')}".rstrip("/"),
+            rung_points=points, artifact_uri=handle.uri(design_key(design_id)).rstrip("/"),
         )  # fmt: skip
     return statuses
 
 
-__all__ = ["Outcome", "cluster_spec_errors", "design_statuses", "reconcile", "validate"]
+__all__ = [
+    "Outcome",
+    "cluster_spec_errors",
+    "design_statuses",
+    "identity_of",
+    "open_root_store",
+    "reconcile",
+    "validate",
+]

@@ -1,10 +1,14 @@
 """Statuses of DiscoveryRuns and Designs, computed from the engine's plan and the archive.
 
 Pure functions: the handlers observe, plan, apply, then write the dicts these return in one
-status patch. Conditions follow the Kubernetes API conventions: a condition's
-``lastTransitionTime`` changes only when its status does.
+status patch. Every status is built as the API's model (:class:`DiscoveryRunStatus`,
+:class:`DesignStatus`; their schema is the CRD's ``genesys.dev/v1alpha1``) and written as its
+JSON, so nothing reaches the API server that the CRD would not describe. A previous status is
+read back through the same model. Conditions follow the Kubernetes API conventions: a
+condition's ``lastTransitionTime`` changes only when its status does.
 
-Run conditions: ``SpecValid``, ``Progressing`` (work is under way), ``Ready`` (finished with
+Run conditions: ``SpecValid``, ``Progressing`` (work is under way; ``False`` with reason
+``ArchiveConflict`` or ``ReconcileError`` when the run is held back), ``Ready`` (finished with
 results), ``BudgetExhausted`` (the ladder or the USD cap is spent) and ``Failed``.
 
 What must stay true: these functions read nothing and write nothing; the same inputs give the
@@ -18,7 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from genesys.api.discoveryrun import FinishReason, Phase
+import pydantic
+
+from genesys.api.base import Condition
+from genesys.api.design import DesignPhase, DesignStatus, RungResult
+from genesys.api.discoveryrun import (
+    DesignCounts,
+    DiscoveryRunStatus,
+    FinishReason,
+    Phase,
+    RungStatus,
+    Spend,
+)
 from genesys.engine.plan import Plan
 from genesys.evolution.selection import confidence
 from genesys.store.archive import Archive, DesignRecord
@@ -38,6 +53,20 @@ def _timestamp(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def as_json(status: pydantic.BaseModel) -> dict[str, Any]:
+    """A status model as the JSON written to the API server (camelCase, unset fields left out)."""
+    data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+def read_run_status(old: Mapping[str, Any]) -> DiscoveryRunStatus:
+    """A run's previous status; one that does not parse (edited by hand) counts as empty."""
+    try:
+        return DiscoveryRunStatus.model_validate(dict(old))
+    except pydantic.ValidationError:
+        return DiscoveryRunStatus()
+
+
 def merge_conditions(
     old: Sequence[Mapping[str, Any]], wanted: Sequence[ConditionSpec], now: datetime,
     generation: int | None,
@@ -50,34 +79,82 @@ def merge_conditions(
         before = previous.get(spec.type)
         changed = before is None or before.get("status") != status
         kept = before.get("lastTransitionTime") if before and not changed else None
-        merged.append(
-            {
-                "type": spec.type,
-                "status": status,
-                "reason": spec.reason,
-                "message": spec.message[:1024],
-                "lastTransitionTime": str(kept) if kept else _timestamp(now),
-                "observedGeneration": generation,
-            }
-        )
+        condition = Condition.model_validate({
+            "type": spec.type, "status": status, "reason": spec.reason,
+            "message": spec.message[:1024],
+            "lastTransitionTime": str(kept) if kept else _timestamp(now),
+            "observedGeneration": generation,
+        })  # fmt: skip
+        merged.append(as_json(condition))
     return merged
+
+
+def _with_conditions(
+    old: Mapping[str, Any],
+    wanted: Sequence[ConditionSpec],
+    now: datetime,
+    generation: int | None,
+    **changes: Any,
+) -> dict[str, Any]:
+    """The previous status with new conditions (by type) and ``changes``; other fields kept."""
+    previous = read_run_status(old)
+    kept = [c for c in as_json(previous).get("conditions", [])
+            if c["type"] not in {w.type for w in wanted}]  # fmt: skip
+    merged = merge_conditions(old.get("conditions") or [], wanted, now, generation)
+    conditions = sorted(kept + merged, key=lambda c: CONDITION_ORDER.get(c["type"], 99))
+    status = previous.model_copy(
+        update={
+            **changes,
+            "observed_generation": generation,
+            "conditions": [Condition.model_validate(c) for c in conditions],
+        }
+    )
+    return as_json(status)
+
+
+CONDITION_ORDER = {"SpecValid": 0, "Progressing": 1, "Ready": 2, "BudgetExhausted": 3, "Failed": 4}
 
 
 def invalid_status(
     old: Mapping[str, Any], messages: Sequence[str], now: datetime, generation: int | None
 ) -> dict[str, Any]:
     """The status of a run whose spec is invalid: phase SpecInvalid, the fields named."""
-    message = "; ".join(messages)
     wanted = [
-        ConditionSpec("SpecValid", False, "Invalid", message),
+        ConditionSpec("SpecValid", False, "Invalid", "; ".join(messages)),
         ConditionSpec("Progressing", False, "SpecInvalid", "fix the spec to start the run"),
         ConditionSpec("Ready", False, "SpecInvalid"),
     ]
-    return {
-        "phase": Phase.SPEC_INVALID.value,
-        "observedGeneration": generation,
-        "conditions": merge_conditions(old.get("conditions") or [], wanted, now, generation),
-    }
+    return _with_conditions(old, wanted, now, generation, phase=Phase.SPEC_INVALID)
+
+
+def conflict_status(
+    old: Mapping[str, Any], message: str, now: datetime, generation: int | None
+) -> dict[str, Any]:
+    """A run held back because its store prefix holds another run's archive."""
+    wanted = [
+        ConditionSpec("SpecValid", True, "Valid"),
+        ConditionSpec("Progressing", False, "ArchiveConflict", message),
+        ConditionSpec("Ready", False, "ArchiveConflict"),
+    ]
+    return _with_conditions(old, wanted, now, generation, phase=Phase.PENDING)
+
+
+def finished_edit_status(
+    old: Mapping[str, Any], problems: Sequence[str], now: datetime, generation: int | None
+) -> dict[str, Any]:
+    """A finished run whose spec was edited: the result kept, the edit's validity reported."""
+    valid = ConditionSpec("SpecValid", True, "Valid")
+    if problems:
+        valid = ConditionSpec("SpecValid", False, "Invalid", "; ".join(problems))
+    return _with_conditions(old, [valid], now, generation)
+
+
+def error_status(
+    old: Mapping[str, Any], message: str, now: datetime, generation: int | None
+) -> dict[str, Any]:
+    """A run whose reconcile failed with a permanent error: recorded, phase kept."""
+    wanted = [ConditionSpec("Progressing", False, "ReconcileError", message)]
+    return _with_conditions(old, wanted, now, old.get("observedGeneration"))
 
 
 def run_conditions(phase: Phase, reason: FinishReason | None, message: str) -> list[ConditionSpec]:
@@ -102,18 +179,18 @@ def run_conditions(phase: Phase, reason: FinishReason | None, message: str) -> l
     ]
 
 
-def design_counts(archive: Archive, running_sessions: int) -> dict[str, int]:
+def design_counts(archive: Archive, running_sessions: int) -> DesignCounts:
     """Designs by state (seeds excluded)."""
     designs = [d for d in archive.designs.values() if not d.is_seed]
-    failed_sessions = sum(1 for s in archive.sessions.values() if s.get("status") == "failed")
-    return {
-        "total": len(designs),
-        "proposing": running_sessions,
-        "implemented": len(designs),
-        "verified": sum(1 for d in designs if d.verifications),
-        "rejected": len(archive.rejections),
-        "failed": failed_sessions,
-    }
+    failed_sessions = sum(1 for s in archive.sessions.values() if s.status == "failed")
+    return DesignCounts(
+        total=len(designs),
+        proposing=running_sessions,
+        implemented=len(designs),
+        verified=sum(1 for d in designs if d.verifications),
+        rejected=len(archive.rejections),
+        failed=failed_sessions,
+    )
 
 
 def run_status(
@@ -124,50 +201,51 @@ def run_status(
     phase = plan.phase
     if finish is not None:
         phase = Phase.FAILED if finish is FinishReason.ERROR else Phase.SUCCEEDED
-    rungs = [{"name": r.name, "budget": r.budget, "used": r.used, "running": r.running}
+    rungs = [RungStatus(name=r.name, budget=r.budget, used=r.used, running=r.running)
              for r in plan.rungs]  # fmt: skip
-    current = next((r["name"] for r in reversed(rungs) if r["used"] or r["running"]), None)
+    current = next((r.name for r in reversed(rungs) if r.used or r.running), None)
     best = plan.best
     message = f"{plan.sessions_done} sessions done, {plan.sessions_running} running"
-    status: dict[str, Any] = {
-        "phase": phase.value,
-        "observedGeneration": generation,
-        "conditions": merge_conditions(
-            old.get("conditions") or [], run_conditions(phase, finish, message), now, generation
-        ),
-        "currentRung": current,
-        "rungs": rungs,
-        "designs": design_counts(archive, plan.sessions_running),
-        "bestDesign": best,
-        "bestFitness": round(plan.fitness[best], 6) if best in plan.fitness else None,
-        "spend": {"llmUsd": round(llm_usd, 6), "gpuHours": round(gpu_hours, 4)},
-        "startTime": old.get("startTime") or _timestamp(now),
-    }
-    if finish is not None:
-        status["finishTime"] = old.get("finishTime") or _timestamp(now)
-        status["finishReason"] = finish.value
-    return status
+    previous = read_run_status(old)
+    conditions = merge_conditions(
+        old.get("conditions") or [], run_conditions(phase, finish, message), now, generation
+    )
+    status = DiscoveryRunStatus(
+        phase=phase,
+        observed_generation=generation,
+        conditions=[Condition.model_validate(c) for c in conditions],
+        current_rung=current,
+        rungs=rungs,
+        designs=design_counts(archive, plan.sessions_running),
+        best_design=best,
+        best_fitness=round(plan.fitness[best], 6) if best in plan.fitness else None,
+        spend=Spend(llm_usd=round(llm_usd, 6), gpu_hours=round(gpu_hours, 4)),
+        start_time=previous.start_time or now.replace(microsecond=0),
+        finish_time=(previous.finish_time or now.replace(microsecond=0)) if finish else None,
+        finish_reason=finish,
+    )
+    return as_json(status)
 
 
-def _rung_result(record: DesignRecord, rung: str, running: bool, attempts: int) -> dict[str, Any]:
+def _rung_result(record: DesignRecord, rung: str, running: bool, attempts: int) -> RungResult:
     verification = record.verifications.get(rung)
     if verification is None:
-        phase = "Running" if running else ("Failed" if attempts else "Pending")
-        return {"rung": rung, "phase": phase, "attempts": attempts}
+        if running:
+            return RungResult(rung=rung, phase="Running", attempts=attempts)
+        return RungResult(rung=rung, phase="Failed" if attempts else "Pending", attempts=attempts)
     scores = [m.get("acc_norm", m.get("acc")) for m in verification.metrics.values()]
     values = [float(s) for s in scores if s is not None]
-    result: dict[str, Any] = {
-        "rung": rung,
-        "phase": "Succeeded" if verification.status == "succeeded" else "Failed",
-        "attempts": attempts + 1,
-        "params": verification.params,
-        "trainLoss": verification.train_loss,
-        "valLoss": verification.val_loss,
-        "score": round(sum(values) / len(values), 6) if values else None,
-    }
-    if verification.status != "succeeded":
-        result["reason"] = verification.reason[:1024] or verification.status
-    return {k: v for k, v in result.items() if v is not None}
+    succeeded = verification.status == "succeeded"
+    return RungResult(
+        rung=rung,
+        phase="Succeeded" if succeeded else "Failed",
+        attempts=attempts + 1,
+        params=verification.params,
+        train_loss=verification.train_loss,
+        val_loss=verification.val_loss,
+        score=round(sum(values) / len(values), 6) if values else None,
+        reason=None if succeeded else (verification.reason[:1024] or verification.status),
+    )
 
 
 def design_status(
@@ -182,29 +260,30 @@ def design_status(
         if rung in record.verifications or (record.id, rung) in running
         or attempts.get((record.id, rung), 0)
     ]  # fmt: skip
-    verified = [r["rung"] for r in rungs if r["phase"] == "Succeeded"]
-    if any(r["phase"] == "Running" for r in rungs):
-        phase = "Verifying"
+    verified = [r.rung for r in rungs if r.phase == "Succeeded"]
+    if any(r.phase == "Running" for r in rungs):
+        phase = DesignPhase.VERIFYING
     elif verified:
-        phase = "Verified"
-    elif any(r["phase"] == "Failed" for r in rungs):
-        phase = "Failed"
+        phase = DesignPhase.VERIFIED
+    elif any(r.phase == "Failed" for r in rungs):
+        phase = DesignPhase.FAILED
     else:
-        phase = "Implemented"
-    status: dict[str, Any] = {
-        "phase": phase,
-        "rungs": rungs,
-        "highestRung": verified[-1] if verified else None,
-        "fitness": round(fitness[record.id], 6) if record.id in fitness else None,
-        "rank": rank.get(record.id),
-        "confidence": confidence(record, rung_points),
-        "artifactUri": artifact_uri,
-        "proposalRating": record.proposal_rating,
-    }
-    failed = [r for r in rungs if r["phase"] == "Failed"]
-    if phase == "Failed" and failed:
-        status["reason"] = failed[-1].get("reason", "verification failed")
-    return {k: v for k, v in status.items() if v is not None}
+        phase = DesignPhase.IMPLEMENTED
+    failed = [r for r in rungs if r.phase == "Failed"]
+    status = DesignStatus(
+        phase=phase,
+        rungs=rungs,
+        highest_rung=verified[-1] if verified else None,
+        fitness=round(fitness[record.id], 6) if record.id in fitness else None,
+        rank=rank.get(record.id),
+        confidence=confidence(record, rung_points),
+        artifact_uri=artifact_uri,
+        proposal_rating=record.proposal_rating,
+        reason=(failed[-1].reason or "verification failed")
+        if phase is DesignPhase.FAILED and failed
+        else None,
+    )
+    return as_json(status)
 
 
 def ranks(fitness: Mapping[str, float]) -> dict[str, int]:
@@ -215,11 +294,16 @@ def ranks(fitness: Mapping[str, float]) -> dict[str, int]:
 
 __all__ = [
     "ConditionSpec",
+    "as_json",
+    "conflict_status",
     "design_counts",
     "design_status",
+    "error_status",
+    "finished_edit_status",
     "invalid_status",
     "merge_conditions",
     "ranks",
+    "read_run_status",
     "run_conditions",
     "run_status",
 ]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from genesys.api.discoveryrun import DiscoveryRunSpec, FinishReason, Phase
-from genesys.api.ladder import ResolvedRung, resolve_ladder
+from genesys.api.ladder import RungConfig, resolve_ladder
 from genesys.engine.actions import (
     Action,
     Finish,
@@ -115,7 +115,7 @@ def _succeeded(archive: Archive, design: str, rung: str) -> bool:
 
 
 def _rung_summaries(
-    rungs: list[ResolvedRung], archive: Archive, observed: Observed
+    rungs: list[RungConfig], archive: Archive, observed: Observed
 ) -> list[RungSummary]:
     summaries = []
     for rung in rungs:
@@ -138,7 +138,7 @@ def _rung_summaries(
 
 def _verifications(
     spec: DiscoveryRunSpec,
-    rungs: list[ResolvedRung],
+    rungs: list[RungConfig],
     summaries: list[RungSummary],
     observed: Observed,
     fitness: dict[str, float],
@@ -228,7 +228,7 @@ def _sessions(
     summaries: list[RungSummary],
     observed: Observed,
     fitness: dict[str, float],
-    rungs: list[ResolvedRung],
+    rungs: list[RungConfig],
 ) -> list[Action]:
     archive = observed.archive
     implemented = [d for d in archive.designs.values() if not d.is_seed]
@@ -273,7 +273,11 @@ def plan(spec: DiscoveryRunSpec, observed: Observed, now: datetime) -> Plan:
     archive = observed.archive
     rungs = resolve_ladder(spec.ladder, vocab_size=spec.verification.data.vocab_size)
     summaries = _rung_summaries(rungs, archive, observed)
-    fitness = compute_fitness(archive, margin=spec.selection.baseline_margin)
+    fitness = compute_fitness(
+        archive,
+        margin=spec.selection.baseline_margin,
+        rating_weight=spec.selection.proposal_rating_weight,
+    )
     best = max(fitness, key=lambda i: (fitness[i], i)) if fitness else None
     running_sessions = len(observed.running_sessions)
     done_sessions = len(archive.sessions)

@@ -4,8 +4,9 @@ Rows are designs with at least one successful verification. Columns are per-task
 (``acc_norm`` when present, else ``acc``) averaged over the rungs a design verified, the negated
 validation loss, and the proposal rating / 5. An accuracy column is dropped when no design beats
 the task's random baseline by ``margin`` (0.02). Each column yields pairwise games between the
-designs it scores, with the column's standardised difference as the margin; the Massey ratings
-solve the least-squares system of all games with ratings summing to zero.
+designs it scores, with the column's standardised difference as the margin; the rating column's
+games weigh ``proposalRatingWeight`` (the others 1). The Massey ratings solve the weighted
+least-squares system of all games with ratings summing to zero.
 
 What must stay true: fitness is a pure, deterministic function of the archive; a design that
 wins every comparison outranks every design it beat.
@@ -89,8 +90,15 @@ def ranking_matrix(
     return [i for i, _ in rows], kept, matrix
 
 
-def massey(ids: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> dict[str, float]:
-    """Massey ratings from every column's pairwise games (standardised margins)."""
+def massey(
+    ids: Sequence[str],
+    matrix: Sequence[Sequence[float | None]],
+    weights: Sequence[float] | None = None,
+) -> dict[str, float]:
+    """Massey ratings from every column's pairwise games (standardised margins).
+
+    ``weights`` scales each column's games (default 1 each); a column of weight 0 is ignored.
+    """
     n = len(ids)
     if n == 0:
         return {}
@@ -99,6 +107,9 @@ def massey(ids: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> dict
     games = np.zeros((n, n))
     points = np.zeros(n)
     for column in range(len(matrix[0]) if matrix else 0):
+        weight = 1.0 if weights is None else float(weights[column])
+        if weight <= 0:
+            continue
         present = [(i, row[column]) for i, row in enumerate(matrix) if row[column] is not None]
         values = np.array([v for _, v in present], dtype=float)
         if len(values) < 2:
@@ -109,12 +120,12 @@ def massey(ids: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> dict
                 i, vi = present[a]
                 j, vj = present[b]
                 diff = (float(vi) - float(vj)) / scale  # type: ignore[arg-type]
-                games[i, i] += 1
-                games[j, j] += 1
-                games[i, j] -= 1
-                games[j, i] -= 1
-                points[i] += diff
-                points[j] -= diff
+                games[i, i] += weight
+                games[j, j] += weight
+                games[i, j] -= weight
+                games[j, i] -= weight
+                points[i] += weight * diff
+                points[j] -= weight * diff
     system = games.copy()
     system[-1, :] = 1.0  # ratings sum to zero
     target = points.copy()
@@ -123,10 +134,17 @@ def massey(ids: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> dict
     return {design: float(r) for design, r in zip(ids, ratings, strict=True)}
 
 
-def fitness(archive: Archive, *, margin: float = 0.02) -> dict[str, float]:
-    """Massey fitness of every design with a successful verification."""
-    ids, _columns, matrix = ranking_matrix(archive.ordered(), margin=margin)
-    return massey(ids, matrix)
+def fitness(
+    archive: Archive, *, margin: float = 0.02, rating_weight: float = 1.0
+) -> dict[str, float]:
+    """Massey fitness of every design with a successful verification.
+
+    ``rating_weight`` weighs the proposal-rating column against the others (each weighs 1);
+    ``selection.proposalRatingWeight`` of the spec.
+    """
+    ids, columns, matrix = ranking_matrix(archive.ordered(), margin=margin)
+    weights = [rating_weight if name == RATING_COLUMN else 1.0 for name in columns]
+    return massey(ids, matrix, weights)
 
 
 __all__ = [

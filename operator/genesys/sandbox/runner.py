@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from genesys.api.presets import ScalePreset
+from genesys.api.discoveryrun import Checks
+from genesys.api.ladder import RungConfig
 from genesys.sandbox.env import scrubbed_env
 from genesys.sandbox.report import Finding, Report, Status
 from genesys.sandbox.static import check_design_document
@@ -65,9 +66,25 @@ class SandboxLimits:
         return limits
 
 
-def rung_request(name: str, preset: ScalePreset, vocab_size: int) -> dict[str, Any]:
-    """The rung part of a child request."""
-    return {"name": name, "preset": asdict(preset), "vocab_size": vocab_size}
+def limits_from_checks(checks: Checks, **overrides: Any) -> SandboxLimits:
+    """The sandbox limits a run's check settings ask for (``overrides`` win)."""
+    from genesys.quantities import memory_bytes
+
+    values: dict[str, Any] = {
+        "timeout_seconds": checks.sandbox_timeout_seconds,
+        "memory_bytes": memory_bytes(checks.sandbox_memory),
+    }
+    return SandboxLimits(**{**values, **overrides})
+
+
+def check_settings(checks: Checks) -> dict[str, Any]:
+    """The check settings the sandbox child reads (snake_case field names)."""
+    return checks.model_dump(by_alias=False)
+
+
+def rung_request(rung: RungConfig) -> dict[str, Any]:
+    """The rung part of a child request: the resolved rung, as the run config holds it."""
+    return rung.model_dump(mode="json")
 
 
 def _read_capped(stream: Any, sink: bytearray, limit: int) -> None:
@@ -184,9 +201,7 @@ def _parse_report(data: bytes) -> Report | None:
 def check_design(
     document: Mapping[str, Any],
     *,
-    rung: str,
-    preset: ScalePreset,
-    vocab_size: int,
+    rung: RungConfig,
     settings: Mapping[str, Any] | None = None,
     limits: SandboxLimits | None = None,
     skip_static: bool = False,
@@ -200,7 +215,7 @@ def check_design(
         return report
     request = {
         "design": dict(document),
-        "rung": rung_request(rung, preset, vocab_size),
+        "rung": rung_request(rung),
         "settings": dict(settings or {}),
         "skip_static": True,  # the parent ran them
     }
@@ -213,4 +228,10 @@ def check_design(
     return report
 
 
-__all__ = ["SandboxLimits", "check_design", "run_child"]
+__all__ = [
+    "SandboxLimits",
+    "check_design",
+    "check_settings",
+    "limits_from_checks",
+    "run_child",
+]

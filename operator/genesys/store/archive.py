@@ -1,51 +1,66 @@
 """The design archive: lineage, statuses and per-rung results, rebuilt from the store alone.
 
-Key layout of one run (under the store's root)::
-
-    runs/<run>/spec.json                              the DiscoveryRun (as JSON)
-    runs/<run>/designs/<id>/design.json               unit tree; metadata: title, operator,
-                                                      parents, session, proposal, rating, seq
-    runs/<run>/designs/<id>/proposal.md               the proposal text
-    runs/<run>/designs/<id>/checks/<rung>.json        the check report at that rung
-    runs/<run>/designs/<id>/verifications/<rung>/     the trainer's output: result.json,
-                                                      checkpoint.pt, model.pt, config.json, log
-    runs/<run>/rejected/<id>.json                     a rejected candidate: reason, report
-    runs/<run>/sessions/<session>/session.json        outcome: design id or failure reason
-    runs/<run>/sessions/<session>/trace.jsonl         the session's steps (LLM calls, checks)
+Every function here works on one run's own store: the store opened at the run's prefix
+(``runs/[<namespace>/]<name>`` under the store root; see :mod:`genesys.api.runconfig`), so no
+key of one run can name another run's objects. The keys and their documents are listed in
+:mod:`genesys.store.documents`; :func:`design_key`, :func:`verification_prefix` and
+:func:`session_key` build them.
 
 What must stay true: every field of :class:`DesignRecord` is derived from these keys, so a
-restarted driver or operator recomputes the archive from the store and nothing else.
+restarted driver or operator recomputes the archive from the store and nothing else; documents
+are read through their models, and one that does not parse is recorded in
+:attr:`Archive.problems` (never half-read, never fatal to the reader).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
+
+from genesys.store.documents import (
+    DesignDocument,
+    DocumentError,
+    RejectionRecord,
+    SessionOutcome,
+    SessionState,
+    VerificationResult,
+    parse_document,
+    read_document,
+)
 
 if TYPE_CHECKING:  # the archive's records are pure; only the loader touches a store
     from genesys.store.base import Store
 
-
-def run_prefix(run: str) -> str:
-    """The key prefix of a run."""
-    return f"runs/{run}"
+SPEC_KEY = "spec.json"
+D = TypeVar("D", bound=BaseModel)
 
 
-def design_key(run: str, design_id: str, *rest: str) -> str:
+def design_key(design_id: str, *rest: str) -> str:
     """A key under one design."""
-    return "/".join([run_prefix(run), "designs", design_id, *rest])
+    return "/".join(["designs", design_id, *rest])
 
 
-def verification_prefix(run: str, design_id: str, rung: str) -> str:
+def verification_prefix(design_id: str, rung: str) -> str:
     """Where the trainer writes the verification of (design, rung)."""
-    return design_key(run, design_id, "verifications", rung)
+    return design_key(design_id, "verifications", rung)
 
 
-def session_key(run: str, session_id: str, name: str = "session.json") -> str:
+def session_key(session_id: str, name: str = "session.json") -> str:
     """A key under one design session."""
-    return f"{run_prefix(run)}/sessions/{session_id}/{name}"
+    return f"sessions/{session_id}/{name}"
+
+
+def rejection_key(design_id: str, what: str) -> str:
+    """The key of one rejected candidate or proposal of a design slot."""
+    return f"rejected/{design_id}-{what}.json"
+
+
+def hash_key(digest: str) -> str:
+    """The key that claims a design's structural hash (see :mod:`genesys.store.claims`)."""
+    return f"hashes/{digest}.json"
 
 
 @dataclass(slots=True)
@@ -63,18 +78,18 @@ class Verification:
     finished: str | None = None
 
     @classmethod
-    def from_result(cls, rung: str, result: dict[str, Any]) -> Verification:
+    def from_result(cls, rung: str, result: VerificationResult) -> Verification:
         """From a trainer ``result.json``."""
         return cls(
             rung=rung,
-            status=str(result.get("status", "error")),
-            val_loss=result.get("val_loss"),
-            train_loss=result.get("train_loss"),
-            params=result.get("params"),
-            tokens=result.get("tokens"),
-            metrics=dict(result.get("eval") or {}),
-            reason=str(result.get("reason", "")),
-            finished=result.get("finished"),
+            status=result.status,
+            val_loss=result.val_loss,
+            train_loss=result.train_loss,
+            params=result.params,
+            tokens=result.tokens,
+            metrics={task: dict(values) for task, values in result.eval.items()},
+            reason=result.reason,
+            finished=result.finished,
         )
 
 
@@ -120,32 +135,16 @@ class Archive:
     run: str
     designs: dict[str, DesignRecord] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
-    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sessions: dict[str, SessionOutcome] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # documents that did not parse
 
     def ordered(self) -> list[DesignRecord]:
         """Designs in creation order."""
         return sorted(self.designs.values(), key=lambda d: (d.seq, d.id))
 
 
-def read_json_object(store: Store, key: str) -> dict[str, Any] | None:
-    """The JSON object at ``key``; None when it is missing, not JSON, or not an object."""
-    try:
-        value = json.loads(store.get_text(key))
-    except (KeyError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _read_json(store: Store, key: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(store.get_text(key))
-    except KeyError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-class JsonCache:
-    """Parsed JSON objects by key, read again only when their version tag changes.
+class DocumentCache:
+    """Parsed documents by key, read again only when their version tag changes.
 
     A long-lived reader (the operator reconciles each run every few seconds) lists the run's
     keys with their tags (:meth:`Store.list_versions`: ETags on S3) and fetches only what
@@ -153,76 +152,106 @@ class JsonCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        self._entries: dict[str, tuple[str, BaseModel | DocumentError | None]] = {}
 
-    def read(self, store: Store, key: str, version: str) -> dict[str, Any] | None:
-        """The object at ``key`` (cached under ``version``; '' means never cache)."""
+    def read(self, store: Store, key: str, version: str, model: type[D]) -> D | None:
+        """The document at ``key`` (cached under ``version``; '' means never cache).
+
+        A document that does not parse is cached too: its DocumentError is raised again.
+        """
         entry = self._entries.get(key)
         if version and entry is not None and entry[0] == version:
-            return entry[1]
-        value = _read_json(store, key)
+            cached = entry[1]
+            if isinstance(cached, DocumentError):
+                raise cached
+            if cached is None or isinstance(cached, model):
+                return cached
+        try:
+            value = read_document(store, key, model)
+        except DocumentError as exc:
+            if version:
+                self._entries[key] = (version, exc)
+            raise
         if version:
             self._entries[key] = (version, value)
         return value
 
 
-def design_record(design_id: str, document: dict[str, Any]) -> DesignRecord:
+def design_record(design_id: str, document: DesignDocument) -> DesignRecord:
     """A record from a design.json document (without verifications)."""
-    meta = document.get("metadata") or {}
+    meta = document.metadata
     return DesignRecord(
         id=design_id,
-        title=str(meta.get("title", design_id)),
-        operator=str(meta.get("operator", "seed")),
-        parents=[str(p) for p in meta.get("parents", [])],
-        seq=int(meta.get("seq", 0)),
-        session=meta.get("session"),
-        proposal_rating=meta.get("rating"),
+        title=meta.title or design_id,
+        operator=meta.operator,
+        parents=list(meta.parents),
+        seq=meta.seq,
+        session=meta.session,
+        proposal_rating=meta.rating,
     )
 
 
+def rejection(key: str, record: RejectionRecord) -> Rejection:
+    """An archive rejection from its record (the id is the key's file name)."""
+    return Rejection(
+        id=key.rsplit("/", 1)[-1].removesuffix(".json"),
+        session=record.session,
+        operator=record.operator,
+        parents=list(record.parents),
+        reason=record.reason,
+        check=record.check,
+    )
+
+
+class _Reader:
+    """Reads the documents of one archive load, through the cache when there is one."""
+
+    def __init__(self, store: Store, versions: dict[str, str] | None, cache: DocumentCache | None):
+        self.store, self.versions, self.cache = store, versions, cache
+        self.problems: list[str] = []
+
+    def read(self, key: str, model: type[D]) -> D | None:
+        try:
+            if self.cache is not None and self.versions is not None:
+                return self.cache.read(self.store, key, self.versions.get(key, ""), model)
+            return read_document(self.store, key, model)
+        except DocumentError as exc:
+            self.problems.append(str(exc))
+            return None
+
+
 def load_archive(
-    store: Store, run: str, keys: Iterable[str] | None = None, *, cache: JsonCache | None = None
+    store: Store,
+    name: str = "",
+    keys: Iterable[str] | None = None,
+    *,
+    cache: DocumentCache | None = None,
 ) -> Archive:
-    """Rebuild the archive of ``run`` from the store (unchanged objects from ``cache``)."""
-    archive = Archive(run)
-    prefix = run_prefix(run) + "/"
+    """Rebuild the archive from a run's store (unchanged documents from ``cache``)."""
+    archive = Archive(name)
+    versions: dict[str, str] | None = None
     if cache is not None and keys is None:
-        versions = store.list_versions(run_prefix(run))
+        versions = store.list_versions()
         all_keys = sorted(versions)
-
-        def _json(store: Store, key: str) -> dict[str, Any] | None:
-            return cache.read(store, key, versions.get(key, ""))
-
     else:
-        all_keys = sorted(keys if keys is not None else store.list(run_prefix(run)))
-        _json = _read_json
+        all_keys = sorted(keys if keys is not None else store.list())
+    reader = _Reader(store, versions, cache)
     for key in all_keys:
-        if not key.startswith(prefix):
-            continue
-        parts = key[len(prefix) :].split("/")
+        parts = key.split("/")
         if parts[0] == "designs" and len(parts) == 3 and parts[2] == "design.json":
-            document = _json(store, key)
+            document = reader.read(key, DesignDocument)
             if document is not None:
                 archive.designs[parts[1]] = design_record(parts[1], document)
         elif parts[0] == "sessions" and len(parts) == 3 and parts[2] == "session.json":
-            outcome = _json(store, key)
+            outcome = reader.read(key, SessionOutcome)
             if outcome is not None:
                 archive.sessions[parts[1]] = outcome
         elif parts[0] == "rejected" and len(parts) == 2 and parts[1].endswith(".json"):
-            item = _json(store, key)
-            if item is not None:
-                archive.rejections.append(
-                    Rejection(
-                        id=parts[1].removesuffix(".json"),
-                        session=item.get("session"),
-                        operator=str(item.get("operator", "")),
-                        parents=list(item.get("parents", [])),
-                        reason=str(item.get("reason", "")),
-                        check=str(item.get("check", "")),
-                    )
-                )
+            record = reader.read(key, RejectionRecord)
+            if record is not None:
+                archive.rejections.append(rejection(key, record))
     for key in all_keys:
-        parts = key[len(prefix) :].split("/") if key.startswith(prefix) else []
+        parts = key.split("/")
         if (
             len(parts) == 5
             and parts[0] == "designs"
@@ -230,46 +259,43 @@ def load_archive(
             and parts[4] == "result.json"
             and parts[1] in archive.designs
         ):
-            result = _json(store, key)
+            result = reader.read(key, VerificationResult)
             if result is not None:
                 archive.designs[parts[1]].verifications[parts[3]] = Verification.from_result(
                     parts[3], result
                 )
+    archive.problems = reader.problems
     return archive
 
 
 def run_spent_usd(
-    store: Store, run: str, *, exclude: str | None = None, cache: JsonCache | None = None
+    store: Store, *, exclude: str | None = None, cache: DocumentCache | None = None
 ) -> float:
     """USD the run's LLM sessions spent so far, from their ``state.json``, less ``exclude``'s."""
-    prefix = f"{run_prefix(run)}/sessions/"
-    versions = store.list_versions(prefix) if cache is not None else None
+    versions = store.list_versions("sessions") if cache is not None else None
+    reader = _Reader(store, versions, cache)
     total = 0.0
-    for key in versions if versions is not None else store.list(prefix):
-        parts = key.removeprefix(prefix).split("/")
-        if len(parts) == 2 and parts[1] == "state.json" and parts[0] != exclude:
-            try:
-                if cache is not None and versions is not None:
-                    state = cache.read(store, key, versions[key]) or {}
-                else:
-                    state = _read_json(store, key) or {}
-            except ValueError:
-                continue
-            total += float(state.get("spent_usd") or 0.0)
+    for key in versions if versions is not None else store.list("sessions"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "state.json" and parts[1] != exclude:
+            state = reader.read(key, SessionState)
+            total += state.spent_usd if state is not None else 0.0
     return total
 
 
 __all__ = [
+    "SPEC_KEY",
     "Archive",
     "DesignRecord",
-    "JsonCache",
+    "DocumentCache",
     "Rejection",
     "Verification",
     "design_key",
     "design_record",
+    "hash_key",
     "load_archive",
-    "read_json_object",
-    "run_prefix",
+    "parse_document",
+    "rejection_key",
     "run_spent_usd",
     "session_key",
     "verification_prefix",

@@ -33,10 +33,10 @@ import torch
 
 import genesys
 import genesys_trainer
-from genesys.api.presets import ScalePreset
+from genesys.api.ladder import RungConfig
 from genesys.sandbox.report import Finding, Report, Status
 from genesys.sandbox.static import check_design_document
-from genesys_trainer.checks.dynamic import CheckSettings, RungTarget, run_dynamic_checks
+from genesys_trainer.checks.dynamic import CheckSettings, run_dynamic_checks
 from genesys_trainer.seeds import load_seed
 from genesys_trainer.tree import tree_from_json
 
@@ -174,10 +174,9 @@ def install_guard(sandbox: Path) -> None:
     sys.addaudithook(guard)
 
 
-def rung_target(document: dict[str, Any]) -> RungTarget:
-    """The rung of the request."""
-    preset = ScalePreset(**document["preset"])
-    return RungTarget(name=document["name"], preset=preset, vocab_size=int(document["vocab_size"]))
+def rung_target(document: dict[str, Any]) -> RungConfig:
+    """The rung of the request (a resolved rung from the run config)."""
+    return RungConfig.model_validate(document)
 
 
 def main(argv: list[str] | None = None) -> int:

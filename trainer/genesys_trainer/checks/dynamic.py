@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genesys.api.presets import ScalePreset
+from genesys.api.ladder import RungConfig
 from genesys.sandbox.report import Finding, Report, Status
 from genesys_trainer.checks.measure import UsedParameters, step_flops, step_memory_bytes
 from genesys_trainer.checks.unit_tests import (
@@ -99,21 +99,12 @@ class CheckSettings:
         return cls(**known)
 
 
-@dataclass(frozen=True, slots=True)
-class RungTarget:
-    """The rung a design is checked at."""
-
-    name: str
-    preset: ScalePreset
-    vocab_size: int
-
-
 @dataclass(slots=True)
 class Context:
     """State shared by the checks of one run."""
 
     tree: UnitTree
-    rung: RungTarget
+    rung: RungConfig
     settings: CheckSettings
     report: Report
     reference: UnitTree | None = None  # the GPT-2 seed (loaded before any sandbox guard)
@@ -129,14 +120,14 @@ class Context:
         return LanguageModel(self.design, config_for(self.fit, self.rung))
 
 
-def config_for(fit: FitResult, rung: RungTarget) -> ModelConfig:
+def config_for(fit: FitResult, rung: RungConfig) -> ModelConfig:
     """The model config of a fitted shape at a rung."""
     return ModelConfig(
         vocab_size=rung.vocab_size,
         n_embd=fit.n_embd,
         n_layer=fit.n_layer,
         n_head=fit.n_head,
-        block_size=rung.preset.block_size,
+        block_size=rung.context_length,
     )
 
 
@@ -230,11 +221,10 @@ def check_compose(ctx: Context) -> None:
 def check_param_fit(ctx: Context) -> None:
     """Fit depth and width to the rung's reference size."""
     assert ctx.design is not None
-    preset = ctx.rung.preset
     with design_errors(ctx, "param_fit", "the block must build at the rung's width"):
         fit = fit_design(
             ctx.design,
-            preset,
+            ctx.rung,
             rung=ctx.rung.name,
             vocab_size=ctx.rung.vocab_size,
             tolerance=ctx.settings.param_tolerance,
@@ -260,7 +250,7 @@ def check_forward(ctx: Context) -> None:
     """Random ids of (batch, length) give finite logits; every block keeps X's shape."""
     s = ctx.settings
     model = ctx.model().eval()
-    length = min(s.forward_length, ctx.rung.preset.block_size)
+    length = min(s.forward_length, ctx.rung.context_length)
     idx = torch.randint(
         0,
         ctx.rung.vocab_size,
@@ -326,7 +316,7 @@ def run_unit_test(
     """Run one test on ``instance`` with a fresh seeded X; its failing finding, or None."""
     name, function = test
     batch, length = UNIT_TEST_SHAPE
-    length = min(length, ctx.rung.preset.block_size)
+    length = min(length, ctx.rung.context_length)
     generator = torch.Generator().manual_seed(ctx.settings.seed + 3)
     X = torch.randn(batch, length, instance.d_model, generator=generator)
     torch.manual_seed(ctx.settings.seed)
@@ -420,7 +410,7 @@ def check_causality(ctx: Context) -> None:
     """Negating inputs after t leaves outputs up to t bit-identical, for every t."""
     s = ctx.settings
     model = ctx.model()
-    L = min(s.causality_length, ctx.rung.preset.block_size)
+    L = min(s.causality_length, ctx.rung.context_length)
     x = torch.randn(
         s.causality_batch_size,
         L,
@@ -454,7 +444,7 @@ def check_causality(ctx: Context) -> None:
 def check_batch_independence(ctx: Context) -> None:
     """Changing one sample leaves the other samples' outputs bit-identical."""
     model = ctx.model().eval()
-    L = min(32, ctx.rung.preset.block_size)
+    L = min(32, ctx.rung.context_length)
     x = torch.randn(3, L, model.config.n_embd, generator=torch.Generator().manual_seed(5))
     changed = x.clone()
     changed[1] = -changed[1]
@@ -479,7 +469,7 @@ def check_differentiability(ctx: Context) -> None:
     idx = torch.randint(
         0,
         ctx.rung.vocab_size,
-        (2, min(64, ctx.rung.preset.block_size) + 1),
+        (2, min(64, ctx.rung.context_length) + 1),
         generator=torch.Generator().manual_seed(6),
     )
     names = {id(p): n for n, p in model.named_parameters()}
@@ -605,17 +595,17 @@ def check_effectiveness(ctx: Context) -> None:
     """N steps against the GPT-2 seed at the same rung, on the same batches, in this run."""
     assert ctx.fit is not None
     s = ctx.settings
-    length = min(s.effectiveness_length, ctx.rung.preset.block_size)
+    length = min(s.effectiveness_length, ctx.rung.context_length)
     batches = training_batches(
         ctx.rung.vocab_size, s.effectiveness_batch_size, length, s.effectiveness_steps, s.seed + 7
     )
     reference_design = compose(ctx.reference or load_seed("gpt2"))
     reference_fit = fit_design(
-        reference_design, ctx.rung.preset, rung=ctx.rung.name, vocab_size=ctx.rung.vocab_size
+        reference_design, ctx.rung, rung=ctx.rung.name, vocab_size=ctx.rung.vocab_size
     )
     torch.manual_seed(s.seed)
     reference_model = LanguageModel(reference_design, config_for(reference_fit, ctx.rung))
-    lr = ctx.rung.preset.lr
+    lr = ctx.rung.lr
     reference_trainer = StepTrainer(reference_model, lr, batches[0])
     with design_errors(ctx, "effectiveness", "training must run"):
         trainer = StepTrainer(ctx.model(), lr, batches[0])
@@ -709,9 +699,9 @@ def check_complexity(ctx: Context) -> None:
     """
     s = ctx.settings
     model = ctx.model().train()
-    lengths = [n for n in s.complexity_lengths if n <= ctx.rung.preset.block_size]
+    lengths = [n for n in s.complexity_lengths if n <= ctx.rung.context_length]
     if len(lengths) < 3:
-        lengths = [max(4, ctx.rung.preset.block_size // 2**k) for k in (3, 2, 1, 0)]
+        lengths = [max(4, ctx.rung.context_length // 2**k) for k in (3, 2, 1, 0)]
     times, memories, flops = [], [], []
     with design_errors(ctx, "complexity", "the block failed"):
         for length in lengths:
@@ -776,7 +766,7 @@ CHECKS: list[tuple[str, Callable[[Context], None]]] = [
 
 def run_dynamic_checks(
     tree: UnitTree,
-    rung: RungTarget,
+    rung: RungConfig,
     settings: CheckSettings,
     report: Report,
     *,
@@ -807,7 +797,6 @@ def run_dynamic_checks(
 __all__ = [
     "CHECKS",
     "CheckSettings",
-    "RungTarget",
     "find_leak",
     "run_blocks",
     "run_dynamic_checks",
