@@ -27,7 +27,6 @@ from genesys.store.documents import (
     SessionOutcome,
     SessionState,
     VerificationResult,
-    parse_document,
     read_document,
 )
 
@@ -294,7 +293,6 @@ __all__ = [
     "design_record",
     "hash_key",
     "load_archive",
-    "parse_document",
     "rejection_key",
     "run_spent_usd",
     "session_key",
