@@ -153,28 +153,19 @@ def record_session_end(store: Store, session: str, reason: str) -> bool:
     return create_document(store, session_key(session), outcome)
 
 
-def _final_result(store: Store, key: str) -> VerificationResult | None:
-    """The result at ``key`` when it is final (succeeded, or a guard's failed)."""
-    try:
-        result = read_document(store, key, VerificationResult)
-    except DocumentError:
-        return None  # unreadable: not a result
-    return result if result is not None and result.status != "error" else None
-
-
 def record_verification_end(
     store: Store, design: str, rung: str, state: str, *, job: str | None = None
 ) -> bool:
     """Turn a job that ended without a final result into an attempt record; True if it did."""
     prefix = verification_prefix(design, rung)
     result_key = f"{prefix}/result.json"
-    if _final_result(store, result_key) is not None:
-        return False  # a finished verification (a guard stop is a result too)
     try:
-        crashed = read_document(store, result_key, VerificationResult)
-        reason = crashed.reason if crashed is not None else ""
+        result = read_document(store, result_key, VerificationResult)
+        reason = result.reason if result is not None else ""
     except DocumentError as exc:
-        reason = f"unreadable result.json ({exc})"
+        result, reason = None, f"unreadable result.json ({exc})"
+    if result is not None and result.status != "error":
+        return False  # a finished verification (a guard stop is a result too)
     attempts = len(list(store.list(f"{prefix}/attempts")))
     record = AttemptRecord(
         state=state, reason=reason or f"job ended {state} without a result", job=job
