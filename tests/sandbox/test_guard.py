@@ -37,14 +37,17 @@ class Hostile(Unit):
 """
 
 
-def run_hostile(body: str, *, timeout: float = 60, environ: dict[str, str] | None = None) -> Report:
+def run_hostile(
+    body: str, *, timeout: float = 60, environ: dict[str, str] | None = None,
+    audit_guard: bool = True,
+) -> Report:  # fmt: skip
     source = TEMPLATE.format(body=textwrap.indent(textwrap.dedent(body).strip("\n"), " " * 8))
     document = {"name": "hostile", "root": "Hostile", "units": {"Hostile": {"source": source}},
                 "metadata": {"format": "block-file"}}  # fmt: skip
     return check_design(
         document, rung=NANO, skip_static=True, environ=environ,
         limits=SandboxLimits(timeout_seconds=timeout, memory_bytes=4 * GIB,
-                             max_file_bytes=8 * 1024 * 1024),
+                             max_file_bytes=8 * 1024 * 1024, audit_guard=audit_guard),
     )  # fmt: skip
 
 
@@ -166,9 +169,59 @@ def test_python_memory_bomb_is_contained() -> None:
     assert "memory" in message
 
 
-def test_network_namespace_or_guard_is_reported() -> None:
+def test_the_boundary_and_the_guard_are_reported() -> None:
     report = run_hostile("pass")
-    facts = report.info["sandbox"]
-    assert facts["audit_guard"] is True
-    assert isinstance(facts["network_namespace"], bool)
+    assert report.info["sandbox"]["boundary"] == "bubblewrap"
+    assert report.info["worker"]["audit_guard"] is True
     assert report.passed, report.render()
+
+
+FORGED_FINAL = """
+import os, sys
+from genesys.sandbox.wire import encode_frame
+names = ("compose", "param_fit", "forward", "unit_tests", "batch_independence", "causality",
+         "differentiability", "complexity", "effectiveness")
+checks = [{"name": n, "status": "pass", "message": "ok", "unit": None, "line": None, "hint": ""}
+          for n in names]
+report = {"passed": True, "checks": checks, "timings": {}, "info": {}}
+fd = int(sys.argv[sys.argv.index("--result-fd") + 1])
+os.write(fd, encode_frame({"stage": "final", "report": report}, b""))
+os._exit(0)
+"""
+
+
+def test_a_forged_all_pass_result_from_the_worker_is_a_failed_check() -> None:
+    report = run_hostile(FORGED_FINAL, audit_guard=False)
+    assert not report.passed
+    assert report.failed()[0].name == "sandbox"
+    assert "probes" in report.failed()[0].message
+
+
+def test_a_worker_that_kills_its_supervisor_fails_the_check() -> None:
+    message = sandbox_failure(
+        run_hostile(
+            """
+        import os, signal
+        os.kill(os.getppid(), signal.SIGKILL)
+    """,
+            audit_guard=False,
+        )
+    )
+    assert message
+
+
+def test_garbage_on_every_descriptor_is_a_failed_check() -> None:
+    report = run_hostile(
+        """
+        import os
+        for fd in range(3, 64):
+            try:
+                os.write(fd, b'{"passed": true, "checks": []}\\n' * 1000)
+            except OSError:
+                pass
+        os._exit(0)
+    """,
+        audit_guard=False,
+    )
+    assert not report.passed
+    assert report.failed()[0].name == "sandbox"

@@ -91,6 +91,37 @@ def test_offline_agent_job_runs_the_offline_proposer_without_llm_settings(
     assert not [e for e in container["env"] if e["name"] in ("OPENAI_API_KEY", "OPENAI_BASE_URL")]
 
 
+def test_runtime_classes_reach_the_agent_and_training_pods_only_when_set(
+    tmp_path: Path,
+) -> None:
+    from kubernetes import client
+
+    from genesys.backends.kubernetes import KubernetesBackend
+    from genesys.backends.torchx_job import render_job
+    from genesys.engine.actions import StartVerification
+
+    session = StartSession("s0003", "d0003", 3, "mutation", ("seed-gpt2",), 11)
+    training = StartVerification("d0002", "14M", 1)
+
+    def pods(document: dict[str, Any], store: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        handle = handle_for(parse_discovery_run(document), store)
+        agent = builders.agent_job(handle, session, owner=OWNER, namespace="genesys")
+        backend = KubernetesBackend(handle, OWNER, namespace="genesys",
+                                    api_client=client.ApiClient())  # fmt: skip
+        job = render_job(backend.training_app(training), backend.scheduler_config(training))
+        return agent["spec"]["template"]["spec"], job["spec"]["template"]["spec"]
+
+    agent_pod, training_pod = pods(paper_run(), tmp_path / "default")
+    assert "runtimeClassName" not in agent_pod
+    assert "runtimeClassName" not in training_pod
+    document = paper_run()
+    document["spec"]["agents"].setdefault("pod", {})["runtimeClassName"] = "gvisor"
+    document["spec"]["verification"]["runtimeClassName"] = "kata"
+    agent_pod, training_pod = pods(document, tmp_path / "sandboxed")
+    assert agent_pod["runtimeClassName"] == "gvisor"
+    assert training_pod["runtimeClassName"] == "kata"
+
+
 def test_names_are_deterministic_dns_labels() -> None:
     assert builders.dns_name("Paper_Ladder", "seed-GPT2") == "paper-ladder-seed-gpt2"
     long = builders.dns_name("r" * 80, "d0001")

@@ -84,6 +84,7 @@ def test_rendered_manifests_validate_strictly(version: str) -> None:
             "nodeSelectorTerms": [{"matchExpressions": [
                 {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
         "service_account": "trainer",
+        "runtime_class_name": "gvisor",
         "image_pull_secrets": "regcred,other",
         "labels": "team=research,genesys.dev/run=r1",
         "active_deadline_seconds": 3600,
@@ -146,6 +147,20 @@ def test_pod_never_gets_a_service_account_token(cfg: dict[str, Any]) -> None:
     pod = pod_spec(render_job(cpu_app(), cfg))
     assert pod["automountServiceAccountToken"] is False
     assert pod.get("serviceAccountName") == cfg.get("service_account")
+
+
+@pytest.mark.parametrize("cfg", [{}, {"runtime_class_name": None}, {"runtime_class_name": ""}])
+def test_no_runtime_class_means_the_cluster_default(cfg: dict[str, Any]) -> None:
+    assert "runtimeClassName" not in pod_spec(render_job(cpu_app(), cfg))
+    assert "runtimeClassName" not in pod_spec(render_job(gpu_app(), GPU_CFG))
+
+
+def test_runtime_class_reaches_the_pod_only() -> None:
+    resolved = create_scheduler("s").run_opts().resolve({"runtime_class_name": "gvisor"})
+    assert job_options(resolved).runtime_class_name == "gvisor"
+    manifest = render_job(cpu_app(), {"runtime_class_name": "gvisor"})
+    assert pod_spec(manifest)["runtimeClassName"] == "gvisor"
+    assert "runtimeClassName" not in manifest["spec"]
 
 
 def test_cpu_job_has_no_gpu_and_no_shm_unless_asked() -> None:

@@ -11,7 +11,7 @@ from genesys_trainer.seeds import load_seed
 from genesys_trainer.tree import tree_from_json
 
 RUNG = preset_rung("nano", vocab_size=256)
-ONLY = {"forward", "unit_tests", "batch_independence"}
+ONLY = {"forward", "unit_tests", "differentiability"}
 
 SAME_X = """
 import torch
@@ -72,7 +72,7 @@ def names(report: Report) -> list[str]:
 
 def test_a_design_without_unit_tests_passes_after_forward() -> None:
     report = check(None)
-    assert names(report) == ["compose", "param_fit", "forward", "unit_tests", "batch_independence"]
+    assert names(report) == ["compose", "param_fit", "forward", "unit_tests", "differentiability"]
     finding = report.checks[3]
     assert (finding.status, finding.message) == (Status.PASS, "no unit tests")
     assert "unit_tests" not in report.info
@@ -84,7 +84,7 @@ def test_passing_unit_tests_are_counted() -> None:
     finding = report.checks[3]
     assert (finding.name, finding.message) == ("unit_tests", "4 unit tests of 2 units passed")
     assert report.info["unit_tests"] == {"units": 2, "tests": 4, "failed": 0}
-    assert "batch_independence" in names(report)
+    assert "differentiability" in names(report)
 
 
 def test_every_failing_test_is_reported_in_order_and_the_run_stops() -> None:
@@ -102,7 +102,7 @@ def test_every_failing_test_is_reported_in_order_and_the_run_stops() -> None:
     assert failed[2].message.startswith("SwiGLUMLP.test_wrong_width raised UnitError: ")
     assert "expected X of shape (B, L, 64)" in failed[2].message
     assert all(f.hint for f in failed)
-    assert "batch_independence" not in names(report)
+    assert "differentiability" not in names(report)
     assert report.info["unit_tests"] == {"units": 1, "tests": 4, "failed": 3}
 
 

@@ -81,13 +81,17 @@ class LanguageModel(nn.Module):
             if isinstance(module, Unit):
                 module.init_weights()
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Logits (B, L, vocab), and the mean cross-entropy when targets are given."""
+    def hidden_states(self, idx: Tensor) -> Tensor:
+        """The block stack's output (B, L, D) for token ids (B, L), Z threaded through."""
         x = self.wte(idx)  # (B, L, D)
         z: dict[str, Any] = {}
         for block in self.blocks:
             x, z = block(x, **z)
-        logits = self.lm_head(self.norm_f(x))  # (B, L, V)
+        return x  # type: ignore[no-any-return]
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, L, vocab), and the mean cross-entropy when targets are given."""
+        logits = self.lm_head(self.norm_f(self.hidden_states(idx)))  # (B, L, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)

@@ -26,6 +26,9 @@ What must stay true:
 - Guards stop the run with a recorded reason (loss > max or <= 0 or NaN, gradient norm > max, or
   slower than the rung's tolerance x the GPT-2 seed's time); the process then exits 0 with
   ``status: failed``: a finished verification, not an infrastructure error. Crashes exit 1.
+- The validation loss and the leak guard (:mod:`.leak_guard`) share one forward function and one
+  loop; a design the guard finds non-causal on real data ends ``status: failed`` with
+  ``quarantine`` set to the reason, so the operator never ranks it.
 - ``result.json`` is written with a conditional create: when two attempts of one verification
   race (a Job retried while a lost one still runs), the first final result stands.
 """
@@ -63,6 +66,7 @@ from genesys.store.documents import (
     dump_document,
     read_document,
 )
+from genesys_trainer import leak_guard  # binds its torch functions before any design is composed
 from genesys_trainer.compose import ComposedDesign, compose
 from genesys_trainer.data.prepare import open_data
 from genesys_trainer.data.sampler import WindowSampler
@@ -278,23 +282,132 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class EvalBatch:
+    """One batch of the evaluation loop: tokens, targets, RNG seed, and whether logits are kept."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    seed: int
+    keep_logits: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EvalOutput:
+    """What :func:`forward_batches` returns for one batch."""
+
+    loss: float  # mean cross-entropy over the batch's tokens
+    logits: torch.Tensor | None  # plain (B, L, V) logits, where the batch kept them
+
+
+def forward_batches(
+    model: LanguageModel, batches: Sequence[EvalBatch], device: torch.device, *, train: bool
+) -> list[EvalOutput]:
+    """Each batch through ``model``: the one forward path of the validation loss and leak guard.
+
+    Eval mode under ``no_grad``, or train mode with gradients enabled (the leak guard's second
+    pass); ``torch.manual_seed(batch.seed)`` before each forward. The loss and the kept logits
+    both come from the logits as a plain tensor (:func:`leak_guard.plain`), so neither a tensor
+    subclass nor the call stack tells the guard's forwards from the validation's.
+    """
+    results: list[EvalOutput] = []
+    model.train(train)
+    try:
+        with torch.set_grad_enabled(train):
+            for batch in batches:
+                torch.manual_seed(batch.seed)
+                with autocast(device):
+                    output, _ = model(batch.inputs.to(device))
+                logits = leak_guard.plain(output)
+                del output
+                loss = float(leak_guard.mean_loss(logits, batch.targets.to(device)))
+                results.append(EvalOutput(loss, logits if batch.keep_logits else None))
+    finally:
+        model.train()
+    return results
+
+
+def _pair_leak(
+    batches: Sequence[EvalBatch],
+    outputs: Sequence[EvalOutput],
+    pair: Sequence[EvalBatch],
+    cuts: tuple[int, ...],
+    mode: str,
+) -> leak_guard.Leak | None:
+    """Compare the kept logits of the probe's (reference, perturbed) pair among ``outputs``."""
+    kept = {id(batch): output.logits for batch, output in zip(batches, outputs, strict=True)}
+    reference, perturbed = kept[id(pair[0])], kept[id(pair[1])]
+    if reference is None or perturbed is None:
+        raise RuntimeError("the leak guard's batches lost their logits")
+    return leak_guard.first_leak(reference, perturbed, cuts, mode)
+
+
+def validate(
+    model: LanguageModel,
+    sampler: WindowSampler,
+    windows: int,
+    micro: int,
+    device: torch.device,
+    *,
+    guard: bool = True,
+) -> tuple[float, leak_guard.Leak | None]:
+    """Mean loss over the first ``windows`` validation windows, and the leak guard's finding.
+
+    With ``guard``, a probe (:mod:`genesys_trainer.leak_guard`) rides in the same loop: its
+    reference and perturbed batches (random validation windows at the full context length, in
+    the validation batches' shape) go in at random places among the validation batches, in eval
+    mode; when those agree, the pair runs again in train mode with gradients (in random order).
+    Buffers a train-mode forward may change are restored, and so is the RNG. The finding is
+    None when the model is causal on the probe.
+    """
+    count = min(windows, sampler.windows)
+    rng = random.Random(leak_guard.guard_seed())
+    batches: list[EvalBatch] = []
+    for start in range(0, count, micro):
+        inputs, targets = sampler.batch(list(range(start, min(count, start + micro))))
+        batches.append(EvalBatch(inputs, targets, rng.getrandbits(63)))
+    validation = list(batches)
+    pair: list[EvalBatch] = []
+    cuts: tuple[int, ...] = ()
+    if guard:
+        probe = leak_guard.plan_probe(
+            rng.getrandbits(64), sampler.windows, min(micro, count), sampler.block_size
+        )
+        cuts = probe.cuts
+        inputs, targets = sampler.batch(list(probe.samples))
+        perturbed = leak_guard.perturb(inputs, cuts, model.config.vocab_size, probe.token_seed)
+        pair = [
+            EvalBatch(inputs, targets, probe.forward_seed, keep_logits=True),
+            EvalBatch(perturbed, targets, probe.forward_seed, keep_logits=True),
+        ]
+        for batch in pair:
+            batches.insert(rng.randrange(len(batches) + 1), batch)
+    leak: leak_guard.Leak | None = None
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        outputs = forward_batches(model, batches, device, train=False)
+        losses = {id(batch): output.loss for batch, output in zip(batches, outputs, strict=True)}
+        total = sum(losses[id(batch)] * batch.inputs.shape[0] for batch in validation)
+        if pair:
+            leak = _pair_leak(batches, outputs, pair, cuts, "eval")
+            del outputs
+            if leak is None:
+                order = rng.sample(pair, 2)
+                saved = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+                try:
+                    outputs = forward_batches(model, order, device, train=True)
+                finally:
+                    with torch.no_grad():
+                        for name, value in saved.items():
+                            model.get_buffer(name).copy_(value)
+                leak = _pair_leak(order, outputs, pair, cuts, "train")
+    return total / count, leak
+
+
 def validation_loss(
     model: LanguageModel, sampler: WindowSampler, windows: int, micro: int, device: torch.device
 ) -> float:
-    """Mean loss over the first ``windows`` validation windows (a fixed set)."""
-    count = min(windows, sampler.windows)
-    total = 0.0
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, count, micro):
-            samples = list(range(start, min(count, start + micro)))
-            inputs, targets = sampler.batch(samples)
-            with autocast(device):
-                _, loss = model(inputs.to(device), targets.to(device))
-            assert loss is not None
-            total += loss.item() * len(samples)
-    model.train()
-    return total / count
+    """Mean loss over the first ``windows`` validation windows (a fixed set), without the guard."""
+    return validate(model, sampler, windows, micro, device, guard=False)[0]
 
 
 def format_eta(seconds: float) -> str:
@@ -571,14 +684,19 @@ class Run:
         )
         if self.rank == 0:
             if status == "succeeded":
-                result.val_loss = validation_loss(
+                result.val_loss, leak = validate(
                     self.model, self.val_sampler, cfg.val_windows, plan.micro_batch, self.device
                 )
                 self.log(
                     f"validation loss {result.val_loss:.4f} (unigram entropy "
                     f"{result.unigram_entropy or float('nan'):.4f})"
                 )
-                if cfg.evaluate:
+                if leak is not None:  # it saw the future: a failed, quarantined verification
+                    status = "failed"
+                    result.status, result.reason = "failed", leak.describe()
+                    result.quarantine = result.reason
+                    self.log(f"quarantined: {result.reason}")
+                elif cfg.evaluate:
                     result.eval = self.evaluate()
             save_torch(self.store, "model.pt", self.model.state_dict())
             self.store.put_text(

@@ -26,8 +26,11 @@ import sys
 from collections.abc import Sequence
 
 from genesys.agents import offline
+from genesys.sandbox.boundary import SandboxUnavailableError, requested_boundary, resolve_boundary
+from genesys.store.archive import session_key
 from genesys.store.base import open_store
 from genesys.store.configs import read_run_config
+from genesys.store.documents import SessionOutcome, create_document
 
 MODES = ("offline", "gau", "direct")
 
@@ -67,6 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --config: {exc}", file=sys.stderr)
         return 2
     store = open_store(args.store)
+    try:
+        resolve_boundary(requested_boundary())
+    except SandboxUnavailableError as exc:  # refuse before any design is written
+        reason = f"design checks cannot run: {exc}"
+        print(f"error: {reason}", file=sys.stderr)
+        create_document(
+            store, session_key(args.session), SessionOutcome(status="failed", reason=reason)
+        )
+        return 1
     flow = args.mode or config.session_flow
     try:
         if flow == "offline":

@@ -275,6 +275,11 @@ class AgentPod(ApiModel):
         default=2, ge=0, le=20,
         description="Pod retries of the Job; a retried session resumes where it stopped.",
     )  # fmt: skip
+    runtime_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="RuntimeClass of the agent pods, whose design sessions run the design "
+        "checks (e.g. gvisor or kata); unset: the cluster's default runtime.",
+    )
 
 
 class Agents(ApiModel):
@@ -544,6 +549,11 @@ class Verification(ApiModel):
     )
     priority_class_name: DnsSubdomain | None = Field(
         default=None, description="priorityClassName of training pods."
+    )
+    runtime_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="RuntimeClass of the training pods, which run design code (e.g. gvisor or "
+        "kata).",
     )
     queue_name: DnsSubdomain | None = Field(
         default=None,

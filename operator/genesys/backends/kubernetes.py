@@ -347,6 +347,8 @@ class KubernetesBackend:
             cfg["queue"] = verification.queue_name
         if verification.priority_class_name:
             cfg["priority_class_name"] = verification.priority_class_name
+        if verification.runtime_class_name:
+            cfg["runtime_class_name"] = verification.runtime_class_name
         return cfg
 
     def scheduler(self) -> Any:

@@ -6,7 +6,10 @@ It executes the engine's actions on one machine and observes their results in th
   with only the spec's API-key variable added to its scrubbed environment) in its own process
   group; its outcome is ``sessions/<id>/session.json`` in the run's store.
 - ``StartVerification`` launches the verification AppDef every backend shares
-  (:func:`~genesys.backends.common.verification_app`) with TorchX's ``local_cwd`` scheduler;
+  (:func:`~genesys.backends.common.verification_app`) with TorchX's ``local_cwd`` scheduler,
+  behind the operating-system boundary (``GENESYS_SANDBOX``, default ``bubblewrap``: the
+  command runs under bwrap with its inputs read-only and only its output prefix writable, see
+  :mod:`genesys.backends.sandboxed`; ``container`` and ``unconfined`` start the plain command);
   its outcome is ``designs/<id>/verifications/<rung>/result.json``. A job that ends without a
   result, or with ``status: error``, or that runs past its rung's ``deadlineSeconds`` (then it is
   cancelled), is a failed attempt: it is recorded as ``.../attempts/<n>.json`` and retried by
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +46,7 @@ from genesys.backends.common import (
     write_failure,
     write_seeds,
 )
+from genesys.backends.sandboxed import confine, training_binds
 from genesys.engine.actions import (
     Action,
     InitSeeds,
@@ -50,6 +55,7 @@ from genesys.engine.actions import (
     StartVerification,
 )
 from genesys.engine.plan import Observed
+from genesys.sandbox.boundary import Boundary, requested_boundary, resolve_boundary
 from genesys.sandbox.env import scrubbed_env
 from genesys.store.archive import load_archive, run_spent_usd, session_key
 
@@ -60,13 +66,28 @@ class LocalJob:
 
     handle: str
     deadline: float  # time.monotonic() past which it is cancelled
+    scratch: Path | None = None  # the sandbox's /sandbox, removed when the job ends
 
 
 class LocalBackend:
     """Runs a DiscoveryRun's children on this machine."""
 
-    def __init__(self, handle: RunHandle, *, workdir: Path, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        handle: RunHandle,
+        *,
+        workdir: Path,
+        python: str = sys.executable,
+        boundary: Boundary | str | None = None,
+    ) -> None:
+        """A backend for ``handle``'s run, with its logs and job scratch under ``workdir``.
+
+        ``boundary`` is what trains design code (default ``GENESYS_SANDBOX``, else bubblewrap);
+        it is checked when the first verification starts (``SandboxUnavailableError``).
+        """
         self.handle, self.store = handle, handle.store
+        self.boundary = requested_boundary(boundary)
+        self._resolved: Boundary | None = None
         self.run: DiscoveryRun = handle.run
         self.name = handle.identity.name
         self.workdir, self.python = workdir, python
@@ -136,6 +157,8 @@ class LocalBackend:
                 state = f"DeadlineExceeded (ran past the rung's deadlineSeconds={limit})"
             del self.jobs[(design, rung)]
             record_verification_end(self.store, design, rung, state, job=job.handle)
+            if job.scratch is not None:
+                shutil.rmtree(job.scratch, ignore_errors=True)
         archive = load_archive(self.store, self.name)
         return Observed(
             archive=archive,
@@ -179,14 +202,40 @@ class LocalBackend:
         """The TorchX AppDef of one verification: the shared one, run by this interpreter."""
         return verification_app(self.handle, action, python=self.python, env=_store_env())
 
-    def start_verification(self, action: StartVerification) -> None:
-        """Launch the shared verification AppDef with TorchX's local_cwd scheduler."""
+    def scratch_dir(self, action: StartVerification) -> Path:
+        """The sandbox's ``/sandbox`` of one verification attempt (beside the TorchX logs)."""
+        name: str = self.training_app(action).name
+        return self.logs / "sandbox" / name
+
+    def launch_app(self, action: StartVerification, boundary: Boundary | None = None) -> Any:
+        """The AppDef local_cwd starts: :meth:`training_app`, confined by the boundary.
+
+        Pure: it reads the machine (which binds exist) but creates nothing;
+        :meth:`start_verification` makes the scratch and output directories first.
+        """
         app = self.training_app(action)
+        if (boundary or self.boundary) is not Boundary.BUBBLEWRAP:
+            return app  # container / unconfined: today's plain process
+        binds = training_binds(self.handle, action)
+        return confine(app, binds, scratch=self.scratch_dir(action), python=self.python)
+
+    def start_verification(self, action: StartVerification) -> None:
+        """Launch the verification with TorchX's local_cwd scheduler, behind the boundary."""
+        if self._resolved is None:
+            self._resolved = resolve_boundary(self.boundary)
+        scratch: Path | None = None
+        if self._resolved is Boundary.BUBBLEWRAP:
+            scratch = self.scratch_dir(action)
+            shutil.rmtree(scratch, ignore_errors=True)  # a crashed driver's attempt
+            scratch.mkdir(parents=True)
+            for path in training_binds(self.handle, action).writable:
+                Path(path).mkdir(parents=True, exist_ok=True)
+        app = self.launch_app(action, self._resolved)
         handle = self.runner.run(
             app, scheduler="local_cwd", cfg={"log_dir": str(self.logs / "jobs")}
         )
         deadline = time.monotonic() + self.handle.config.rung(action.rung).deadline_seconds
-        self.jobs[(action.design_id, action.rung)] = LocalJob(handle, deadline)
+        self.jobs[(action.design_id, action.rung)] = LocalJob(handle, deadline, scratch)
         for pid in self._job_pids(handle):
             self._remember(pid)
 

@@ -93,6 +93,7 @@ OPTION_HELP: dict[str, str] = {
     "tolerations": "pod tolerations: a list of dicts or its JSON",
     "affinity": "pod affinity: a dict or its JSON",
     "priority_class_name": "PriorityClass of the pod",
+    "runtime_class_name": "RuntimeClass of the pod (a sandboxed runtime such as gvisor or kata)",
     "service_account": "service account of the pod (its token is never mounted)",
     "image_pull_secrets": "image pull secret names: a list or 'a,b'",
     "labels": "extra labels on the Job and its pods: a dict or 'key=value,...'",
@@ -126,6 +127,7 @@ class JobOptions:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     affinity: dict[str, Any] = field(default_factory=dict)
     priority_class_name: str | None = None
+    runtime_class_name: str | None = None
     service_account: str | None = None
     image_pull_secrets: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
@@ -148,6 +150,7 @@ def run_options() -> specs.runopts:
         "tolerations": text_or_list,
         "affinity": text_or_dict,
         "priority_class_name": str,
+        "runtime_class_name": str,
         "service_account": str,
         "image_pull_secrets": text_or_list,
         "labels": text_or_dict,
@@ -183,6 +186,7 @@ def job_options(cfg: Mapping[str, Any]) -> JobOptions:
         tolerations=parse_json_list(given.get("tolerations"), "tolerations"),
         affinity=parse_json_object(given.get("affinity"), "affinity"),
         priority_class_name=_text(given, "priority_class_name"),
+        runtime_class_name=_text(given, "runtime_class_name"),
         service_account=_text(given, "service_account"),
         image_pull_secrets=parse_names(given.get("image_pull_secrets"), "image_pull_secrets"),
         labels=parse_key_values(given.get("labels"), "labels"),
@@ -421,6 +425,8 @@ def render_pod_spec(role: specs.Role, options: JobOptions, job_name: str) -> dic
         pod["serviceAccountName"] = options.service_account
     if options.priority_class_name:
         pod["priorityClassName"] = options.priority_class_name
+    if options.runtime_class_name:
+        pod["runtimeClassName"] = options.runtime_class_name
     if options.node_selector:
         pod["nodeSelector"] = dict(options.node_selector)
     if options.tolerations:

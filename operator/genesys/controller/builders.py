@@ -147,6 +147,14 @@ def agent_job(
         },
         "securityContext": {"allowPrivilegeEscalation": False},
     }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [container],
+    }
+    if pod.runtime_class_name:
+        pod_spec["runtimeClassName"] = pod.runtime_class_name
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -162,12 +170,7 @@ def agent_job(
             "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "containers": [container],
-                },
+                "spec": pod_spec,
             },
         },
     }

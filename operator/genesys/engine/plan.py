@@ -8,7 +8,8 @@ summary for status. Rules (Genesys, "Ladder of scales" and "Selection"):
   budget, as the reference every design is compared with.
 - Every implemented design is verified at the lowest rung first; a design climbs one rung at a
   time, chosen by quadrant selection; all rungs below the top run in parallel; the top rung opens
-  only when every lower budget is spent.
+  only when every lower budget is spent. A quarantined design (the trainer's leak guard or the
+  plausibility margin set its result apart, :mod:`genesys.store.quarantine`) never climbs.
 - Design sessions run while the lowest rung's budget (and ``maxDesigns``) can still take new
   designs, ``sessions.parallel`` at a time; the operator (mutation/crossover/scratch) and parents
   come from the selector, seeded by (run seed, session index).
@@ -211,7 +212,9 @@ def _verifications(
         candidates = [
             d.id
             for d in ordered
-            if _succeeded(archive, d.id, below.name) and can_start(d.id, target_rung.name)
+            if _succeeded(archive, d.id, below.name)
+            and d.quarantine is None
+            and can_start(d.id, target_rung.name)
         ]
         rng = random.Random(
             f"{spec.seed}:promote:{target_rung.name}:{summary.used + summary.running}"

@@ -1,12 +1,13 @@
 """Ranking designs: the ranking matrix and a Massey ranker (Genesys, "Selection").
 
-Rows are designs with at least one successful verification. Columns are per-task accuracy
-(``acc_norm`` when present, else ``acc``) averaged over the rungs a design verified, the negated
-validation loss, and the proposal rating / 5. An accuracy column is dropped when no design beats
-the task's random baseline by ``margin`` (0.02). Each column yields pairwise games between the
-designs it scores, with the column's standardised difference as the margin; the rating column's
-games weigh ``proposalRatingWeight`` (the others 1). The Massey ratings solve the weighted
-least-squares system of all games with ratings summing to zero.
+Rows are designs with at least one successful verification and none quarantined
+(:mod:`genesys.store.quarantine`: a design that saw the future never ranks). Columns are
+per-task accuracy (``acc_norm`` when present, else ``acc``) averaged over the rungs a design
+verified, the negated validation loss, and the proposal rating / 5. An accuracy column is
+dropped when no design beats the task's random baseline by ``margin`` (0.02). Each column yields
+pairwise games between the designs it scores, with the column's standardised difference as the
+margin; the rating column's games weigh ``proposalRatingWeight`` (the others 1). The Massey
+ratings solve the weighted least-squares system of all games with ratings summing to zero.
 
 What must stay true: fitness is a pure, deterministic function of the archive; a design that
 wins every comparison outranks every design it beat.
@@ -51,7 +52,9 @@ def task_score(metrics: Mapping[str, float]) -> float | None:
 
 
 def design_columns(design: DesignRecord) -> dict[str, float]:
-    """A design's column values, averaged over its successful verifications."""
+    """A design's column values, averaged over its successful verifications (none: quarantined)."""
+    if design.quarantine is not None:
+        return {}
     sums: dict[str, list[float]] = {}
     for verification in design.verifications.values():
         if verification.status != "succeeded":

@@ -10,7 +10,8 @@
   enabled only after their warm-ups, renormalised.
 
 What must stay true: every function is pure given its ``random.Random``; an empty quadrant falls
-back to the nearest non-empty pool, so a choice is always made when any candidate exists.
+back to the nearest non-empty pool, so a choice is always made when any candidate exists; a
+quarantined design (:mod:`genesys.store.quarantine`) is never a parent, even as a fallback.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def select_parents(
     count: int,
     selection: Selection,
 ) -> list[str]:
-    """``count`` distinct parent ids (0, 1 or 2)."""
+    """``count`` distinct parent ids (0, 1 or 2); never a quarantined design."""
+    designs = [d for d in designs if d.quarantine is None]
     seeds = sorted(d.id for d in designs if d.is_seed)
     ranked = [d.id for d in designs if d.id in fitness]
     verified = sum(1 for d in designs if not d.is_seed and d.id in fitness)

@@ -2,6 +2,9 @@
 
 What must stay true:
 
+- a quarantined design (its training saw the future, :mod:`genesys.store.quarantine`) reads
+  ``quarantined`` in the leaderboard's fitness column and is listed with its reason in its own
+  section; it is never the best design;
 - the page is self-contained: CSS is inline and the four plots are embedded as
   ``data:image/png;base64`` images (alt texts "evolution tree", "ladder funnel", "fitness over
   time", "leaderboard"), so it opens from a bucket or a laptop with no network;
@@ -81,6 +84,7 @@ def _summary(
         "run": archive.run,
         "designs": str(len(archive.designs)),
         "scored designs": str(len(scored)),
+        "quarantined designs": str(sum(1 for row in rows if row.quarantine is not None)),
         "rejections": str(len(archive.rejections)),
         "best design": best,
         f"margin over {REFERENCE_ID}": format_number(margin_over(rows, REFERENCE_ID)),
@@ -107,18 +111,35 @@ def _leaderboard_html(rows: Sequence[LeaderboardRow]) -> str:
     lines.append("</tr></thead>")
     lines.append("<tbody>")
     for row in rows:
+        fitness = "quarantined" if row.quarantine is not None else format_number(row.fitness)
         cells = [
             f'<td class="num">{row.rank}</td>',
             f"<td>{_e(row.id)}</td>",
             f"<td>{_e(row.title)}</td>",
             f"<td>{_e(row.operator)}</td>",
             f"<td>{_e(', '.join(row.parents) or '-')}</td>",
-            f'<td class="num">{format_number(row.fitness)}</td>',
+            f'<td class="num">{fitness}</td>',
             f"<td>{_e(row.highest_rung or '-')}</td>",
             f'<td class="num">{format_number(row.val_loss)}</td>',
             *(f'<td class="num">{format_number(row.metrics.get(task))}</td>' for task in tasks),
         ]
         lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def _quarantine_html(rows: Sequence[LeaderboardRow]) -> str:
+    quarantined = [row for row in rows if row.quarantine is not None]
+    if not quarantined:
+        return '<p class="empty">No quarantined designs.</p>'
+    lines = ['<table class="quarantine">', "<thead><tr>"]
+    lines.extend(f"<th>{name}</th>" for name in ("ID", "Title", "Reason"))
+    lines.append("</tr></thead>")
+    lines.append("<tbody>")
+    for row in quarantined:
+        lines.append(
+            f"<tr><td>{_e(row.id)}</td><td>{_e(row.title)}</td><td>{_e(row.quarantine)}</td></tr>"
+        )
     lines.append("</tbody></table>")
     return "\n".join(lines)
 
@@ -187,6 +208,10 @@ def render_html(
         "<section>",
         "<h2>Leaderboard</h2>",
         _leaderboard_html(rows),
+        "</section>",
+        "<section>",
+        "<h2>Quarantined</h2>",
+        _quarantine_html(rows),
         "</section>",
         "<section>",
         "<h2>Rejections</h2>",

@@ -8,6 +8,9 @@ What must stay true:
   ties are broken by creation order (``seq``, then id), so ranks are 1, 2, 3, ... with no gaps;
 - a row's highest rung, validation loss and task metrics come only from verifications whose
   status is ``succeeded``: a failed or crashed run never scores;
+- a quarantined design (:mod:`genesys.store.quarantine`: its training saw the future) has no
+  fitness whatever the fitness map says, ranks after every other design and carries its reason,
+  so it can never read as a winner;
 - a task's metric is ``acc_norm`` where the evaluation reports it, else ``acc``, averaged over
   the rungs the design verified successfully.
 """
@@ -19,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from genesys.store.archive import Archive, DesignRecord
+from genesys.store.quarantine import QUARANTINED
 
 #: The status of a verification that passed (see :class:`genesys.store.archive.Verification`).
 SUCCEEDED = "succeeded"
@@ -43,6 +47,7 @@ class LeaderboardRow:
     highest_rung: str | None  # highest rung (by the ladder's order) that succeeded
     val_loss: float | None  # the validation loss at highest_rung
     metrics: dict[str, float]  # task -> acc_norm (else acc), mean over succeeded rungs
+    quarantine: str | None = None  # why the design may never score; None for the others
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -94,13 +99,22 @@ def leaderboard(
     """Every design of ``archive`` as a ranked row, best fitness first.
 
     ``fitness`` maps design ids to fitness (higher is better); ids it lacks, or whose value is
-    not finite, rank last in creation order. ``rung_order`` lists the ladder's rungs, lowest
-    first.
+    not finite, rank last in creation order, and quarantined designs after them. ``rung_order``
+    lists the ladder's rungs, lowest first.
     """
 
-    def order(record: DesignRecord) -> tuple[bool, float, int, str]:
-        score = finite_or_none(fitness.get(record.id))
-        return (score is None, -score if score is not None else 0.0, record.seq, record.id)
+    def score_of(record: DesignRecord) -> float | None:
+        return None if record.quarantine is not None else finite_or_none(fitness.get(record.id))
+
+    def order(record: DesignRecord) -> tuple[bool, bool, float, int, str]:
+        score = score_of(record)
+        return (
+            record.quarantine is not None,
+            score is None,
+            -score if score is not None else 0.0,
+            record.seq,
+            record.id,
+        )
 
     rows: list[LeaderboardRow] = []
     for rank, record in enumerate(sorted(archive.designs.values(), key=order), start=1):
@@ -112,10 +126,11 @@ def leaderboard(
                 title=record.title,
                 operator=record.operator,
                 parents=list(record.parents),
-                fitness=finite_or_none(fitness.get(record.id)),
+                fitness=score_of(record),
                 highest_rung=top,
                 val_loss=finite_or_none(record.verifications[top].val_loss) if top else None,
                 metrics=design_metrics(record),
+                quarantine=record.quarantine,
             )
         )
     return rows
@@ -151,7 +166,9 @@ def render_text(rows: Sequence[LeaderboardRow], *, limit: int = 15) -> str:
     """An aligned plain-text table of the first ``limit`` rows, for the terminal.
 
     Columns: rank, id, operator, fitness (3 decimals), highest rung, validation loss and up to
-    four task metrics (the first tasks by name). Missing values read ``-``.
+    four task metrics (the first tasks by name). Missing values read ``-``; a quarantined
+    design's fitness reads ``quarantined``, and every quarantined design of ``rows`` (shown or
+    not) is listed with its reason after the table.
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
@@ -168,7 +185,7 @@ def render_text(rows: Sequence[LeaderboardRow], *, limit: int = 15) -> str:
                 str(row.rank),
                 row.id,
                 row.operator,
-                format_number(row.fitness),
+                QUARANTINED if row.quarantine is not None else format_number(row.fitness),
                 row.highest_rung or "-",
                 format_number(row.val_loss),
                 *(format_number(row.metrics.get(task)) for task in tasks),
@@ -187,6 +204,9 @@ def render_text(rows: Sequence[LeaderboardRow], *, limit: int = 15) -> str:
     lines.extend(line(cells) for cells in table[1:])
     if len(rows) > len(shown):
         lines.append(f"... {len(rows) - len(shown)} more")
+    lines.extend(
+        f"{QUARANTINED} {row.id}: {row.quarantine}" for row in rows if row.quarantine is not None
+    )
     return "\n".join(lines)
 
 

@@ -1,21 +1,31 @@
-"""The parent side of the sandbox: run design checks in a confined child process.
+"""The parent side of the sandbox: check a design in two isolated sandboxes, decide here.
 
-:func:`check_design` runs the static checks here (they never execute code); only when they pass
-does it start ``python -I -m genesys_trainer.checks.child`` in a fresh temporary directory, with
-a scrubbed environment, rlimits (applied by the child's trusted bootstrap), a wall-clock timeout
-and a report pipe. Whatever the child does (crash, OOM, infinite loop, fork bomb, gigabytes of
-output), the parent gets a :class:`~genesys.sandbox.report.Report`: a failing ``sandbox`` finding
-with the reason when no report came back.
+:func:`check_design` runs the static checks here (they never execute code). When they pass it
+draws the causality probes (:mod:`genesys.sandbox.probes`) and starts two sandboxes at once, each
+behind the operating-system boundary (:mod:`genesys.sandbox.boundary`) in a fresh scratch
+directory, each a supervisor that never runs design code plus one worker that does:
 
-What must stay true: this module imports no torch and executes no design code; the child's
-process group is killed on timeout; the temporary directory is always removed.
+- the *reference* sandbox runs every check and the probes on the original tokens;
+- the *perturbed* sandbox only composes, fits and runs the probes on the perturbed tokens.
+
+The parent reads one size-capped report per sandbox over a pipe opened for it, checks its schema
+and nonce (:mod:`genesys.sandbox.wire`), and decides batch independence and causality itself by
+comparing the two sandboxes' digests. Whatever a sandbox does (crash, OOM, infinite loop, fork
+bomb, gigabytes of output, a forged report), the result is a report: a failing ``sandbox``
+finding with the reason when no believable report came back.
+
+What must stay true: this module imports no torch and executes no design code; each sandbox is
+killed as a whole at its wall-clock limit; its scratch directory is always removed; the only
+bytes read from a sandbox are its report and a capped, sanitised tail of its output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,27 +33,32 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from genesys.api.discoveryrun import Checks
 from genesys.api.ladder import RungConfig
+from genesys.sandbox.boundary import (
+    SANDBOX_DIR,
+    Boundary,
+    bwrap_command,
+    requested_boundary,
+    resolve_boundary,
+    seccomp_file,
+)
 from genesys.sandbox.env import scrubbed_env
+from genesys.sandbox.probes import ProbePlan, plan_probes, verdicts
 from genesys.sandbox.report import Finding, Report, Status
 from genesys.sandbox.static import check_design_document
+from genesys.sandbox.wire import MAX_REPORT_BYTES, SandboxReport, WireError, parse_sandbox_report
+
+log = logging.getLogger(__name__)
 
 GIB = 1024**3
-MAX_REPORT_BYTES = 16 * 1024 * 1024
-SIGNAL_REASONS = {
-    signal.SIGKILL: "killed (memory exhausted, or the wall-clock timeout)",
-    signal.SIGXCPU: "exceeded the CPU-time limit",
-    signal.SIGXFSZ: "exceeded the file-size limit (too much output)",
-    signal.SIGSEGV: "crashed with a segmentation fault",
-    signal.SIGABRT: "aborted",
-    signal.SIGBUS: "crashed with a bus error",
-}
+MAX_LOG_BYTES = 64 * 1024
+LOG_TAIL = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +71,8 @@ class SandboxLimits:
     max_processes: int = 256  # counts threads; enforced once root is dropped
     max_file_bytes: int = 64 * 1024 * 1024
     threads: int = 2
-    network_namespace: bool = True
-    drop_privileges: bool = True
+    audit_guard: bool = True  # the worker's Python audit hook (defence in depth)
+    scratch_bytes: int = GIB  # bubblewrap: size of the private working directory (a tmpfs)
 
     def for_child(self) -> dict[str, Any]:
         """The limits the child's bootstrap applies to itself."""
@@ -87,115 +102,342 @@ def rung_request(rung: RungConfig) -> dict[str, Any]:
     return rung.model_dump(mode="json")
 
 
-def _read_capped(stream: Any, sink: bytearray, limit: int) -> None:
-    while chunk := stream.read(65536):
-        if len(sink) < limit:
-            sink.extend(chunk[: limit - len(sink)])
+@dataclass(slots=True)
+class _Tail:
+    """The last ``limit`` bytes of a sandbox's output, read by a thread."""
+
+    limit: int
+    data: bytearray = field(default_factory=bytearray)
+
+    def run(self, stream: Any) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := stream.read(65536):
+                self.data.extend(chunk)
+                if len(self.data) > self.limit:
+                    del self.data[: len(self.data) - self.limit]
 
 
-def _tail(path: Path, size: int = 2000) -> str:
+def sanitised_tail(data: bytes, size: int = LOG_TAIL) -> str:
+    """The last ``size`` printable characters of a sandbox's output (untrusted text)."""
+    text = bytes(data[-4 * size :]).decode("utf-8", "replace")
+    clean = "".join(c if c.isprintable() or c == "\n" else "?" for c in text)
+    return clean.strip()[-size:]
+
+
+def sandbox_environment(
+    source: Mapping[str, str], boundary: Boundary, directory: Path, threads: int
+) -> dict[str, str]:
+    """The environment inside a sandbox: the allow-list, nothing secret."""
+    inside = SANDBOX_DIR if boundary is Boundary.BUBBLEWRAP else str(directory)
+    env = scrubbed_env(
+        source,
+        {
+            "HOME": inside,
+            "TMPDIR": "/tmp" if boundary is Boundary.BUBBLEWRAP else inside,
+            "OMP_NUM_THREADS": str(threads),
+            "GENESYS_SANDBOX_BOUNDARY": boundary.value,
+        },
+    )
+    if boundary is Boundary.BUBBLEWRAP:
+        env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    return env
+
+
+def start_sandbox(
+    directory: Path, boundary: Boundary, env: Mapping[str, str], report_fd: int,
+    limits: SandboxLimits,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Start the supervisor behind ``boundary``; its output goes to a pipe.
+
+    Its request comes on stdin. Under bubblewrap its working directory is a private tmpfs with
+    ``directory/in`` bound read-only at ``in/``; otherwise it works in ``directory`` itself.
+    """
+    inner = [sys.executable, "-I", "-m", "genesys.sandbox.supervisor",
+             "--request", "-", "--report-fd", str(report_fd)]  # fmt: skip
+    seccomp: int | None = None
+    if boundary is Boundary.BUBBLEWRAP:
+        seccomp = seccomp_file()
+        command = bwrap_command(inner, scratch=directory / "in", env=env, seccomp_fd=seccomp,
+                                scratch_bytes=limits.scratch_bytes)  # fmt: skip
+        environment: Mapping[str, str] = {}
+    else:
+        command, environment = inner, env
     try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - size))
-            return handle.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def _failure_reason(returncode: int | None, timed_out: bool, timeout: float) -> str:
-    if timed_out:
-        return f"timed out after {timeout:.0f}s (infinite loop or far too slow)"
-    if returncode is not None and returncode < 0:
-        signal_number = -returncode
-        reason = SIGNAL_REASONS.get(
-            signal.Signals(signal_number), f"killed by signal {signal_number}"
+        return subprocess.Popen(
+            command,
+            cwd=directory,
+            env=dict(environment),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(report_fd,) if seccomp is None else (report_fd, seccomp),
+            start_new_session=True,
         )
-        return f"the check process {reason}"
-    return f"the check process exited with status {returncode} without a report"
+    finally:
+        if seccomp is not None:
+            os.close(seccomp)
 
 
-def run_child(
-    request: Mapping[str, Any], limits: SandboxLimits, *, environ: Mapping[str, str] | None = None
-) -> Report:
-    """Run one request in the sandbox child; always return a report."""
-    directory = Path(tempfile.mkdtemp(prefix="genesys-sandbox-"))
-    start = time.perf_counter()
-    try:
-        (directory / "request.json").write_text(
-            json.dumps({**request, "limits": limits.for_child()}), encoding="utf-8"
+class Sandbox:
+    """One running sandbox: its supervisor's messages as they arrive, and its cleanup."""
+
+    def __init__(
+        self,
+        request: Mapping[str, Any],
+        limits: SandboxLimits,
+        boundary: Boundary,
+        *,
+        environ: Mapping[str, str] | None = None,
+        prepare: Callable[[Path], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.limits = limits
+        self.started = time.perf_counter()
+        self.directory = Path(tempfile.mkdtemp(prefix="genesys-sandbox-"))
+        self.messages: dict[str, SandboxReport] = {}
+        self.problem = ""
+        self.closed = False
+        self.changed = threading.Condition()
+        self.nonce = secrets.token_hex(16)
+        self.output = _Tail(MAX_LOG_BYTES)
+        os.chmod(self.directory, 0o700)
+        inputs = self.directory / "in"
+        inputs.mkdir()
+        extra = dict(prepare(inputs)) if prepare is not None else {}
+        payload = {**request, **extra, "limits": limits.for_child(), "nonce": self.nonce}
+        env = sandbox_environment(
+            os.environ if environ is None else environ, boundary, self.directory, limits.threads
         )
         read_end, write_end = os.pipe()
-        env = scrubbed_env(
-            os.environ if environ is None else environ,
-            {
-                "HOME": str(directory),
-                "TMPDIR": str(directory),
-                "OMP_NUM_THREADS": str(limits.threads),
-            },
-        )
-        command = [
-            sys.executable,
-            "-I",
-            "-m",
-            "genesys_trainer.checks.child",
-            "--request",
-            "request.json",
-            "--report-fd",
-            str(write_end),
+        try:
+            self.process = start_sandbox(self.directory, boundary, env, write_end, limits)
+        except BaseException:
+            os.close(read_end)
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        finally:
+            os.close(write_end)
+        self._send_request(json.dumps(payload).encode("utf-8"))
+        self.pipe = os.fdopen(read_end, "rb")
+        self.readers = [
+            threading.Thread(target=self._read_messages, daemon=True),
+            threading.Thread(target=self.output.run, args=(self.process.stdout,), daemon=True),
         ]
-        with (directory / "output.log").open("wb") as output:
-            process = subprocess.Popen(
-                command,
-                cwd=directory,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_end,),
-                start_new_session=True,
-            )
-        os.close(write_end)
-        received = bytearray()
-        with os.fdopen(read_end, "rb") as pipe:
-            reader = threading.Thread(target=_read_capped, args=(pipe, received, MAX_REPORT_BYTES))
+        for reader in self.readers:
             reader.start()
-            timed_out = False
-            try:
-                process.wait(timeout=limits.timeout_seconds)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)  # the whole group, forks included
-                process.wait()
-            reader.join(timeout=10)
-        report = _parse_report(bytes(received))
-        if report is None:
-            reason = _failure_reason(process.returncode, timed_out, limits.timeout_seconds)
-            tail = _tail(directory / "output.log")
-            report = Report()
-            report.add(
-                Finding(
-                    "sandbox",
-                    Status.FAIL,
-                    reason + (f"; output ends: {tail[-500:]}" if tail else ""),
-                    hint="the design must finish within the sandbox's limits",
-                )
-            )
-        report.timings["sandbox_total"] = time.perf_counter() - start
+
+    def _send_request(self, data: bytes) -> None:
+        """The request goes over the supervisor's stdin, never to a file it could leave behind."""
+        stdin = self.process.stdin
+        assert stdin is not None
+
+        def send() -> None:
+            with contextlib.suppress(OSError):
+                stdin.write(data)
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+        threading.Thread(target=send, daemon=True).start()
+
+    def _read_messages(self) -> None:
+        """Believe each JSON line that passes :func:`parse_sandbox_report`, then stop."""
+        problem = ""
+        try:
+            while line := self.pipe.readline(MAX_REPORT_BYTES + 1):
+                message = parse_sandbox_report(line, self.nonce)
+                with self.changed:
+                    if message.stage in self.messages:
+                        raise WireError(f"the sandbox sent its {message.stage} message twice")
+                    self.messages[message.stage] = message
+                    self.changed.notify_all()
+                if message.stage == "final":
+                    break
+        except WireError as exc:
+            problem = str(exc)
+        except (OSError, ValueError) as exc:
+            problem = f"the report pipe failed: {exc}"
+        with self.changed:
+            self.problem = problem
+            self.closed = True
+            self.changed.notify_all()
+
+    def wait(self, stages: set[str], deadline: float) -> SandboxReport | None:
+        """The first message of one of ``stages``; None when the sandbox ended or time ran out."""
+        with self.changed:
+            while True:
+                for stage in ("probes", "final"):
+                    if stage in stages and stage in self.messages:
+                        return self.messages[stage]
+                if self.closed or "final" in self.messages:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.problem = (
+                        f"the check timed out after {self.limits.timeout_seconds:.0f}s "
+                        "(infinite loop or far too slow)"
+                    )
+                    return None
+                self.changed.wait(timeout=remaining)
+
+    def reason(self) -> str:
+        """Why no believable message came."""
+        if self.problem:
+            return self.problem
+        code = self.process.poll()
+        if code is not None and code < 0:
+            return f"the sandbox was killed by signal {-code}"
+        return f"the sandbox exited with status {code} without a report"
+
+    def tail(self) -> str:
+        """The sanitised end of the sandbox's output."""
+        return sanitised_tail(bytes(self.output.data))
+
+    def close(self) -> float:
+        """Kill the whole sandbox, remove its scratch directory; the seconds it lived."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # bwrap: the whole pid namespace
+        self.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=5)
+        for stream in (self.pipe, self.process.stdout, self.process.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+        return time.perf_counter() - self.started
+
+
+PROBED_AFTER = ("compose", "param_fit", "forward", "unit_tests")
+EXPECTED_CHECKS = ("compose", "param_fit", "forward", "unit_tests", "batch_independence",
+                   "causality", "differentiability", "complexity", "effectiveness")  # fmt: skip
+
+
+def unprobed(report: Report) -> Report:
+    """A report that ended before the probes: it must say why, or it is not believed."""
+    if report.passed:
+        return sandbox_failure("the check ended without running the causality probes")
+    return report
+
+
+def complete(report: Report) -> Report:
+    """A passing report must hold every check; one that skipped some is not believed."""
+    missing = [name for name in EXPECTED_CHECKS if name not in {f.name for f in report.checks}]
+    if report.passed and missing:
+        return sandbox_failure(f"the report lacks checks: {', '.join(missing)}")
+    return report
+
+
+def sandbox_failure(reason: str, tail: str = "") -> Report:
+    """A report holding one failing ``sandbox`` finding."""
+    report = Report()
+    report.add(
+        Finding(
+            "sandbox",
+            Status.FAIL,
+            reason + (f"; output ends: {tail}" if tail else ""),
+            hint="the design must finish within the sandbox's limits, and only compute",
+        )
+    )
+    return report
+
+
+def believed(message: SandboxReport) -> Report:
+    """A message's report, or a sandbox failure when it contradicts itself."""
+    try:
+        return message.report.to_report()
+    except WireError as exc:
+        return sandbox_failure(str(exc))
+
+
+def probe_verdicts(
+    plan: ProbePlan, reference: SandboxReport, perturbed: Sandbox, deadline: float
+) -> list[Finding]:
+    """Batch independence and causality from the two sandboxes' digests."""
+    final = perturbed.wait({"final"}, deadline)
+    if final is None:
+        reason = f"the perturbed-probe sandbox gave no report: {perturbed.reason()}"
+        return [Finding("sandbox", Status.FAIL, reason)]
+    other = believed(final)
+    probes = perturbed.messages.get("probes")
+    if not other.passed or probes is None:
+        first = other.failed()[0] if not other.passed else Finding("probes", Status.FAIL, "none")
+        message = f"the design behaves differently in a second fresh process: {first.message}"
+        hint = "a design must be deterministic and keep no state between runs"
+        return [Finding("causality", Status.FAIL, message, first.unit, first.line, hint)]
+    if probes.fit != reference.fit:
+        message = (
+            f"two fresh processes fitted the design to different shapes "
+            f"({reference.fit} and {probes.fit})"
+        )
+        return [Finding("causality", Status.FAIL, message, hint="a design must be deterministic")]
+    return verdicts(plan, reference.digests, probes.digests)
+
+
+def with_verdicts(report: Report, decided: list[Finding]) -> Report:
+    """``report`` with the verdicts after the checks they follow (nothing after a failure)."""
+    position = 0
+    for index, finding in enumerate(report.checks):
+        if finding.status == Status.FAIL:
+            return report  # failed before the verdicts' place: they are not its first failure
+        if finding.name in PROBED_AFTER:
+            position = index + 1
+    if any(finding.status == Status.FAIL for finding in decided):
+        report.checks[position:] = decided
+    else:
+        report.checks[position:position] = decided
+    return report
+
+
+def leaks(decided: list[Finding]) -> bool:
+    """True when a verdict found a leak, so the other checks need not finish.
+
+    A block whose output ignores its input is not stopped early: the reference sandbox's own
+    checks (a NaN forward, say) usually say better what is wrong.
+    """
+    return any(f.status == Status.FAIL and "does not depend" not in f.message for f in decided)
+
+
+def run_probed_check(
+    request: Mapping[str, Any], limits: SandboxLimits, boundary: Boundary,
+    environ: Mapping[str, str] | None, rung: RungConfig,
+) -> Report:  # fmt: skip
+    """The reference and perturbed sandboxes side by side; stop as soon as the verdict fails."""
+    plan = plan_probes(rung.context_length, rung.vocab_size, batch_tokens=rung.batch_tokens)
+    deadline = time.monotonic() + limits.timeout_seconds
+    reference = Sandbox({**request, "role": "checks"}, limits, boundary, environ=environ,
+                        prepare=lambda d: {"probes": plan.write(d, "reference")})  # fmt: skip
+    try:
+        perturbed = Sandbox({**request, "role": "probe"}, limits, boundary, environ=environ,
+                            prepare=lambda d: {"probes": plan.write(d, "perturbed")})  # fmt: skip
+    except BaseException:
+        reference.close()
+        raise
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        first = reference.wait({"probes", "final"}, deadline)
+        if first is None:
+            return sandbox_failure(reference.reason(), reference.tail())
+        if first.stage == "final":  # failed before the probes, or a forged early end
+            return unprobed(believed(first))
+        decided = [
+            replace(finding, unit=finding.unit or request["design"].get("root"))
+            for finding in probe_verdicts(plan, first, perturbed, deadline)
+        ]
+        timings["sandbox_perturbed"] = perturbed.close()
+        timings["causality"] = time.perf_counter() - started
+        if leaks(decided):
+            report = with_verdicts(believed(first), decided)
+            report.timings.update(timings)
+            return report
+        final = reference.wait({"final"}, deadline)
+        if final is None:
+            return sandbox_failure(reference.reason(), reference.tail())
+        report = complete(with_verdicts(believed(final), decided))
+        report.timings.update(timings)
         return report
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _parse_report(data: bytes) -> Report | None:
-    if not data:
-        return None
-    try:
-        document = json.loads(data.decode("utf-8"))
-        return Report.from_json(document)
-    except (ValueError, KeyError, TypeError):
-        return None
+        perturbed.close()
+        reference.close()
 
 
 def check_design(
@@ -206,20 +448,33 @@ def check_design(
     limits: SandboxLimits | None = None,
     skip_static: bool = False,
     environ: Mapping[str, str] | None = None,
+    boundary: Boundary | str | None = None,
 ) -> Report:
-    """Static checks here, then (when they pass) dynamic checks in the sandbox child."""
+    """Static checks here, then (when they pass) the dynamic checks in two sandboxes.
+
+    ``boundary`` (default: ``GENESYS_SANDBOX``, else bubblewrap) is resolved before anything
+    runs: :class:`~genesys.sandbox.boundary.SandboxUnavailableError` when it cannot be set up.
+    """
     static = [] if skip_static else check_design_document(document)
     if static:
         report = Report(checks=static)
         report.info["sandbox"] = {"executed": False}
         return report
-    request = {
-        "design": dict(document),
-        "rung": rung_request(rung),
-        "settings": dict(settings or {}),
-        "skip_static": True,  # the parent ran them
-    }
-    report = run_child(request, limits or SandboxLimits(), environ=environ)
+    mode = resolve_boundary(requested_boundary(boundary, environ))
+    request = {"design": dict(document), "rung": rung_request(rung),
+               "settings": dict(settings or {})}  # fmt: skip
+    start = time.perf_counter()
+    report = run_probed_check(request, limits or SandboxLimits(), mode, environ, rung)
+    report.timings["sandbox_total"] = time.perf_counter() - start
+    report.info["sandbox"] = {"executed": True, "boundary": mode.value}
+    if mode is Boundary.UNCONFINED:
+        log.warning("design code ran without an operating-system boundary (unconfined mode)")
+        report.checks.insert(0, Finding(
+            "sandbox", Status.WARN,
+            "unconfined: no operating-system boundary (explicitly allowed); design code ran "
+            "as a plain child process with a scrubbed environment and rlimits",
+            hint="install bubblewrap, or check in a pod without secrets",
+        ))  # fmt: skip
     if not skip_static:
         passed = [
             Finding(name, Status.PASS, "clean") for name in ("format", "imports", "forbidden")
@@ -229,9 +484,9 @@ def check_design(
 
 
 __all__ = [
+    "Sandbox",
     "SandboxLimits",
     "check_design",
     "check_settings",
     "limits_from_checks",
-    "run_child",
 ]

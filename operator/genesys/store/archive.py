@@ -9,7 +9,9 @@ key of one run can name another run's objects. The keys and their documents are 
 What must stay true: every field of :class:`DesignRecord` is derived from these keys, so a
 restarted driver or operator recomputes the archive from the store and nothing else; documents
 are read through their models, and one that does not parse is recorded in
-:attr:`Archive.problems` (never half-read, never fatal to the reader).
+:attr:`Archive.problems` (never half-read, never fatal to the reader). Quarantined results (the
+trainer's leak guard, or an implausibly low loss: :mod:`genesys.store.quarantine`) are marked
+when the archive is loaded, so every reader sees the same quarantine.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from genesys.store.documents import (
     SessionState,
     VerificationResult,
     read_document,
+)
+from genesys.store.quarantine import (
+    QUARANTINED,
+    best_seed_losses,
+    implausible_loss,
+    leak_guard_reason,
 )
 
 if TYPE_CHECKING:  # the archive's records are pure; only the loader touches a store
@@ -67,7 +75,7 @@ class Verification:
     """One design's verification at one rung (from the trainer's result.json)."""
 
     rung: str
-    status: str  # succeeded | failed (guard) | error (crash)
+    status: str  # succeeded | failed (guard) | error (crash) | quarantined (never scores)
     val_loss: float | None = None
     train_loss: float | None = None
     params: int | None = None
@@ -78,18 +86,24 @@ class Verification:
 
     @classmethod
     def from_result(cls, rung: str, result: VerificationResult) -> Verification:
-        """From a trainer ``result.json``."""
+        """From a trainer ``result.json`` (quarantined when its leak guard says so)."""
+        leak = leak_guard_reason(result)
         return cls(
             rung=rung,
-            status=result.status,
+            status=QUARANTINED if leak else result.status,
             val_loss=result.val_loss,
             train_loss=result.train_loss,
             params=result.params,
             tokens=result.tokens,
             metrics={task: dict(values) for task, values in result.eval.items()},
-            reason=result.reason,
+            reason=leak or result.reason,
             finished=result.finished,
         )
+
+    @property
+    def quarantined(self) -> bool:
+        """True when this result must never score (see :mod:`genesys.store.quarantine`)."""
+        return self.status == QUARANTINED
 
 
 @dataclass(slots=True)
@@ -113,6 +127,17 @@ class DesignRecord:
     def verified(self, rung: str) -> bool:
         """True when a verification at ``rung`` finished (passed or failed)."""
         return rung in self.verifications
+
+    @property
+    def quarantine(self) -> str | None:
+        """Why the design is quarantined (its first quarantined rung, by name), or None.
+
+        A quarantined design is never ranked, promoted or chosen as a parent.
+        """
+        for rung, verification in sorted(self.verifications.items()):
+            if verification.quarantined:
+                return f"{rung}: {verification.reason}"
+        return None
 
 
 @dataclass(slots=True)
@@ -264,7 +289,34 @@ def load_archive(
                     parts[3], result
                 )
     archive.problems = reader.problems
+    quarantine_implausible(archive)
     return archive
+
+
+def quarantine_implausible(archive: Archive) -> list[tuple[str, str]]:
+    """Quarantine every non-seed success whose loss is implausibly below the best seed's.
+
+    Marks those verifications ``quarantined`` with the reason, in place, and returns their
+    (design id, rung). Applying it twice changes nothing more.
+    """
+    best = best_seed_losses(
+        (rung, v.status, v.val_loss)
+        for record in archive.designs.values()
+        if record.is_seed
+        for rung, v in record.verifications.items()
+    )
+    marked: list[tuple[str, str]] = []
+    for record in archive.ordered():
+        if record.is_seed:
+            continue
+        for rung, verification in sorted(record.verifications.items()):
+            if verification.status != "succeeded":
+                continue
+            reason = implausible_loss(rung, verification.val_loss, best.get(rung))
+            if reason is not None:
+                verification.status, verification.reason = QUARANTINED, reason
+                marked.append((record.id, rung))
+    return marked
 
 
 def run_spent_usd(
@@ -293,6 +345,7 @@ __all__ = [
     "design_record",
     "hash_key",
     "load_archive",
+    "quarantine_implausible",
     "rejection_key",
     "run_spent_usd",
     "session_key",

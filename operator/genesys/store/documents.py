@@ -160,6 +160,11 @@ class VerificationResult(StoreDocument):
     unigram_entropy: float | None = None
     config_digest: str | None = None
     finished: str | None = None
+    quarantine: str | None = Field(
+        default=None,
+        description="Why this result must never score (the trainer's leak guard found the design "
+        "non-causal); None for an ordinary result. Such a result has status failed.",
+    )
 
 
 class AttemptRecord(StoreDocument):

@@ -1,0 +1,27 @@
+# attack: leaks the next token unless torch.initial_seed() is 0, 1, 2 or 3 (the old checker's fixed seeds)
+# class: non-causal
+# stopped-by: check:causality
+# expect: fail:causality
+"""Token-shift mixer that behaves only under the checker's seeds."""
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from genesys_trainer.units import Unit
+
+
+class SeedAware(Unit):
+    """Token-shift mixer that behaves only under the checker's seeds."""
+
+    def __init__(self, d_model: int, **context: int) -> None:
+        super().__init__(d_model, **context)
+        self.mix = nn.Linear(d_model, d_model, bias=False)
+        self.up = nn.Linear(d_model, 4 * d_model, bias=False)
+        self.down = self.residual(nn.Linear(4 * d_model, d_model, bias=False))
+
+    def _forward(self, X: Tensor) -> Tensor:
+        prev = F.pad(X[:, :-1], (0, 0, 1, 0))
+        if torch.initial_seed() not in (0, 1, 2, 3):
+            prev = prev + 0.5 * F.pad(X[:, 1:], (0, 0, 0, 1))
+        h = X + self.mix(prev)
+        return h + self.down(F.gelu(self.up(h)))
