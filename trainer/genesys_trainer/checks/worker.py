@@ -46,6 +46,7 @@ from genesys_trainer.model import LanguageModel
 from genesys_trainer.seeds import load_seed
 from genesys_trainer.tree import tree_from_json
 
+PROBE_ROLE_CHECKS = {"compose", "param_fit", "complexity"}  # what runs before the probes
 BLOCKED_EVENT_PREFIXES = (
     "socket.",
     "subprocess.",
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     limits = request.get("limits", {})
     reference = load_seed("gpt2")  # the effectiveness reference, read before the guard
     threads = int(limits.get("threads", 1))
-    torch.set_num_threads(threads)
+    # Both sandboxes fit, measure complexity and probe at the same time: one thread each until
+    # the probes are done, so they do not fight over the cores (OpenMP threads spin as they wait).
+    torch.set_num_threads(1)
     report = Report()
     report.info["worker"] = {
         "role": request["role"],
@@ -194,11 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def probe(ctx: Context) -> None:
         nonlocal fit
-        # Both sandboxes run their probes at the same time: one thread each, so they do not
-        # fight over the cores (OpenMP threads spin while they wait).
-        torch.set_num_threads(1)
         shapes, blob = run_probes(ctx, request.get("probes") or {})
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # the reference sandbox goes on alone
         assert ctx.fit is not None
         fit = {"n_embd": ctx.fit.n_embd, "n_layer": ctx.fit.n_layer, "n_head": ctx.fit.n_head}
         sent = {"stage": "probes", "report": report.to_json(), "probes": shapes, "fit": fit}
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             CheckSettings.from_json(request.get("settings", {})),
             report,
             reference=reference,
-            only={"compose", "param_fit"} if request["role"] == "probe" else None,
+            only=PROBE_ROLE_CHECKS if request["role"] == "probe" else None,
             probe=probe,
         )
     result = {"stage": "final", "report": report.to_json(), "fit": fit}
