@@ -106,6 +106,7 @@ CANARY_FILES = (
 )
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.I)
 SETTLE_SECONDS = 5.0
+LEFTOVER = "genesys-canary-file-"  # in every planted canary file
 #: Attacks checked at once; resource attacks always run alone.
 JOBS = max(1, int(os.environ.get("GENESYS_REDTEAM_JOBS", "2")))
 ALONE = frozenset({"resource"})
@@ -252,6 +253,8 @@ def canaries() -> Iterator[Canaries]:
             values.append(value)
         try:
             for path in CANARY_FILES:
+                if path.exists() and LEFTOVER in path.read_text(encoding="utf-8", errors="replace"):
+                    path.unlink()  # planted by an interrupted earlier run: plant it anew
                 if path.exists():  # a real file: never touched, but it must not leak either
                     content = path.read_text(encoding="utf-8", errors="replace")
                     values += [p.strip() for p in re.split(r"[\s=:]+", content) if len(p) >= 12]

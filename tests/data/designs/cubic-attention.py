@@ -1,4 +1,5 @@
 # expect: complexity
+# timeout: 300
 """Causal but cubic: a three-way interaction over positions."""
 
 import torch

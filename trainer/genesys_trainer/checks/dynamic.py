@@ -6,9 +6,8 @@ Order, stopping at the first failure (each check presumes the previous ones):
 unit that breaks its author's intent is named before the generic checks; complexity before
 effectiveness: a super-quadratic block would otherwise fail the effectiveness budgets without
 saying why). Batch independence and causality are not decided here: the sandbox worker only
-computes probe outputs (``probe``, right after ``param_fit`` and then ``complexity``) and the
-parent compares two isolated sandboxes' outputs (:mod:`genesys.sandbox.probes`), out of the
-design's reach.
+computes probe outputs (``probe``, right after ``param_fit``) and the parent compares two
+isolated sandboxes' outputs (:mod:`genesys.sandbox.probes`), out of the design's reach.
 
 What must stay true:
 - This module executes design code: it runs only inside the sandbox child (or on trusted seeds).
@@ -718,16 +717,14 @@ def run_dynamic_checks(
 ) -> Report:
     """Run the checks in order into ``report``, stopping at the first failure.
 
-    ``probe`` runs right after ``param_fit`` and ``complexity`` pass, before any other check
-    touches the design (the sandbox worker computes the causality probes there; complexity goes
-    first so a super-quadratic block is named before its probes crawl); a block that fails on
-    the probe inputs is a ``forward`` failure.
+    ``probe`` runs right after ``param_fit`` passes, before any other check touches the design
+    (the sandbox worker computes the causality probes there); a block that fails on the probe
+    inputs is a ``forward`` failure.
     """
     ctx = Context(tree, rung, settings, report, reference=reference)
     steps = [(name, check, name) for name, check in CHECKS]
-    if probe is not None:  # complexity first: a super-quadratic block would make probes crawl
-        steps = [step for step in steps if step[0] != "complexity"]
-        steps[2:2] = [("complexity", check_complexity, "complexity"), ("forward", probe, "probes")]
+    if probe is not None:
+        steps.insert(2, ("forward", probe, "probes"))
     for name, check, timing in steps:
         wanted = only is None or name in only or name in {"compose", "param_fit"}
         if not wanted and check is not probe:

@@ -46,7 +46,7 @@ from genesys_trainer.model import LanguageModel
 from genesys_trainer.seeds import load_seed
 from genesys_trainer.tree import tree_from_json
 
-PROBE_ROLE_CHECKS = {"compose", "param_fit", "complexity"}  # what runs before the probes
+PROBE_ROLE_CHECKS = {"compose", "param_fit"}  # what runs before the probes
 BLOCKED_EVENT_PREFIXES = (
     "socket.",
     "subprocess.",
@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     limits = request.get("limits", {})
     reference = load_seed("gpt2")  # the effectiveness reference, read before the guard
     threads = int(limits.get("threads", 1))
-    # Both sandboxes fit, measure complexity and probe at the same time: one thread each until
-    # the probes are done, so they do not fight over the cores (OpenMP threads spin as they wait).
+    # Both sandboxes fit and probe at the same time: one thread each until the probes are done,
+    # so they do not fight over the cores (OpenMP threads spin as they wait).
     torch.set_num_threads(1)
     report = Report()
     report.info["worker"] = {
