@@ -19,14 +19,17 @@ CORPUS = sorted((Path(__file__).resolve().parents[1] / "data" / "designs").iterd
 NANO = preset_rung("nano", vocab_size=256)
 
 
-def expectation(path: Path) -> tuple[str, float]:
+def expectation(path: Path) -> tuple[str, float, int]:
+    """(expected first failing check, timeout seconds, memory GiB) from the file's header."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        return json.loads(text)["metadata"]["expect"], 120.0
+        return json.loads(text)["metadata"]["expect"], 120.0, 4
     expect = re.search(r"^# expect: (\S+)", text, re.M)
     timeout = re.search(r"^# timeout: (\d+)", text, re.M)
+    memory = re.search(r"^# memory-gib: (\d+)", text, re.M)
     assert expect, f"{path.name} needs a '# expect: CHECK' line"
-    return expect.group(1), float(timeout.group(1)) if timeout else 120.0
+    return (expect.group(1), float(timeout.group(1)) if timeout else 120.0,
+            int(memory.group(1)) if memory else 4)  # fmt: skip
 
 
 def test_corpus_has_at_least_25_designs() -> None:
@@ -35,10 +38,10 @@ def test_corpus_has_at_least_25_designs() -> None:
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
 def test_corpus_design_is_rejected_by_its_expected_check(path: Path) -> None:
-    expected, timeout = expectation(path)
+    expected, timeout, memory = expectation(path)
     report = check_design(
         load_tree(path).to_json(), rung=NANO,
-        limits=SandboxLimits(timeout_seconds=timeout, memory_bytes=4 * GIB),
+        limits=SandboxLimits(timeout_seconds=timeout, memory_bytes=memory * GIB),
     )  # fmt: skip
     failures = report.failed()
     assert not report.passed

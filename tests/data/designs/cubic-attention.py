@@ -1,5 +1,6 @@
 # expect: complexity
 # timeout: 300
+# memory-gib: 8
 """Causal but cubic: a three-way interaction over positions."""
 
 import torch
