@@ -88,7 +88,8 @@ def test_first_leak_finds_the_first_changed_position_up_to_the_cut() -> None:
     perturbed = reference.clone()
     perturbed[0, 8:] += 1  # after row 0's cut: allowed
     assert leak_guard.first_leak(reference, perturbed, (7, 9), "eval") is None
-    perturbed[1, 3, 2] += 1e-7
+    # the smallest change a float32 can make: one ulp
+    perturbed[1, 3, 2] = torch.nextafter(reference[1, 3, 2], torch.tensor(float("inf")))
     leak = leak_guard.first_leak(reference, perturbed, (7, 9), "train")
     assert leak == leak_guard.Leak("train", 1, 9, 3, 10)
     assert "not causal in train mode" in leak.describe()
