@@ -201,12 +201,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from genesys.sandbox.boundary import (
         ENV_VAR,
         SandboxUnavailableError,
+        local_boundary,
         requested_boundary,
-        resolve_boundary,
     )
 
     try:
-        boundary = resolve_boundary(requested_boundary(args.sandbox))
+        boundary = local_boundary(requested_boundary(args.sandbox))
     except SandboxUnavailableError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_INVALID
@@ -340,6 +340,30 @@ def load_design_document(name_or_path: str) -> dict[str, Any]:
     return load_tree(path).to_json()
 
 
+def cmd_check_server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Serve sandboxed checks until shut down or idle (``genesys check-server``)."""
+    import logging
+
+    from genesys.quantities import memory_bytes
+    from genesys.sandbox.remote import parse_listen, serve
+    from genesys.sandbox.runner import SandboxLimits
+
+    try:
+        parse_listen(args.listen)
+        ceiling = SandboxLimits(timeout_seconds=args.max_seconds,
+                                memory_bytes=memory_bytes(args.max_memory))  # fmt: skip
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=err)
+
+    def ready(address: tuple[str, int]) -> None:
+        print(f"genesys check-server: listening on {address[0]}:{address[1]}", file=out,
+              flush=True)  # fmt: skip
+
+    return serve(args.listen, idle_seconds=args.idle_seconds, ceiling=ceiling, ready=ready)
+
+
 def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Check a design at a rung: static checks here, dynamic checks in the sandbox."""
     from genesys.api.discoveryrun import Checks
@@ -438,6 +462,7 @@ def delegate(module: str) -> Any:
 
 
 SANDBOX_CHOICES = ("bubblewrap", "container", "unconfined")
+CHECK_SANDBOX_CHOICES = (*SANDBOX_CHOICES, "remote")
 SANDBOX_HELP = (
     "the boundary around design code (default: $GENESYS_SANDBOX, else bubblewrap; "
     "'unconfined' is a weaker process sandbox, taken only when asked for)"
@@ -521,8 +546,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=None, help="sandbox wall-clock seconds")
     check.add_argument("--memory", default=None, help="sandbox address-space limit, e.g. 8Gi")
     check.add_argument("--threads", type=int, default=2, help="torch threads in the sandbox")
-    check.add_argument("--sandbox", choices=SANDBOX_CHOICES, default=None, help=SANDBOX_HELP)
+    check.add_argument(
+        "--sandbox", choices=CHECK_SANDBOX_CHOICES, default=None,
+        help=f"{SANDBOX_HELP}; 'remote': in the check server at $GENESYS_CHECK_SERVER",
+    )  # fmt: skip
     check.set_defaults(handler=cmd_check)
+
+    check_server = commands.add_parser(
+        "check-server",
+        help="serve sandboxed design checks over HTTP (the process of a session's check pod)",
+    )
+    check_server.add_argument("--listen", default="0.0.0.0:8470", help="HOST:PORT to listen on")
+    check_server.add_argument("--idle-seconds", type=float, default=1800.0,
+                              help="stop after this long without a request")  # fmt: skip
+    check_server.add_argument("--max-memory", default="16Gi",
+                              help="the most address space one sandbox may ask for")  # fmt: skip
+    check_server.add_argument("--max-seconds", type=float, default=3600.0,
+                              help="the longest time limit one sandbox may ask for")  # fmt: skip
+    check_server.set_defaults(handler=cmd_check_server)
 
     data = commands.add_parser("data", help="prepare token shards: data prepare --source ...")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")

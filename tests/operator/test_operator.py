@@ -7,6 +7,7 @@ are faked by the kubelet (a plausible result.json) unless the test says otherwis
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -65,9 +66,11 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     cluster.start_operator(liveness=liveness)
     document = run_document(cluster, "tiny", ladder=TWO_RUNGS,
                             **{"sessions.maxDesigns": None})  # fmt: skip
-    with cluster.kubelet(fake_training=True):
+    with cluster.kubelet(fake_training=True) as kubelet:
         apply(cluster, document)
         cluster.wait_for(lambda: phase_is(cluster, "tiny", "Succeeded"), 400, "Succeeded")
+        check_logs = {name: kubelet.started_logs(name) for name in kubelet.runs
+                      if name.startswith("check-tiny-")}  # fmt: skip
     probe = health(liveness)  # the liveness endpoint answers, with the probe's details
     assert probe is not None
     assert probe["genesys-health"]["reconciles"] > 0
@@ -108,12 +111,25 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
         j for j in all_jobs if j["metadata"]["labels"]["genesys.dev/role"] == "verification"
     ]
     assert {j["spec"]["activeDeadlineSeconds"] for j in training} == {3600}  # nano's deadline
+    for job in training:  # design code is trained with a grant to its own prefix, no credential
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item for item in container["env"]}
+        assert "GENESYS_STORE_GRANT" in env
+        assert not [name for name, item in env.items() if "valueFrom" in item]
+        assert "AWS_SECRET_ACCESS_KEY" not in env
     names = [j["metadata"]["name"] for j in all_jobs]
     roles = Counter(j["metadata"]["labels"]["genesys.dev/role"] for j in all_jobs)
     sessions = len(archive.sessions)
     verifications = sum(len(d.verifications) for d in archive.designs.values())
     assert roles == {"session": sessions, "verification": verifications}
     assert len(names) == len(set(names))
+    # each session checked its designs in its own check pod, which its end stopped and removed
+    assert len(check_logs) == sessions
+    for log in check_logs.values():
+        assert "boundary container" in log
+        assert re.search(r"stopped after [1-9]\d* sandbox", log), log
+    assert cluster.get("services")["items"] == []
+    assert cluster.get("networkpolicies")["items"] == []
     printed = cluster.kubectl("get", "discoveryruns,designs", "-n", NAMESPACE)
     assert "Succeeded" in printed
     assert f"tiny-{promoted[0].id}" in printed

@@ -11,6 +11,12 @@ suspended, either
   (deterministic losses and scores from the design id) to the Job's ``--out`` store prefix,
   so scenarios about the control plane need not wait for real training.
 
+A pod that listens (its container's ``0.0.0.0:PORT`` argument) gets, instead, the loopback port
+that stands for the Service selecting it, and a ``SERVICE.NAMESPACE.svc:PORT`` address in
+another pod's environment becomes that same loopback port: the part of the cluster's DNS and
+kube-proxy this needs (a session's agent reaching its check pod). NetworkPolicies are not
+enforced here; their manifests are tested as manifests.
+
 It then sets the Job's status the way the Job controller does: ``active``, ``startTime``, and at
 the end ``succeeded`` or ``failed`` with a ``Complete`` or ``Failed`` condition and a
 ``completionTime``. ``fail_first`` makes the first N runs of Jobs whose name contains a key fail
@@ -26,6 +32,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +51,11 @@ from kubernetes.client.exceptions import ApiException
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_training(container: Mapping[str, Any]) -> bool:
+    """True for a training pod's container (it runs the trainer)."""
+    return "genesys_trainer.train" in " ".join(container.get("args") or [])
 
 
 @dataclass
@@ -72,6 +85,7 @@ class FakeKubelet:
     pod_log_sink: Callable[[str, str, str], None] | None = None  # (namespace, pod, text)
     started: dict[str, Started] = field(default_factory=dict)
     runs: dict[str, int] = field(default_factory=dict)  # job name -> times started
+    service_ports: dict[str, int] = field(default_factory=dict)  # Service -> loopback port
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -154,11 +168,13 @@ class FakeKubelet:
                 self._patch_status(name, {"active": 1, "startTime": _now()})
                 return
         container = job["spec"]["template"]["spec"]["containers"][0]
-        if self.fake_training and "genesys_trainer.train" in " ".join(container.get("args") or []):
+        if self.fake_training and _is_training(container):
             self._fake_training(container)
             self.started[name] = Started(name, self.namespace, None, log, outcome=0)
         else:
-            self.started[name] = Started(name, self.namespace, self._run(container, log), log)
+            labels = (job["spec"]["template"].get("metadata") or {}).get("labels") or {}
+            process = self._run(container, log, labels)
+            self.started[name] = Started(name, self.namespace, process, log)
         self.started[name].pod = self._create_pod(job)
         self._patch_status(name, {"active": 1, "startTime": _now()})
         if self.on_start is not None:
@@ -220,8 +236,18 @@ class FakeKubelet:
     # ----------------------------------------------------------------------------- running
 
     def _env(self, container: Mapping[str, Any]) -> dict[str, str]:
+        """The container's environment: a few host basics, ``base_env``, the Job's own values.
+
+        A training pod inherits no ``AWS_*`` variable from the host or ``base_env``, and the
+        host's AWS credential files are hidden from it (a real pod has none): what it may reach
+        in the store comes from its Job alone (its store grant).
+        """
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
         env.update(self.base_env)
+        if _is_training(container):
+            env = {name: value for name, value in env.items() if not name.startswith("AWS_")}
+            nowhere = str(self.workdir / "no-aws-files")
+            env["AWS_SHARED_CREDENTIALS_FILE"] = env["AWS_CONFIG_FILE"] = nowhere
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = str(item["value"])
@@ -241,22 +267,68 @@ class FakeKubelet:
             return [sys.executable, *command[1:]]
         return command
 
-    def _run(self, container: Mapping[str, Any], log: Path) -> subprocess.Popen[bytes]:
+    # ------------------------------------------------------------- the pod network, played
+
+    def _service_port(self, service: str) -> int:
+        """The loopback port that stands for a Service (chosen once, before or after its pod)."""
+        if service not in self.service_ports:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.service_ports[service] = probe.getsockname()[1]
+        return self.service_ports[service]
+
+    def _services_selecting(self, labels: Mapping[str, str]) -> list[str]:
+        listed = self.core.list_namespaced_service(self.namespace, _preload_content=False)
+        names = []
+        for service in json.loads(listed.data).get("items") or []:
+            selector = (service.get("spec") or {}).get("selector") or {}
+            if selector and all(labels.get(k) == v for k, v in selector.items()):
+                names.append(service["metadata"]["name"])
+        return names
+
+    def _listen_on_loopback(self, command: list[str], labels: Mapping[str, str]) -> list[str]:
+        """A pod's ``0.0.0.0:PORT`` argument becomes the loopback port of its Service."""
+        services = self._services_selecting(labels)
+        if not services:
+            return command
+        port = self._service_port(services[0])
+        return [re.sub(r"^0\.0\.0\.0:\d+$", f"127.0.0.1:{port}", arg) for arg in command]
+
+    def _resolve_services(self, env: dict[str, str]) -> dict[str, str]:
+        """``http://SERVICE.NAMESPACE.svc:PORT`` in a value becomes that Service's loopback port
+        (the part the cluster's DNS and kube-proxy play)."""
+        pattern = re.compile(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:\d+")
+
+        def loopback(match: re.Match[str]) -> str:
+            if match.group(2) != self.namespace:
+                return match.group(0)
+            return f"127.0.0.1:{self._service_port(match.group(1))}"
+
+        return {name: pattern.sub(loopback, value) for name, value in env.items()}
+
+    def _run(
+        self, container: Mapping[str, Any], log: Path, labels: Mapping[str, str]
+    ) -> subprocess.Popen[bytes]:
         directory = Path(tempfile.mkdtemp(dir=self.workdir))
+        command = self._listen_on_loopback(self._command(container), labels)
+        env = self._resolve_services(self._env(container))
         with log.open("wb") as sink:
-            return subprocess.Popen(self._command(container), env=self._env(container),
+            return subprocess.Popen(command, env=env,
                                     cwd=directory, stdout=sink, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # fmt: skip
 
     def _fake_training(self, container: Mapping[str, Any]) -> None:
-        from genesys.store.base import open_store
+        """Write the result as the trainer would: through the store grant in the pod's env."""
+        from genesys.store.grant import GrantStore, environment_grant
 
         args = list(container.get("args") or [])
         out = args[args.index("--out") + 1]
         rung = args[args.index("--rung") + 1]
         design = args[args.index("--design") + 1].rstrip("/").split("/")[-2]
-        env = self._env(container)
-        store = open_store(out, endpoint_url=env.get("GENESYS_S3_ENDPOINT"))
+        grant = environment_grant(self._env(container))
+        if grant is None:
+            raise RuntimeError(f"training pod for {out} has no store grant in its environment")
+        store = GrantStore(grant, out)
         salt = sum(ord(c) for c in design) % 97 / 97
         result = {
             "design": design, "rung": rung, "status": "succeeded", "reason": "",
@@ -268,6 +340,11 @@ class FakeKubelet:
         store.put_text("result.json", json.dumps(result))
 
     # ------------------------------------------------------------------------------ helpers
+
+    def started_logs(self, name: str) -> str:
+        """The output of every run of Job ``name`` so far (its pods' logs, in order)."""
+        logs = [self.workdir / f"{name}.{run}.log" for run in range(1, self.runs.get(name, 0) + 1)]
+        return "".join(log.read_text(errors="replace") for log in logs if log.exists())
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 120) -> bool:
         """Poll ``predicate`` until true or ``timeout`` seconds have passed."""

@@ -26,6 +26,7 @@ from genesys.sandbox.boundary import SANDBOX_DIR, bubblewrap_available
 from genesys.sandbox.launch import completed_argv
 from genesys.store.archive import design_key, verification_prefix
 from genesys.store.base import LocalStore, open_store
+from genesys.store.grant import GRANT_VARIABLE
 from genesys_trainer.component import verify
 from genesys_trainer.tree import load_block_file
 
@@ -80,6 +81,8 @@ def test_a_local_verification_starts_bwrap_with_only_its_output_writable(
     handle = open_local_run(tmp_path, data)
     backend = LocalBackend(handle, workdir=tmp_path, boundary="bubblewrap")
     plain = backend.training_app(NANO)
+    assert "AWS_SECRET_ACCESS_KEY" not in plain.roles[0].env  # a training job holds no key
+    assert backend.store_grant(NANO) is None  # nothing remote: nothing to grant
     app = backend.launch_app(NANO)
     assert app.name == plain.name  # same job identity, same resources
     assert app.roles[0].resource == plain.roles[0].resource
@@ -112,11 +115,13 @@ def test_a_local_verification_starts_bwrap_with_only_its_output_writable(
     assert unconfined.roles[0].args == plain.roles[0].args
 
 
-def test_a_remote_store_shares_the_network_and_passes_only_store_variables(
+def test_a_remote_store_shares_the_network_and_passes_only_the_grant_and_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "store-secret")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "store-key-id")
     monkeypatch.setenv("OPENAI_API_KEY", "llm-secret")
+    monkeypatch.setenv(GRANT_VARIABLE, '{"the": "store grant"}')  # as local_cwd's env holds it
     local = open_local_run(tmp_path, tmp_path)
     remote = replace(local, store=SimpleNamespace(uri="s3://bucket/runs/sbx"),  # type: ignore[arg-type]
                      config_uri="s3://bucket/runs/sbx/config/c.json")  # fmt: skip
@@ -128,6 +133,8 @@ def test_a_remote_store_shares_the_network_and_passes_only_store_variables(
     assert "--share-net" in argv
     passed = {arg.split("=", 1)[1] for arg in launcher if arg.startswith("--pass-env=")}
     assert passed == {"CUDA_VISIBLE_DEVICES", *STORE_VARIABLES}
+    assert GRANT_VARIABLE in passed
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & passed
     assert "store-secret" not in " ".join(argv)
     assert "OPENAI_API_KEY" not in " ".join(argv)
 
@@ -141,13 +148,15 @@ def test_a_remote_store_shares_the_network_and_passes_only_store_variables(
         argv, seccomp=True, pass_env=sorted(passed), environ=os.environ
     )
     try:
-        assert "store-secret" not in " ".join(final)  # handed over in an anonymous file
+        assert "store grant" not in " ".join(final)  # handed over in an anonymous file
         at = final.index("--args")
         assert final[at - 1] == "--clearenv"  # before every --setenv of the argv
         with os.fdopen(os.dup(int(final[at + 1])), "rb") as handle:
             handed = handle.read().split(b"\0")
-        assert b"store-secret" in handed
+        assert b'{"the": "store grant"}' in handed
         assert b"--seccomp" in handed
+        assert b"store-secret" not in b"".join(handed)  # no credential reaches the sandbox
+        assert b"store-key-id" not in b"".join(handed)
         assert b"llm-secret" not in b"".join(handed)
     finally:
         for descriptor in descriptors:
@@ -192,17 +201,27 @@ def test_the_gpt2_seed_trains_at_nano_through_the_sandbox(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_run_on_s3_trains_through_a_sandbox_that_shares_the_network(
-    builtin_data: Path, s3_env: dict[str, str], tmp_path: Path
+    builtin_data: Path, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    secret = f"store-secret-{secrets.token_hex(8)}"  # moto takes any; unlike "test", unique
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     root = open_store(f"s3://genesys-test/sandboxed-{secrets.token_hex(4)}")
     handle, _ = open_run(spec(), RunIdentity(name="sbx"), root, data_uri=str(builtin_data))
     write_seeds(handle.store)
     backend = LocalBackend(handle, workdir=tmp_path, boundary="bubblewrap")
-    launcher, argv = bwrap_argv(backend.launch_app(NANO))
+    grant = backend.store_grant(NANO)
+    assert grant is not None
+    assert grant.writable == handle.uri(verification_prefix("seed-gpt2", "nano"))
+    app = backend.launch_app(NANO, grant=grant)
+    assert secret not in app.roles[0].env[GRANT_VARIABLE]
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(app.roles[0].env)
+    launcher, argv = bwrap_argv(app)
     assert "--share-net" in argv
     assert "--network" in launcher  # the seccomp filter allows IPv4/IPv6 sockets
-    assert s3_env["AWS_SECRET_ACCESS_KEY"] not in argv
-    run_verification(backend, NANO, limit=240)
+    assert f"--pass-env={GRANT_VARIABLE}" in launcher
+    assert "--pass-env=AWS_SECRET_ACCESS_KEY" not in launcher
+    assert not any(secret in arg or "X-Amz-Signature" in arg for arg in argv)
+    run_verification(backend, NANO, limit=240)  # the trainer reaches S3 through its grant
     prefix = verification_prefix("seed-gpt2", "nano")
     assert handle.store.exists(f"{prefix}/result.json"), job_logs(backend)[-3000:]
     result = json.loads(handle.store.get_text(f"{prefix}/result.json"))

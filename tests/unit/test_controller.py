@@ -122,6 +122,67 @@ def test_runtime_classes_reach_the_agent_and_training_pods_only_when_set(
     assert training_pod["runtimeClassName"] == "kata"
 
 
+def test_training_jobs_hold_no_credential_only_a_grant_to_their_own_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rendered training Job: no Secret, no AWS key, a grant whose puts are its own keys."""
+    import json
+    import secrets as tokens
+
+    import boto3
+    from kubernetes import client
+    from moto import mock_aws
+
+    from genesys.backends.kubernetes import KubernetesBackend
+    from genesys.backends.torchx_job import render_job
+    from genesys.engine.actions import StartVerification
+    from genesys.store.archive import design_key, verification_prefix
+    from genesys.store.base import S3Store
+    from genesys.store.grant import GRANT_VARIABLE, TRAINER_KEYS, granted_puts, load_grant
+
+    secret = f"operator-secret-{tokens.token_hex(12)}"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    run = parse_discovery_run(paper_run())
+    data = "s3://genesys-artifacts/data/smollm-llama2"
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="AKIAOPERATOR",
+                          aws_secret_access_key=secret)  # fmt: skip
+        s3.create_bucket(Bucket="genesys-artifacts")
+        for key in ("meta.json", "train-00000.bin", "tasks/genesys_cloze.jsonl"):
+            s3.put_object(Bucket="genesys-artifacts", Key=f"data/smollm-llama2/{key}", Body=b"x")
+        root = S3Store("genesys-artifacts", client=s3)
+        handle, _ = open_run(run, IDENTITY, root, data_uri=data)
+        backend = KubernetesBackend(handle, OWNER, namespace="genesys",
+                                    api_client=client.ApiClient())  # fmt: skip
+        training = StartVerification("d0002", "14M", 1)
+        options = backend.scheduler_config(training)
+        job = render_job(backend.training_app(training), options)
+
+    assert "env_from_secrets" not in options
+    rendered = json.dumps(job)
+    assert "secretKeyRef" not in rendered
+    assert secret not in rendered
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    assert all("valueFrom" not in item for item in env.values())
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env)
+    assert env["AWS_DEFAULT_REGION"]["value"] == "us-east-1"  # plain settings stay
+    grant = load_grant(env[GRANT_VARIABLE]["value"])
+    out = handle.uri(verification_prefix("d0002", "14M"))
+    assert handle.store_uri == "s3://genesys-artifacts/runs/genesys/paper-ladder"
+    assert grant.writable == out
+    assert granted_puts(grant) == sorted(f"{out}/{key}" for key in TRAINER_KEYS)
+    assert all(uri.startswith(f"{out}/") for uri in granted_puts(grant))
+    reads = set(grant.objects) - set(granted_puts(grant))
+    assert reads == {
+        handle.uri(design_key("d0002", "design.json")), handle.config_uri,
+        f"{data}/meta.json", f"{data}/train-00000.bin", f"{data}/tasks/genesys_cloze.jsonl",
+    }  # fmt: skip
+    lifetime = handle.config.rung("14M").deadline_seconds + 3600
+    assert all(f"X-Amz-Expires={lifetime}&" in urls.get for urls in grant.objects.values())
+
+
 def test_names_are_deterministic_dns_labels() -> None:
     assert builders.dns_name("Paper_Ladder", "seed-GPT2") == "paper-ladder-seed-gpt2"
     long = builders.dns_name("r" * 80, "d0001")

@@ -172,6 +172,7 @@ CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
     "checks.paramTolerance": (0.1, None),
     "checks.sandboxTimeoutSeconds": (60.0, None),
     "checks.sandboxMemory": ("2Gi", None),
+    "checks.runtimeClassName": ("gvisor", None),
     "verification.data.dataset": ("org/other", HF_DATA),
     "verification.data.subsets[].name": ("b", HF_DATA),
     "verification.data.subsets[].weight": (2.0, HF_DATA),
@@ -414,6 +415,7 @@ class Observer:
         training = StartVerification("d0002", run.spec.ladder.rungs[0].name, 1)
         return {
             "agent job": builders.agent_job(handle, session, owner=body, namespace="lab"),
+            "check job": builders.check_job(handle, session, owner=body, namespace="lab"),
             "training job": render_job(
                 backend.training_app(training), backend.scheduler_config(training)
             ),

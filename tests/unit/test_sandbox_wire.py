@@ -239,3 +239,23 @@ def test_the_bwrap_command_isolates_and_clears_the_environment(tmp_path: object)
     assert f"--bind {tmp_path} /sandbox" in text
     assert "--bind / " not in text
     assert "--ro-bind / /" not in text
+
+
+def test_verdicts_stay_when_a_later_check_fails() -> None:
+    from genesys.sandbox.report import Finding, Report, Status
+    from genesys.sandbox.runner import with_verdicts
+
+    def report(*checks: tuple[str, Status]) -> Report:
+        return Report(checks=[Finding(name, status, "-") for name, status in checks])
+
+    verdicts = [Finding("batch_independence", Status.PASS, "-"),
+                Finding("causality", Status.PASS, "-")]  # fmt: skip
+    late = report(("forward", Status.PASS), ("unit_tests", Status.PASS),
+                  ("effectiveness", Status.FAIL))  # fmt: skip
+    names = [f.name for f in with_verdicts(late, list(verdicts)).checks]
+    assert names == ["forward", "unit_tests", "batch_independence", "causality", "effectiveness"]
+    early = report(("forward", Status.FAIL), ("unit_tests", Status.PASS))
+    assert [f.name for f in with_verdicts(early, list(verdicts)).checks] == [
+        "forward",
+        "unit_tests",
+    ]

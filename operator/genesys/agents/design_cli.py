@@ -14,6 +14,10 @@ and the agents' settings. ``--mode`` overrides the flow (benchmarks compare flow
 Exit status: 0 when the session recorded an outcome (a rejected design is a normal outcome), 2
 on bad arguments or config, 1 on infrastructure failure (the store).
 
+With ``GENESYS_SANDBOX=remote`` (an agent pod on a cluster) the checks run in the session's
+check pod, at ``GENESYS_CHECK_SERVER``: the session waits for it to answer before it starts, and
+tells it to stop when the session ends.
+
 What must stay true: this process never executes design code (the sandbox does), and the API
 key is read from the environment variable the config names, never from arguments.
 """
@@ -22,13 +26,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from genesys.agents import offline
-from genesys.sandbox.boundary import SandboxUnavailableError, requested_boundary, resolve_boundary
+from genesys.api.runconfig import RunConfig
+from genesys.sandbox.boundary import (
+    CHECK_SERVER_VAR,
+    Boundary,
+    SandboxUnavailableError,
+    requested_boundary,
+    resolve_boundary,
+)
 from genesys.store.archive import session_key
-from genesys.store.base import open_store
+from genesys.store.base import Store, open_store
 from genesys.store.configs import read_run_config
 from genesys.store.documents import SessionOutcome, create_document
 
@@ -71,7 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     store = open_store(args.store)
     try:
-        resolve_boundary(requested_boundary())
+        boundary = resolve_boundary(requested_boundary())
+        if boundary is Boundary.REMOTE:  # the session's check pod: wait until it answers
+            from genesys.sandbox.remote import ensure_server
+
+            ensure_server()
     except SandboxUnavailableError as exc:  # refuse before any design is written
         reason = f"design checks cannot run: {exc}"
         print(f"error: {reason}", file=sys.stderr)
@@ -79,6 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             store, session_key(args.session), SessionOutcome(status="failed", reason=reason)
         )
         return 1
+    try:
+        return run_session(args, parents, config, store)
+    finally:
+        if boundary is Boundary.REMOTE:  # its check pod is of no more use
+            from genesys.sandbox.remote import shutdown_server
+
+            shutdown_server(os.environ[CHECK_SERVER_VAR])
+
+
+def run_session(
+    args: argparse.Namespace, parents: list[str], config: RunConfig, store: Store
+) -> int:
+    """The session itself, once its checks can run; the exit status."""
     flow = args.mode or config.session_flow
     try:
         if flow == "offline":

@@ -277,8 +277,8 @@ class AgentPod(ApiModel):
     )  # fmt: skip
     runtime_class_name: DnsSubdomain | None = Field(
         default=None,
-        description="RuntimeClass of the agent pods, whose design sessions run the design "
-        "checks (e.g. gvisor or kata); unset: the cluster's default runtime.",
+        description="RuntimeClass of the agent pods (e.g. gvisor or kata); design code runs in "
+        "check pods instead (checks.runtimeClassName). Unset: the cluster's default runtime.",
     )
 
 
@@ -410,6 +410,11 @@ class Checks(ApiModel):
     )
     sandbox_memory: Quantity = Field(
         default="8Gi", description="Address-space limit of one sandboxed check."
+    )
+    runtime_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="RuntimeClass of the check pods, which run design code on a cluster (e.g. "
+        "gvisor or kata); unset: the cluster's default runtime.",
     )
 
 

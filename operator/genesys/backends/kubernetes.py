@@ -3,13 +3,16 @@
 It executes the engine's actions in one namespace and observes their results, like the local
 backend does with processes:
 
-- ``StartSession`` creates the session's agent Job (:func:`~genesys.controller.builders.
+- ``StartSession`` creates the session's check pod (a Job, a Service and a NetworkPolicy: the
+  only place its design code runs) and its agent Job (:func:`~genesys.controller.builders.
   agent_job`); its outcome is the run store's ``session.json``. A Job that ends without one
-  gets a failed outcome with the Job's reason.
+  gets a failed outcome with the Job's reason; either way the check pod's objects are deleted.
 - ``StartVerification`` submits the verification AppDef every backend shares
   (:func:`~genesys.backends.common.verification_app`) through TorchX's ``kubernetes_job``
   scheduler: a plain ``batch/v1`` Job (Kueue-ready), owned by the run, with the rung's
-  ``deadlineSeconds`` as ``activeDeadlineSeconds`` and a ``ttlSecondsAfterFinished``. A Job that
+  ``deadlineSeconds`` as ``activeDeadlineSeconds`` and a ``ttlSecondsAfterFinished``. The pod
+  holds no credential: a store grant issued at submission (:mod:`genesys.store.grant`) lets
+  it read its inputs and write its own output prefix, nothing else. A Job that
   ends without a final ``result.json`` is a failed attempt
   (:func:`~genesys.backends.common.record_verification_end`), retried by the planner up to
   ``verification.maxRetries``; the GPU time of every finished training Job is recorded in the
@@ -59,12 +62,14 @@ from genesys.engine.plan import Observed
 from genesys.store.archive import (
     Archive,
     DocumentCache,
+    design_key,
     load_archive,
     run_spent_usd,
     verification_prefix,
 )
-from genesys.store.base import Store
+from genesys.store.base import S3Store, Store
 from genesys.store.documents import GpuUsage, create_document
+from genesys.store.grant import StoreGrant, grant_env, training_grant
 
 ANNOTATION_INGESTED = f"{API_GROUP}/ingested"
 ANNOTATION_SUSPENDED = f"{API_GROUP}/suspended-by-run"
@@ -187,6 +192,8 @@ class KubernetesBackend:
         self.name = handle.identity.name
         self.api_client = api_client
         self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self._jobs: list[JobView] | None = None
 
@@ -251,6 +258,7 @@ class KubernetesBackend:
         return Observation(observed, spent, happenings)
 
     def _session_ended(self, job: JobView, session: str) -> list[Happening]:
+        self.end_checks(session)
         happenings = []
         reason = f"agent Job {job.name} ended {job.finished}: {job.reason}"
         if record_session_end(self.store, session, reason):
@@ -308,18 +316,73 @@ class KubernetesBackend:
         return happenings
 
     def start_session(self, action: StartSession) -> bool:
-        """Create the session's agent Job; False when it exists already."""
-        job = builders.agent_job(self.handle, action, owner=self.body, namespace=self.namespace)
-        return self._create(self.batch.create_namespaced_job, self.namespace, job)
+        """Create the session's check pod (Job, Service, NetworkPolicy), then its agent Job.
+
+        The check pod's objects come first, so the agent never waits on a name that is not
+        there; each create that meets an existing object (a replayed plan) is skipped.
+        """
+        owner, namespace = self.body, self.namespace
+        session = action.session
+        check = builders.check_job(self.handle, action, owner=owner, namespace=namespace)
+        policy = builders.check_network_policy(self.identity, session, owner=owner,
+                                               namespace=namespace)  # fmt: skip
+        service = builders.check_service(self.identity, session, owner=owner, namespace=namespace)
+        self._create(self.networking.create_namespaced_network_policy, namespace, policy)
+        self._create(self.core.create_namespaced_service, namespace, service)
+        self._create(self.batch.create_namespaced_job, namespace, check)
+        job = builders.agent_job(self.handle, action, owner=owner, namespace=namespace)
+        return self._create(self.batch.create_namespaced_job, namespace, job)
+
+    def end_checks(self, session: str) -> None:
+        """Remove a finished session's check pod, Service and NetworkPolicy (gone: fine)."""
+        from kubernetes.client.exceptions import ApiException
+
+        name = builders.check_name(self.identity, session)
+        deletions: tuple[tuple[Any, dict[str, Any]], ...] = (
+            (self.batch.delete_namespaced_job, {"propagation_policy": "Background"}),
+            (self.core.delete_namespaced_service, {}),
+            (self.networking.delete_namespaced_network_policy, {}),
+        )
+        for delete, options in deletions:
+            try:
+                delete(name, self.namespace, **options)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
 
     def training_app(self, action: StartVerification) -> Any:
-        """The TorchX AppDef of one verification (store settings as plain values)."""
+        """The TorchX AppDef of one verification: no credential, a fresh store grant.
+
+        The pod gets the store's endpoint and region as plain values and, instead of the
+        store's credentials, a grant issued now (:meth:`store_grant`): presigned URLs to read
+        its inputs and write its own output prefix, nothing else.
+        """
         env = {item["name"]: item["value"] for item in builders.store_env(self.run)
                if "value" in item}  # fmt: skip
+        grant = self.store_grant(action)
+        if grant is not None:
+            env.update(grant_env(grant))
         return verification_app(self.handle, action, env=env)
 
+    def store_grant(self, action: StartVerification) -> StoreGrant | None:
+        """A new grant of one verification, signed by the operator's own store credentials.
+
+        None for a run store that is not S3 (only tests build one): nothing to sign with.
+        """
+        if not isinstance(self.store, S3Store):
+            return None
+        handle = self.handle
+        return training_grant(
+            self.store,
+            design=handle.uri(design_key(action.design_id, "design.json")),
+            config=handle.config_uri,
+            data=handle.config.data.uri,
+            out=handle.uri(verification_prefix(action.design_id, action.rung)),
+            deadline_seconds=handle.config.rung(action.rung).deadline_seconds,
+        )
+
     def scheduler_config(self, action: StartVerification) -> dict[str, Any]:
-        """The ``kubernetes_job`` run options of one verification."""
+        """The ``kubernetes_job`` run options of one verification (no Secret reaches the pod)."""
         verification = self.run.spec.verification
         labels = {
             **builders.run_labels(self.identity),
@@ -328,8 +391,6 @@ class KubernetesBackend:
             LABEL_RUNG: builders.label_value(action.rung),
             LABEL_ATTEMPT: str(action.attempt),
         }
-        secrets = {item["name"]: "{name}:{key}".format(**item["valueFrom"]["secretKeyRef"])
-                   for item in builders.store_env(self.run) if "valueFrom" in item}  # fmt: skip
         cfg: dict[str, Any] = {
             "namespace": self.namespace,
             "labels": labels,
@@ -337,7 +398,6 @@ class KubernetesBackend:
             "tolerations": [t.model_dump(by_alias=True, exclude_none=True)
                             for t in verification.tolerations],
             "shm_size": verification.resources.shm_size,
-            "env_from_secrets": secrets,
             "backoff_limit": 0,
             "owner_references": [builders.owner_reference(self.body)],
             "active_deadline_seconds": self.handle.config.rung(action.rung).deadline_seconds,
@@ -358,7 +418,10 @@ class KubernetesBackend:
         return create_scheduler("genesys", client=self.api_client)
 
     def start_verification(self, action: StartVerification) -> bool:
-        """Submit the training Job through TorchX; False when it exists already."""
+        """Submit the training Job through TorchX (with a grant issued now); False when it exists.
+
+        A retry is a new submission (a new attempt, a new Job), so it gets a fresh grant.
+        """
         from kubernetes.client.exceptions import ApiException
 
         scheduler = self.scheduler()
@@ -490,14 +553,16 @@ def list_run_designs(
 
 
 def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) -> tuple[int, int]:
-    """Delete one run's Jobs (with their pods) and Designs; (jobs, designs).
+    """Delete one run's Jobs (with their pods), Services, NetworkPolicies and Designs.
 
+    The answer counts (jobs, designs).
     It needs only the run's identity, so a run whose spec is invalid is cleaned up too.
     """
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     batch, custom = client.BatchV1Api(api_client), client.CustomObjectsApi(api_client)
+    core, networking = client.CoreV1Api(api_client), client.NetworkingV1Api(api_client)
     jobs = list_run_jobs(batch, namespace, identity)
     for job in jobs:
         try:
@@ -505,6 +570,20 @@ def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) 
         except ApiException as exc:
             if exc.status != 404:
                 raise
+    selector = builders.run_selector(identity)
+    kinds = (
+        (core.list_namespaced_service, core.delete_namespaced_service),
+        (networking.list_namespaced_network_policy, networking.delete_namespaced_network_policy),
+    )
+    for list_kind, delete in kinds:
+        for item in list_kind(namespace, label_selector=selector).items:
+            if not _labelled(item.metadata.labels or {}, identity):
+                continue
+            try:
+                delete(item.metadata.name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
     designs = list_run_designs(custom, namespace, identity)
     for name in designs:
         try:

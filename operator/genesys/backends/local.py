@@ -10,6 +10,9 @@ It executes the engine's actions on one machine and observes their results in th
   behind the operating-system boundary (``GENESYS_SANDBOX``, default ``bubblewrap``: the
   command runs under bwrap with its inputs read-only and only its output prefix writable, see
   :mod:`genesys.backends.sandboxed`; ``container`` and ``unconfined`` start the plain command);
+  where the store or the data is in S3, the job gets a store grant issued at its start
+  (:mod:`genesys.store.grant`), and under bubblewrap no store credential (the ``container`` and
+  ``unconfined`` commands inherit the driver's environment);
   its outcome is ``designs/<id>/verifications/<rung>/result.json``. A job that ends without a
   result, or with ``status: error``, or that runs past its rung's ``deadlineSeconds`` (then it is
   cancelled), is a failed attempt: it is recorded as ``.../attempts/<n>.json`` and retried by
@@ -55,9 +58,17 @@ from genesys.engine.actions import (
     StartVerification,
 )
 from genesys.engine.plan import Observed
-from genesys.sandbox.boundary import Boundary, requested_boundary, resolve_boundary
+from genesys.sandbox.boundary import Boundary, local_boundary, requested_boundary
 from genesys.sandbox.env import scrubbed_env
-from genesys.store.archive import load_archive, run_spent_usd, session_key
+from genesys.store.archive import (
+    design_key,
+    load_archive,
+    run_spent_usd,
+    session_key,
+    verification_prefix,
+)
+from genesys.store.base import S3Store
+from genesys.store.grant import StoreGrant, grant_env, is_s3, split_uri, training_grant
 
 
 @dataclass(slots=True)
@@ -198,22 +209,58 @@ class LocalBackend:
         self.sessions[action.session] = process
         self._remember(process.pid)
 
-    def training_app(self, action: StartVerification) -> Any:
-        """The TorchX AppDef of one verification: the shared one, run by this interpreter."""
-        return verification_app(self.handle, action, python=self.python, env=_store_env())
+    def training_app(self, action: StartVerification, grant: StoreGrant | None = None) -> Any:
+        """The TorchX AppDef of one verification: the shared one, run by this interpreter.
+
+        Its environment has the store's endpoint settings and, for a remote store or data, the
+        job's store grant (:meth:`store_grant`), never the store's credentials.
+        """
+        env = _training_env()
+        if grant is not None:
+            env.update(grant_env(grant))
+        return verification_app(self.handle, action, python=self.python, env=env)
+
+    def store_grant(self, action: StartVerification) -> StoreGrant | None:
+        """A new grant of one verification, signed with this driver's store credentials.
+
+        None when nothing the job reads or writes is in S3. The signer is the run's store, or
+        for local runs with S3 data a store of the data's bucket.
+        """
+        handle = self.handle
+        design = handle.uri(design_key(action.design_id, "design.json"))
+        out = handle.uri(verification_prefix(action.design_id, action.rung))
+        data = handle.config.data.uri
+        remote = [uri for uri in (design, handle.config_uri, data, out) if is_s3(uri)]
+        if not remote:
+            return None
+        signer = self.store if isinstance(self.store, S3Store) else S3Store(split_uri(remote[0])[0])
+        return training_grant(
+            signer,
+            design=design,
+            config=handle.config_uri,
+            data=data,
+            out=out,
+            deadline_seconds=handle.config.rung(action.rung).deadline_seconds,
+        )
 
     def scratch_dir(self, action: StartVerification) -> Path:
         """The sandbox's ``/sandbox`` of one verification attempt (beside the TorchX logs)."""
         name: str = self.training_app(action).name
         return self.logs / "sandbox" / name
 
-    def launch_app(self, action: StartVerification, boundary: Boundary | None = None) -> Any:
+    def launch_app(
+        self,
+        action: StartVerification,
+        boundary: Boundary | None = None,
+        grant: StoreGrant | None = None,
+    ) -> Any:
         """The AppDef local_cwd starts: :meth:`training_app`, confined by the boundary.
 
         Pure: it reads the machine (which binds exist) but creates nothing;
-        :meth:`start_verification` makes the scratch and output directories first.
+        :meth:`start_verification` makes the scratch and output directories first and issues
+        the grant.
         """
-        app = self.training_app(action)
+        app = self.training_app(action, grant)
         if (boundary or self.boundary) is not Boundary.BUBBLEWRAP:
             return app  # container / unconfined: today's plain process
         binds = training_binds(self.handle, action)
@@ -222,7 +269,7 @@ class LocalBackend:
     def start_verification(self, action: StartVerification) -> None:
         """Launch the verification with TorchX's local_cwd scheduler, behind the boundary."""
         if self._resolved is None:
-            self._resolved = resolve_boundary(self.boundary)
+            self._resolved = local_boundary(self.boundary)
         scratch: Path | None = None
         if self._resolved is Boundary.BUBBLEWRAP:
             scratch = self.scratch_dir(action)
@@ -230,7 +277,7 @@ class LocalBackend:
             scratch.mkdir(parents=True)
             for path in training_binds(self.handle, action).writable:
                 Path(path).mkdir(parents=True, exist_ok=True)
-        app = self.launch_app(action, self._resolved)
+        app = self.launch_app(action, self._resolved, self.store_grant(action))
         handle = self.runner.run(
             app, scheduler="local_cwd", cfg={"log_dir": str(self.logs / "jobs")}
         )
@@ -268,7 +315,7 @@ def _agent_env(run: DiscoveryRun) -> dict[str, str]:
 
 
 def _store_env() -> dict[str, str]:
-    """Store settings the children need (never LLM keys: see _agent_env)."""
+    """Store settings a session needs (never LLM keys: see _agent_env)."""
     names = (
         "GENESYS_S3_ENDPOINT",
         "AWS_ENDPOINT_URL",
@@ -277,6 +324,12 @@ def _store_env() -> dict[str, str]:
         "AWS_DEFAULT_REGION",
         "GENESYS_CORPUS_DIR",
     )
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def _training_env() -> dict[str, str]:
+    """Store settings a training job needs: no credential (its store grant replaces them)."""
+    names = ("GENESYS_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "GENESYS_CORPUS_DIR")
     return {name: os.environ[name] for name in names if name in os.environ}
 
 

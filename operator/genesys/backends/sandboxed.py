@@ -28,16 +28,20 @@ filter, a cleared environment. :func:`confine` turns the shared verification App
   sandbox's own loopback, so its seccomp filter allows IPv4/IPv6 sockets; the network namespace
   stays private.
 
-A run whose store or data is remote (``s3://``) cannot train without the network and the store's
-credentials: then the sandbox shares the host's network (``--share-net``) and the launcher copies
-in only the store variables (:data:`STORE_VARIABLES`); the seccomp filter then allows IPv4 and
-IPv6 sockets too. That mode is weaker: design code can reach the network and holds credentials
-that can write anywhere those credentials allow. Everything else (namespaces, binds, the rest of
-the seccomp filter, no other secret) stays the same.
+A run whose store or data is remote (``s3://``) cannot train without the network: then the
+sandbox shares the host's network (``--share-net``) and the launcher copies in only the store
+variables (:data:`STORE_VARIABLES`): the job's store grant (``GENESYS_STORE_GRANT``, issued by
+the local backend when it starts the job, :mod:`genesys.store.grant`) and the endpoint
+settings, never a credential; the seccomp filter then allows IPv4 and IPv6 sockets too. The
+grant's presigned URLs read the job's inputs and write the fixed trainer keys under its output
+prefix, until they expire. That mode is weaker: design code can reach the network, and it can
+use (or leak) the grant, whose reach is its own output keys. Everything else (namespaces, binds,
+the rest of the seccomp filter, no secret) stays the same.
 
 What must stay true: the AppDef's inner command is the shared one, to the letter; nothing
-writable is bound but the output prefix and the scratch directory; no secret is in the sandbox's
-environment in the local mode, nor on any command line in either mode (the launcher hands
+writable is bound but the output prefix and the scratch directory; no credential is in the
+sandbox's environment in either mode (the grant is an expiring right to the job's own keys), and
+nothing the launcher passes, the grant included, is on any command line (the launcher hands
 values to bwrap through an anonymous file).
 """
 
@@ -55,11 +59,13 @@ from genesys.engine.actions import StartVerification
 from genesys.sandbox.boundary import SANDBOX_DIR, Boundary, bwrap_command
 from genesys.sandbox.env import scrubbed_env
 from genesys.store.archive import design_key, verification_prefix
+from genesys.store.grant import GRANT_VARIABLE
 
-#: The variables a remote store needs; copied into the sandbox only when its network is shared.
+#: The variables a remote store needs (its grant, no credential); copied into the sandbox only
+#: when its network is shared.
 STORE_VARIABLES = (
-    "GENESYS_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
+    GRANT_VARIABLE, "GENESYS_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
+    "AWS_REGION",
 )  # fmt: skip
 #: Set by TorchX for a replica that asked for GPUs; always copied in when present.
 DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES",)

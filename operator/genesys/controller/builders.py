@@ -1,4 +1,4 @@
-"""Builders of the objects the operator creates: agent Jobs, Design resources, Job options.
+"""Builders of the objects the operator creates: agent and check Jobs, Design resources.
 
 Every builder is a pure function of the run (its :class:`~genesys.backends.common.RunHandle`)
 and an engine action or archive record, so the same inputs give the same manifest and the same
@@ -10,7 +10,8 @@ controller owner reference to its run; every Job has ``activeDeadlineSeconds`` a
 ``ttlSecondsAfterFinished``; Job names include the run's uid (a re-created run of the same name
 never meets the Jobs of the one before); agent pods get no service-account token, no service
 links, and only the credentials the spec names (the LLM key and the store's), from Secret
-references, never as plain values.
+references, never as plain values; check pods, which run design code, get no credential at all,
+and a NetworkPolicy that lets in only their session's agent and lets nothing out.
 """
 
 from __future__ import annotations
@@ -26,12 +27,21 @@ from genesys.api.labels import LABEL_DESIGN, LABEL_OPERATOR, LABEL_ROLE, LABEL_R
 from genesys.api.runconfig import RunIdentity
 from genesys.backends.common import RunHandle, session_arguments
 from genesys.engine.actions import StartSession
+from genesys.quantities import memory_bytes
+
+NOBODY = 65534
 
 MANAGED_BY = "genesys-operator"
 LABEL_SESSION = "genesys.dev/session"
 LABEL_PARENTS = "genesys.dev/parents"
 ROLE_SESSION = "session"
+ROLE_CHECK = "check"
 ROLE_VERIFICATION = "verification"
+CHECK_PORT = 8470
+CHECK_SCRATCH = "2Gi"
+"""Size of a check pod's writable /tmp (the sandboxes' scratch directories)."""
+CHECK_IDLE_SECONDS = 1800
+"""A check server with no request this long stops (its session ended without telling it)."""
 MAX_NAME = 63
 JOB_TTL_SECONDS = 86_400
 """Finished Jobs are removed a day later; their results are in the store by then."""
@@ -120,10 +130,26 @@ def session_job_name(identity: RunIdentity, session: str) -> str:
     return dns_name(identity.name, identity.short_uid, session)
 
 
+def session_labels(identity: RunIdentity, session: str, role: str) -> dict[str, str]:
+    """The labels that find one pod of a session: run uid, session and role (a selector)."""
+    return {LABEL_RUN_UID: label_value(identity.uid or ""), LABEL_SESSION: session,
+            LABEL_ROLE: role}  # fmt: skip
+
+
+def check_name(identity: RunIdentity, session: str) -> str:
+    """The name of a session's check Job, Service and NetworkPolicy (a DNS-1035 label)."""
+    return dns_name("check", identity.name, identity.short_uid, session)
+
+
+def check_server_url(identity: RunIdentity, session: str, namespace: str) -> str:
+    """Where a session's agent reaches its check pod: the Service's cluster DNS name."""
+    return f"http://{check_name(identity, session)}.{namespace}.svc:{CHECK_PORT}"
+
+
 def agent_job(
     handle: RunHandle, action: StartSession, *, owner: Mapping[str, Any], namespace: str
 ) -> dict[str, Any]:
-    """The ``batch/v1`` Job of one design session."""
+    """The ``batch/v1`` Job of one design session; its checks go to the session's check pod."""
     run, identity = handle.run, handle.identity
     pod = run.spec.agents.pod
     labels = {
@@ -134,7 +160,12 @@ def agent_job(
         LABEL_SESSION: action.session,
         LABEL_DESIGN: action.design_id,
     }
-    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, *store_env(run), *agent_env(run)]
+    checks = [
+        {"name": "GENESYS_SANDBOX", "value": "remote"},
+        {"name": "GENESYS_CHECK_SERVER",
+         "value": check_server_url(identity, action.session, namespace)},
+    ]  # fmt: skip
+    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, *checks, *store_env(run), *agent_env(run)]
     container = {
         "name": "agent",
         "image": pod.image,
@@ -172,6 +203,133 @@ def agent_job(
                 "metadata": {"labels": labels},
                 "spec": pod_spec,
             },
+        },
+    }
+
+
+def check_job(
+    handle: RunHandle, action: StartSession, *, owner: Mapping[str, Any], namespace: str
+) -> dict[str, Any]:
+    """The ``batch/v1`` Job of a session's check pod: the only place its design code runs.
+
+    The pod holds nothing worth stealing: no Secret, no service-account token, no service
+    links, no writable root file system, non-root with every capability dropped and the
+    runtime's seccomp profile (Pod Security "restricted"), on ``spec.checks.runtimeClassName``
+    when set. Its NetworkPolicy (:func:`check_network_policy`) lets in only its agent.
+    """
+    run, identity = handle.run, handle.identity
+    pod, checks = run.spec.agents.pod, run.spec.checks
+    labels = {
+        "app.kubernetes.io/name": "genesys-check",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **run_labels(identity),
+        **session_labels(identity, action.session, ROLE_CHECK),
+    }
+    sandbox_mib = memory_bytes(checks.sandbox_memory) // 2**20
+    args = ["check-server", "--listen", f"0.0.0.0:{CHECK_PORT}",
+            "--idle-seconds", str(CHECK_IDLE_SECONDS),
+            "--max-memory", f"{sandbox_mib}Mi",
+            "--max-seconds", f"{checks.sandbox_timeout_seconds:g}"]  # fmt: skip
+    container = {
+        "name": "check",
+        "image": pod.image,
+        "command": ["genesys"],
+        "args": args,
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
+                {"name": "GENESYS_SANDBOX", "value": "container"},
+                {"name": "HOME", "value": "/tmp"}, {"name": "TMPDIR", "value": "/tmp"}],
+        "ports": [{"name": "check", "containerPort": CHECK_PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": pod.cpu, "memory": pod.memory},
+            # two sandboxes at once (reference and perturbed), and the server
+            "limits": {"memory": f"{2 * sandbox_mib + 1024}Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+    }  # fmt: skip
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": NOBODY, "runAsGroup": NOBODY,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": CHECK_SCRATCH}}],
+    }  # fmt: skip
+    if checks.runtime_class_name:
+        pod_spec["runtimeClassName"] = checks.runtime_class_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": check_name(identity, action.session),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "backoffLimit": pod.backoff_limit,
+            "activeDeadlineSeconds": pod.deadline_seconds,
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def check_metadata(
+    identity: RunIdentity, session: str, *, owner: Mapping[str, Any], namespace: str
+) -> dict[str, Any]:
+    """Name, labels and owner of a session's check Service and NetworkPolicy."""
+    labels = {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **run_labels(identity),
+        **session_labels(identity, session, ROLE_CHECK),
+    }
+    return {
+        "name": check_name(identity, session),
+        "namespace": namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def check_service(
+    identity: RunIdentity, session: str, *, owner: Mapping[str, Any], namespace: str
+) -> dict[str, Any]:
+    """The Service that gives a session's check pod its name in the cluster's DNS."""
+    port = {"name": "check", "port": CHECK_PORT, "targetPort": CHECK_PORT, "protocol": "TCP"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": check_metadata(identity, session, owner=owner, namespace=namespace),
+        "spec": {"selector": session_labels(identity, session, ROLE_CHECK), "ports": [port]},
+    }
+
+
+def check_network_policy(
+    identity: RunIdentity, session: str, *, owner: Mapping[str, Any], namespace: str
+) -> dict[str, Any]:
+    """Deny-all for a check pod, but its own session's agent on the check port.
+
+    No egress at all: design code reaches neither the store, nor the LLM, nor the API server,
+    nor DNS. Replies on the agent's connections are allowed, as NetworkPolicies are stateful.
+    """
+    agent = {"podSelector": {"matchLabels": session_labels(identity, session, ROLE_SESSION)}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": check_metadata(identity, session, owner=owner, namespace=namespace),
+        "spec": {
+            "podSelector": {"matchLabels": session_labels(identity, session, ROLE_CHECK)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [agent], "ports": [{"protocol": "TCP", "port": CHECK_PORT}]}],
+            "egress": [],
         },
     }
 
@@ -220,14 +378,21 @@ def design_object(
 
 
 __all__ = [
+    "CHECK_PORT",
     "JOB_TTL_SECONDS",
     "LABEL_PARENTS",
     "LABEL_SESSION",
     "MANAGED_BY",
+    "ROLE_CHECK",
     "ROLE_SESSION",
     "ROLE_VERIFICATION",
     "agent_env",
     "agent_job",
+    "check_job",
+    "check_name",
+    "check_network_policy",
+    "check_server_url",
+    "check_service",
     "design_name",
     "design_object",
     "dns_name",
@@ -236,6 +401,7 @@ __all__ = [
     "run_labels",
     "run_selector",
     "session_job_name",
+    "session_labels",
     "store_env",
     "store_uri",
 ]

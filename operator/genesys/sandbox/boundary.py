@@ -1,6 +1,6 @@
 """The operating-system boundary around design code: bubblewrap, or an explicit weaker mode.
 
-Three boundaries, named by ``GENESYS_SANDBOX`` or a ``--sandbox`` flag:
+Four boundaries, named by ``GENESYS_SANDBOX`` or a ``--sandbox`` flag:
 
 - ``bubblewrap`` (the default): every process that runs design code starts under ``bwrap`` in
   its own user, pid, network, IPC, UTS and mount namespaces, as ``nobody`` with every
@@ -13,6 +13,9 @@ Three boundaries, named by ``GENESYS_SANDBOX`` or a ``--sandbox`` flag:
 - ``container``: the surrounding container is the boundary (a check pod with no secret, no
   service-account token and a deny-all NetworkPolicy); the processes run without bwrap, which
   unprivileged pods usually cannot start.
+- ``remote``: design code runs in another pod, the session's check pod, whose check server
+  (:mod:`genesys.sandbox.remote`, at ``GENESYS_CHECK_SERVER``) starts the sandboxes there; the
+  agent pod, which holds the LLM key and the store's credentials, never runs design code.
 - ``unconfined``: a weaker mode for machines without bubblewrap, taken only when asked for:
   a child process with a scrubbed environment, rlimits and the in-process audit guard. The
   report says so with a ``sandbox`` warning.
@@ -34,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ENV_VAR = "GENESYS_SANDBOX"
+CHECK_SERVER_VAR = "GENESYS_CHECK_SERVER"
+"""The check server's URL (``http://host:port``) for the ``remote`` boundary."""
 SANDBOX_DIR = "/sandbox"
 NOBODY = 65534
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
@@ -49,6 +54,7 @@ class Boundary(enum.StrEnum):
 
     BUBBLEWRAP = "bubblewrap"
     CONTAINER = "container"
+    REMOTE = "remote"
     UNCONFINED = "unconfined"
 
 
@@ -92,8 +98,14 @@ def bubblewrap_available() -> bool:
     return bubblewrap_problem() is None
 
 
-def resolve_boundary(requested: Boundary) -> Boundary:
+def resolve_boundary(requested: Boundary, environ: Mapping[str, str] | None = None) -> Boundary:
     """``requested``, once it is known to work here; raise with what to do when it cannot."""
+    source = os.environ if environ is None else environ
+    if requested is Boundary.REMOTE and not source.get(CHECK_SERVER_VAR):
+        raise SandboxUnavailableError(
+            f"{ENV_VAR}=remote needs {CHECK_SERVER_VAR}, the URL of a check server "
+            f"(genesys check-server), e.g. http://127.0.0.1:8470"
+        )
     if requested is Boundary.BUBBLEWRAP:
         problem = bubblewrap_problem()
         if problem is not None:
@@ -104,6 +116,21 @@ def resolve_boundary(requested: Boundary) -> Boundary:
                 f"{ENV_VAR}=unconfined)"
             )
     return requested
+
+
+def local_boundary(requested: Boundary, environ: Mapping[str, str] | None = None) -> Boundary:
+    """The boundary for design code that must run on this machine (training, ``designs``).
+
+    ``remote`` sends design *checks* to a check server; it cannot carry other work, so asking
+    for it here is an error that says so.
+    """
+    if requested is Boundary.REMOTE:
+        raise SandboxUnavailableError(
+            f"{ENV_VAR}=remote sends design checks to a check server; training and the "
+            "`genesys designs` commands run design code on this machine and need bubblewrap, "
+            "container or unconfined"
+        )
+    return resolve_boundary(requested, environ)
 
 
 def system_binds() -> list[str]:
@@ -247,6 +274,7 @@ def seccomp_file(*, network: bool = False) -> int:
 
 
 __all__ = [
+    "CHECK_SERVER_VAR",
     "ENV_VAR",
     "NETWORK_FILES",
     "SANDBOX_DIR",
@@ -255,6 +283,7 @@ __all__ = [
     "bubblewrap_available",
     "bubblewrap_problem",
     "bwrap_command",
+    "local_boundary",
     "readonly_roots",
     "requested_boundary",
     "resolve_boundary",

@@ -26,8 +26,8 @@ from genesys.sandbox.boundary import (
     SANDBOX_DIR,
     Boundary,
     bwrap_command,
+    local_boundary,
     requested_boundary,
-    resolve_boundary,
     seccomp_file,
 )
 from genesys.sandbox.env import scrubbed_env
@@ -68,7 +68,7 @@ def run_confined(
     timeout: float = 600.0,
 ) -> ConfinedResult:
     """Run ``command + arguments`` behind the boundary; file arguments travel as copies."""
-    mode = resolve_boundary(requested_boundary(boundary, environ))
+    mode = local_boundary(requested_boundary(boundary, environ), environ)
     scratch = Path(tempfile.mkdtemp(prefix="genesys-confined-"))
     try:
         os.chmod(scratch, 0o700)

@@ -178,8 +178,88 @@ def start_sandbox(
             os.close(seccomp)
 
 
-class Sandbox:
-    """One running sandbox: its supervisor's messages as they arrive, and its cleanup."""
+class BaseSandbox:
+    """A started sandbox, here or in a check pod: the messages it sent that were believed.
+
+    A reader thread feeds :meth:`read_messages` the sandbox's report lines; subclasses start
+    the sandbox and say how it ended (:meth:`reason`, :meth:`tail`) and how it is killed
+    (:meth:`close`).
+    """
+
+    def __init__(self, limits: SandboxLimits, nonce: str | None = None) -> None:
+        self.limits = limits
+        self.started = time.perf_counter()
+        self.nonce = nonce or secrets.token_hex(16)
+        self.messages: dict[str, SandboxReport] = {}
+        self.lines: dict[str, bytes] = {}  # each believed message as it came
+        self.problem = ""
+        self.closed = False
+        self.changed = threading.Condition()
+
+    def read_messages(self, stream: Any) -> None:
+        """Believe each JSON line that passes :func:`parse_sandbox_report`, then stop."""
+        problem = ""
+        try:
+            while line := stream.readline(MAX_REPORT_BYTES + 1):
+                message = parse_sandbox_report(line, self.nonce)
+                with self.changed:
+                    if message.stage in self.messages:
+                        raise WireError(f"the sandbox sent its {message.stage} message twice")
+                    self.messages[message.stage] = message
+                    self.lines[message.stage] = bytes(line)
+                    self.changed.notify_all()
+                if message.stage == "final":
+                    break
+        except WireError as exc:
+            problem = str(exc)
+        except (OSError, ValueError) as exc:
+            problem = f"the report stream failed: {exc}"
+        self.end(problem)
+
+    def end(self, problem: str = "") -> None:
+        """No more messages will come (``problem``: why, when it was not the final one)."""
+        with self.changed:
+            self.problem = self.problem or problem
+            self.closed = True
+            self.changed.notify_all()
+
+    def wait(self, stages: set[str], deadline: float) -> SandboxReport | None:
+        """The first message of one of ``stages``; None when the sandbox ended or time ran out."""
+        with self.changed:
+            while True:
+                for stage in ("probes", "final"):
+                    if stage in stages and stage in self.messages:
+                        return self.messages[stage]
+                if self.closed or "final" in self.messages:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.problem = (
+                        f"the check timed out after {self.limits.timeout_seconds:.0f}s "
+                        "(infinite loop or far too slow)"
+                    )
+                    return None
+                self.changed.wait(timeout=remaining)
+
+    def reason(self) -> str:
+        """Why no believable message came."""
+        raise NotImplementedError
+
+    def tail(self) -> str:
+        """The sanitised end of the sandbox's output."""
+        raise NotImplementedError
+
+    def close(self) -> float:
+        """Kill the whole sandbox and remove what it left; the seconds it lived."""
+        raise NotImplementedError
+
+
+class Sandbox(BaseSandbox):
+    """One running sandbox on this machine: its supervisor's messages, and its cleanup.
+
+    ``nonce`` is the one the messages must carry (default: a fresh one); a check server passes
+    its client's, so that the client can check the messages it relays.
+    """
 
     def __init__(
         self,
@@ -189,15 +269,10 @@ class Sandbox:
         *,
         environ: Mapping[str, str] | None = None,
         prepare: Callable[[Path], Mapping[str, Any]] | None = None,
+        nonce: str | None = None,
     ) -> None:
-        self.limits = limits
-        self.started = time.perf_counter()
+        super().__init__(limits, nonce)
         self.directory = Path(tempfile.mkdtemp(prefix="genesys-sandbox-"))
-        self.messages: dict[str, SandboxReport] = {}
-        self.problem = ""
-        self.closed = False
-        self.changed = threading.Condition()
-        self.nonce = secrets.token_hex(16)
         self.output = _Tail(MAX_LOG_BYTES)
         os.chmod(self.directory, 0o700)
         inputs = self.directory / "in"
@@ -219,7 +294,7 @@ class Sandbox:
         self._send_request(json.dumps(payload).encode("utf-8"))
         self.pipe = os.fdopen(read_end, "rb")
         self.readers = [
-            threading.Thread(target=self._read_messages, daemon=True),
+            threading.Thread(target=self.read_messages, args=(self.pipe,), daemon=True),
             threading.Thread(target=self.output.run, args=(self.process.stdout,), daemon=True),
         ]
         for reader in self.readers:
@@ -237,46 +312,6 @@ class Sandbox:
                 stdin.close()
 
         threading.Thread(target=send, daemon=True).start()
-
-    def _read_messages(self) -> None:
-        """Believe each JSON line that passes :func:`parse_sandbox_report`, then stop."""
-        problem = ""
-        try:
-            while line := self.pipe.readline(MAX_REPORT_BYTES + 1):
-                message = parse_sandbox_report(line, self.nonce)
-                with self.changed:
-                    if message.stage in self.messages:
-                        raise WireError(f"the sandbox sent its {message.stage} message twice")
-                    self.messages[message.stage] = message
-                    self.changed.notify_all()
-                if message.stage == "final":
-                    break
-        except WireError as exc:
-            problem = str(exc)
-        except (OSError, ValueError) as exc:
-            problem = f"the report pipe failed: {exc}"
-        with self.changed:
-            self.problem = problem
-            self.closed = True
-            self.changed.notify_all()
-
-    def wait(self, stages: set[str], deadline: float) -> SandboxReport | None:
-        """The first message of one of ``stages``; None when the sandbox ended or time ran out."""
-        with self.changed:
-            while True:
-                for stage in ("probes", "final"):
-                    if stage in stages and stage in self.messages:
-                        return self.messages[stage]
-                if self.closed or "final" in self.messages:
-                    return None
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.problem = (
-                        f"the check timed out after {self.limits.timeout_seconds:.0f}s "
-                        "(infinite loop or far too slow)"
-                    )
-                    return None
-                self.changed.wait(timeout=remaining)
 
     def reason(self) -> str:
         """Why no believable message came."""
@@ -304,6 +339,22 @@ class Sandbox:
                     stream.close()
         shutil.rmtree(self.directory, ignore_errors=True)
         return time.perf_counter() - self.started
+
+
+def open_sandbox(
+    request: Mapping[str, Any],
+    limits: SandboxLimits,
+    boundary: Boundary,
+    *,
+    environ: Mapping[str, str] | None = None,
+    prepare: Callable[[Path], Mapping[str, Any]] | None = None,
+) -> BaseSandbox:
+    """A sandbox on this machine, or in the session's check pod for the ``remote`` boundary."""
+    if boundary is Boundary.REMOTE:
+        from genesys.sandbox.remote import RemoteSandbox
+
+        return RemoteSandbox(request, limits, environ=environ, prepare=prepare)
+    return Sandbox(request, limits, boundary, environ=environ, prepare=prepare)
 
 
 PROBED_AFTER = ("compose", "param_fit", "forward", "unit_tests")
@@ -349,7 +400,7 @@ def believed(message: SandboxReport) -> Report:
 
 
 def probe_verdicts(
-    plan: ProbePlan, reference: SandboxReport, perturbed: Sandbox, deadline: float
+    plan: ProbePlan, reference: SandboxReport, perturbed: BaseSandbox, deadline: float
 ) -> list[Finding]:
     """Batch independence and causality from the two sandboxes' digests."""
     final = perturbed.wait({"final"}, deadline)
@@ -373,13 +424,17 @@ def probe_verdicts(
 
 
 def with_verdicts(report: Report, decided: list[Finding]) -> Report:
-    """``report`` with the verdicts after the checks they follow (nothing after a failure)."""
+    """``report`` with the verdicts after the checks they follow (nothing after a failure).
+
+    A failure before the verdicts' place is the report's first failure, and the verdicts are
+    left out; a failure after it (effectiveness, say) does not hide them.
+    """
     position = 0
     for index, finding in enumerate(report.checks):
-        if finding.status == Status.FAIL:
-            return report  # failed before the verdicts' place: they are not its first failure
         if finding.name in PROBED_AFTER:
             position = index + 1
+    if any(finding.status == Status.FAIL for finding in report.checks[:position]):
+        return report
     if any(finding.status == Status.FAIL for finding in decided):
         report.checks[position:] = decided
     else:
@@ -403,11 +458,14 @@ def run_probed_check(
     """The reference and perturbed sandboxes side by side; stop as soon as the verdict fails."""
     plan = plan_probes(rung.context_length, rung.vocab_size, batch_tokens=rung.batch_tokens)
     deadline = time.monotonic() + limits.timeout_seconds
-    reference = Sandbox({**request, "role": "checks"}, limits, boundary, environ=environ,
-                        prepare=lambda d: {"probes": plan.write(d, "reference")})  # fmt: skip
+
+    def sandbox(role: str, side: str) -> BaseSandbox:
+        return open_sandbox({**request, "role": role}, limits, boundary, environ=environ,
+                            prepare=lambda d: {"probes": plan.write(d, side)})  # fmt: skip
+
+    reference = sandbox("checks", "reference")
     try:
-        perturbed = Sandbox({**request, "role": "probe"}, limits, boundary, environ=environ,
-                            prepare=lambda d: {"probes": plan.write(d, "perturbed")})  # fmt: skip
+        perturbed = sandbox("probe", "perturbed")
     except BaseException:
         reference.close()
         raise
@@ -460,7 +518,7 @@ def check_design(
         report = Report(checks=static)
         report.info["sandbox"] = {"executed": False}
         return report
-    mode = resolve_boundary(requested_boundary(boundary, environ))
+    mode = resolve_boundary(requested_boundary(boundary, environ), environ)
     request = {"design": dict(document), "rung": rung_request(rung),
                "settings": dict(settings or {})}  # fmt: skip
     start = time.perf_counter()
@@ -484,9 +542,11 @@ def check_design(
 
 
 __all__ = [
+    "BaseSandbox",
     "Sandbox",
     "SandboxLimits",
     "check_design",
     "check_settings",
     "limits_from_checks",
+    "open_sandbox",
 ]

@@ -5,6 +5,9 @@ What must stay true: keys are relative, slash-separated and readable
 new one, never a torn one); ``create_*`` writes only a missing key, exclusively across writers;
 ``list`` and ``delete_prefix`` work on folders (``runs/demo`` never includes ``runs/demo-2``);
 the store is the source of truth for content. ``genesys.store.base`` states the whole contract.
+A training job holds no store credential: it reaches its own objects through a store grant of
+presigned URLs (``genesys.store.grant``), which ``open_store`` uses where the job's environment
+carries one.
 """
 
 from genesys.store.base import ConditionalWriteUnsupportedError, Store, StoreError, open_store

@@ -595,12 +595,22 @@ class S3Store(Store):
 
 
 def open_store(uri: str | Path, *, endpoint_url: str | None = None) -> Store:
-    """A store from a URI: a path, ``file://...`` or ``s3://bucket/prefix``."""
+    """A store from a URI: a path, ``file://...`` or ``s3://bucket/prefix``.
+
+    Where ``GENESYS_STORE_GRANT`` is set (a training job), an ``s3://`` URI opens as a
+    :class:`~genesys.store.grant.GrantStore` view that reaches only what the grant covers, with
+    no credential; ``endpoint_url`` is then unused (the grant's URLs name their endpoint).
+    """
     text = str(uri)
     parsed = urlparse(text)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"S3 URI without a bucket: {text!r}")
+        from genesys.store.grant import GrantStore, environment_grant  # grant imports this module
+
+        grant = environment_grant()
+        if grant is not None:
+            return GrantStore(grant, text)
         return S3Store(parsed.netloc, parsed.path.lstrip("/"), endpoint_url=endpoint_url)
     if parsed.scheme == "file":
         return LocalStore(parsed.path)
