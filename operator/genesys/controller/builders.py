@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from genesys.api.base import API_GROUP_VERSION
-from genesys.api.discoveryrun import DiscoveryRun
+from genesys.api.discoveryrun import AgentPod, DiscoveryRun
 from genesys.api.labels import LABEL_DESIGN, LABEL_OPERATOR, LABEL_ROLE, LABEL_RUN, LABEL_RUN_UID
 from genesys.api.runconfig import RunIdentity
 from genesys.backends.common import RunHandle, session_arguments
@@ -146,6 +146,34 @@ def check_server_url(identity: RunIdentity, session: str, namespace: str) -> str
     return f"http://{check_name(identity, session)}.{namespace}.svc:{CHECK_PORT}"
 
 
+def session_pod_job(
+    name: str,
+    labels: Mapping[str, str],
+    pod_spec: Mapping[str, Any],
+    pod: AgentPod,
+    *,
+    owner: Mapping[str, Any],
+    namespace: str,
+) -> dict[str, Any]:
+    """A session's ``batch/v1`` Job around ``pod_spec``: owned, bounded in time, cleaned up."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "backoffLimit": pod.backoff_limit,
+            "activeDeadlineSeconds": pod.deadline_seconds,
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+            "template": {"metadata": {"labels": dict(labels)}, "spec": dict(pod_spec)},
+        },
+    }
+
+
 def agent_job(
     handle: RunHandle, action: StartSession, *, owner: Mapping[str, Any], namespace: str
 ) -> dict[str, Any]:
@@ -186,25 +214,8 @@ def agent_job(
     }
     if pod.runtime_class_name:
         pod_spec["runtimeClassName"] = pod.runtime_class_name
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": session_job_name(identity, action.session),
-            "namespace": namespace,
-            "labels": labels,
-            "ownerReferences": [owner_reference(owner)],
-        },
-        "spec": {
-            "backoffLimit": pod.backoff_limit,
-            "activeDeadlineSeconds": pod.deadline_seconds,
-            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": pod_spec,
-            },
-        },
-    }
+    name = session_job_name(identity, action.session)
+    return session_pod_job(name, labels, pod_spec, pod, owner=owner, namespace=namespace)
 
 
 def check_job(
@@ -264,22 +275,8 @@ def check_job(
     }  # fmt: skip
     if checks.runtime_class_name:
         pod_spec["runtimeClassName"] = checks.runtime_class_name
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": check_name(identity, action.session),
-            "namespace": namespace,
-            "labels": labels,
-            "ownerReferences": [owner_reference(owner)],
-        },
-        "spec": {
-            "backoffLimit": pod.backoff_limit,
-            "activeDeadlineSeconds": pod.deadline_seconds,
-            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
-    }
+    name = check_name(identity, action.session)
+    return session_pod_job(name, labels, pod_spec, pod, owner=owner, namespace=namespace)
 
 
 def check_metadata(

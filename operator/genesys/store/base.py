@@ -397,6 +397,26 @@ def conditional_put_outcome(error: tuple[str, int] | None) -> ConditionalOutcome
     return "error"
 
 
+def settle_conditional_put(
+    put: Callable[[], ConditionalOutcome], exists: Callable[[], bool], what: str
+) -> bool:
+    """A conditional create to its end: True when ``put`` created the key, False when it exists.
+
+    A ``conflict`` (another conditional write of the key in flight) is retried with backoff,
+    then settled by whether the key exists; any other end is a :class:`StoreError`.
+    """
+    for attempt in range(CONFLICT_RETRIES + 1):
+        outcome = put()
+        if outcome != "conflict":
+            break
+        time.sleep(0.05 * 2**attempt)
+    if outcome == "created":
+        return True
+    if outcome == "exists" or (outcome == "conflict" and exists()):
+        return False
+    raise StoreError(f"conditional PUT of {what} ended {outcome!r} and the key does not exist")
+
+
 def _environment_credentials() -> dict[str, str]:
     """Credentials from ``AWS_*`` variables now, where set (the first link of the AWS chain).
 
@@ -505,18 +525,10 @@ class S3Store(Store):
                 "concurrent writers could duplicate work; use an S3 implementation that "
                 "honours it (AWS S3, MinIO and Ceph do)"
             )
-        for attempt in range(CONFLICT_RETRIES + 1):
-            outcome = self._put_if_absent(full, data)
-            if outcome != "conflict":
-                break
-            time.sleep(0.05 * 2**attempt)  # another conditional write of the key is in flight
-        if outcome == "created":
-            return True
-        if outcome == "exists" or (outcome == "conflict" and self.exists(key)):
-            return False
-        raise StoreError(
-            f"conditional PUT of {full!r} to {self.endpoint} (bucket {self.bucket!r}) "
-            f"ended {outcome!r} and the key does not exist"
+        return settle_conditional_put(
+            lambda: self._put_if_absent(full, data),
+            lambda: self.exists(key),
+            f"{full!r} to {self.endpoint} (bucket {self.bucket!r})",
         )
 
     def put_file(self, key: str, path: Path) -> None:
@@ -628,4 +640,5 @@ __all__ = [
     "StoreError",
     "conditional_put_outcome",
     "open_store",
+    "settle_conditional_put",
 ]

@@ -55,7 +55,6 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from genesys.store.base import (
-    CONFLICT_RETRIES,
     ConditionalOutcome,
     ConditionalWriteUnsupportedError,
     S3Store,
@@ -67,6 +66,7 @@ from genesys.store.base import (
     _join,
     _object_key,
     conditional_put_outcome,
+    settle_conditional_put,
 )
 
 #: The environment variable that carries a grant (JSON) into a training job.
@@ -443,18 +443,10 @@ class GrantStore(Store):
                 "grant was issued), so concurrent writers could duplicate work; use an S3 "
                 "implementation that honours it (AWS S3, MinIO and Ceph do)"
             )
-        for attempt in range(CONFLICT_RETRIES + 1):
-            outcome = self._put_if_absent(uri, url, data)
-            if outcome != "conflict":
-                break
-            time.sleep(0.05 * 2**attempt)  # another conditional write of the key is in flight
-        if outcome == "created":
-            return True
-        if outcome == "exists" or (outcome == "conflict" and self.exists(key)):
-            return False
-        raise StoreError(
-            f"conditional PUT of {uri} through the store grant ended {outcome!r} and the key "
-            "does not exist"
+        return settle_conditional_put(
+            lambda: self._put_if_absent(uri, url, data),
+            lambda: self.exists(key),
+            f"{uri} through the store grant",
         )
 
     def get_bytes(self, key: str) -> bytes:
