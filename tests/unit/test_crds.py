@@ -3,6 +3,7 @@ with the pydantic models on examples and invalid fixtures."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from genesys.api.crd import all_crds
+from genesys.cli import CRD_DIRS, main
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = all_crds()
@@ -175,3 +177,35 @@ def test_structural_fixtures_are_rejected_by_the_crd_schema(fixture: str) -> Non
         assert "rungz" not in ladder["properties"]["ladder"]["properties"]
         return
     assert list(validator.iter_errors(document)), f"{fixture} passed the CRD schema"
+
+
+def test_crds_default_dirs_are_the_repository_and_the_chart_copy() -> None:
+    assert CRD_DIRS == ("crds", "helm/genesys-operator/files/crds")
+    assert (REPO / "helm" / "genesys-operator" / "Chart.yaml").is_file()
+    for directory in CRD_DIRS:
+        assert sorted(p.name for p in (REPO / directory).glob("*.yaml")) == sorted(CRDS)
+
+
+def test_crds_check_without_dir_checks_the_chart_copy_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for directory in CRD_DIRS:
+        shutil.copytree(REPO / "crds", tmp_path / directory)
+    monkeypatch.chdir(tmp_path)
+    assert main(["crds", "--check"]) == 0
+    chart_copy = tmp_path / CRD_DIRS[1] / "genesys.dev_designs.yaml"
+    chart_copy.write_text(chart_copy.read_text(encoding="utf-8") + "# drift\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["crds", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"stale CRDs in {CRD_DIRS[1]}: genesys.dev_designs.yaml" in err
+
+
+def test_crds_without_dir_writes_both_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["crds"]) == 0
+    for name in CRDS:
+        first, second = (tmp_path / directory / name for directory in CRD_DIRS)
+        assert first.read_bytes() == second.read_bytes() == (REPO / "crds" / name).read_bytes()
