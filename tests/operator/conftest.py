@@ -1,4 +1,9 @@
-"""Fixtures of the operator tests: a fresh cluster (API, S3, CRDs, namespace, Secret) per test."""
+"""Fixtures of the operator tests: a fresh cluster (API, S3, CRDs, namespace, Secret) per test.
+
+After a test in which the operator ran, every request it sent (known by its User-Agent) must be
+allowed by the Helm chart's ClusterRole (:mod:`support.rbac`): the chart's RBAC is checked
+against what the operator really does, not against a list written by hand.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ import yaml
 
 from support.cluster import NAMESPACE, REPO, Cluster
 from support.kube import running_kmock
+from support.rbac import chart_rules, operator_calls, ungranted
+
+OPERATOR_CALLS: set[tuple[str, str, str]] = set()
+"""Every (apiGroup, resource, verb) the operator sent in this session's operator tests."""
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +78,9 @@ def cluster(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             yield cluster
         finally:
             cluster.stop_operator()
+        if cluster.operator_logs:  # the operator ran: the chart's RBAC must allow all it did
+            calls = operator_calls(kube.requests())
+            assert calls, "no request of the operator was recognised by its User-Agent"
+            OPERATOR_CALLS.update(calls)
+            missing = ungranted(calls, chart_rules())
+            assert not missing, f"the Helm chart's ClusterRole does not grant {missing}"

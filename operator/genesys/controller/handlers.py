@@ -41,6 +41,7 @@ from typing import Any
 
 import kopf
 
+from genesys import __version__
 from genesys.api.base import API_GROUP, API_GROUP_VERSION, API_VERSION
 from genesys.api.discoveryrun import Storage
 from genesys.api.labels import ANNOTATION_PREFIX, FINALIZER, LABEL_RUN
@@ -60,6 +61,8 @@ RUNS = "discoveryruns"
 TICK_SECONDS = float(os.environ.get("GENESYS_TICK_SECONDS", "15"))
 RETRY_SECONDS = 10.0
 COMPONENT = "genesys-operator"
+USER_AGENT = f"genesys-operator/{__version__}"
+"""The operator's own API client says so (kopf's says ``kopf/<version>``)."""
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -94,6 +97,7 @@ def api_client() -> Any:
             else:
                 config.load_kube_config()
             _client = client.ApiClient()
+            _client.user_agent = USER_AGENT  # how the API server's audit log names us
         return _client
 
 
