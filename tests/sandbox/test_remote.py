@@ -227,3 +227,47 @@ def test_remote_cannot_carry_training_or_designs_commands() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2  # argparse: not a choice for `genesys run`
+
+
+def test_a_design_session_checks_in_the_check_server_and_then_stops_it(tmp_path: Path) -> None:
+    if not bubblewrap_available():
+        pytest.skip("bubblewrap cannot run here: the check server's sandboxes need it")
+    from genesys.api.discoveryrun import DiscoveryRun
+    from genesys.api.runconfig import RunIdentity, resolve_run_config
+    from genesys.store import open_store
+    from genesys.store.archive import design_key, session_key
+    from genesys.store.configs import write_run_config
+
+    store = open_store(tmp_path / "store")
+    store.put_text(design_key("seed-gpt2", "design.json"), load_seed("gpt2").dumps())
+    run = DiscoveryRun.model_validate({
+        "metadata": {"name": "r"},
+        "spec": {
+            "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1}]},
+            "agents": {"offline": True},
+            "checks": {"effectivenessSteps": 3, "causalityLength": 24, "forwardLength": 128,
+                       "sandboxTimeoutSeconds": 120, "sandboxMemory": "4Gi"},
+            "verification": {"data": {"tokenizer": "byte", "vocabSize": 256}},
+        },
+    })  # fmt: skip
+    config = write_run_config(store, resolve_run_config(run, identity=RunIdentity(name="r"),
+                                                        data_uri="/data"))  # fmt: skip
+    started = start_server("--idle-seconds", "600", env=server_env(GENESYS_SANDBOX="bubblewrap"))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "genesys", "agent", "design", "--store", str(store.uri),
+             "--config", config, "--session", "s1", "--design-id", "d0001", "--seq", "1",
+             "--operator", "mutation", "--parents", "seed-gpt2", "--seed", "1", "--quiet"],
+            env=started.environ(), capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        outcome = json.loads(store.get_text(session_key("s1")))
+        assert outcome["candidates"] >= 1
+        # the session told its check server to stop once its outcome was recorded
+        _, err = started.process.communicate(timeout=60)
+        assert started.process.returncode == 0
+        assert re.search(r"stopped after [1-9]\d* sandbox", err), err
+    finally:
+        if started.process.poll() is None:
+            started.process.kill()
+            started.process.communicate(timeout=10)

@@ -16,7 +16,8 @@ on bad arguments or config, 1 on infrastructure failure (the store).
 
 With ``GENESYS_SANDBOX=remote`` (an agent pod on a cluster) the checks run in the session's
 check pod, at ``GENESYS_CHECK_SERVER``: the session waits for it to answer before it starts, and
-tells it to stop when the session ends.
+tells it to stop once the session has recorded its outcome (not after an infrastructure failure,
+exit 1: the Job's retried pod resumes the session and needs the check pod).
 
 What must stay true: this process never executes design code (the sandbox does), and the API
 key is read from the environment variable the config names, never from arguments.
@@ -95,13 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             store, session_key(args.session), SessionOutcome(status="failed", reason=reason)
         )
         return 1
-    try:
-        return run_session(args, parents, config, store)
-    finally:
-        if boundary is Boundary.REMOTE:  # its check pod is of no more use
-            from genesys.sandbox.remote import shutdown_server
+    status = run_session(args, parents, config, store)
+    # once the outcome is recorded the check pod is of no more use; after an infrastructure
+    # failure (1) the Job's retried pod resumes the session and still needs it
+    if boundary is Boundary.REMOTE and status != 1:
+        from genesys.sandbox.remote import shutdown_server
 
-            shutdown_server(os.environ[CHECK_SERVER_VAR])
+        shutdown_server(os.environ[CHECK_SERVER_VAR])
+    return status
 
 
 def run_session(
