@@ -17,7 +17,7 @@ from genesys.sandbox.boundary import (
     requested_boundary,
     resolve_boundary,
 )
-from genesys.sandbox.probes import plan_probes, replace_after, verdicts
+from genesys.sandbox.probes import REPEATS, plan_probes, replace_after, verdicts
 from genesys.sandbox.report import Finding, Report, Status
 from genesys.sandbox.seccomp import DENIED, UnsupportedArchitectureError, filter_program
 from genesys.sandbox.wire import (
@@ -116,8 +116,11 @@ def digests_of(tokens: np.ndarray, block) -> list[list[str]]:  # type: ignore[no
 def test_the_plan_covers_every_short_cut_and_the_full_context() -> None:
     plan = plan_probes(context_length=512, vocab_size=256, seed=7)
     names = {probe.name for probe in plan.probes}
+    repeats = {f"repeat{i}-{'train' if i % 2 else 'eval'}" for i in range(REPEATS)}
     assert names == {"batch-eval", "batch-train", "short-eval", "short-train", "full-eval",
-                     "full-train"}  # fmt: skip
+                     "full-train", *repeats}  # fmt: skip
+    seeds = [probe.forward_seed for probe in plan.probes]
+    assert len(set(seeds)) == len(seeds)  # a leak drawn from the shared random state is redrawn
     short = next(p for p in plan.probes if p.name == "short-eval")
     assert sorted(short.cuts) == list(range(short.reference.shape[1]))
     full = next(p for p in plan.probes if p.name == "full-eval")
