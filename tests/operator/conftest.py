@@ -22,7 +22,7 @@ from support.kube import running_kmock
 from support.rbac import chart_rules, operator_calls, ungranted
 
 OPERATOR_CALLS: set[tuple[str, str, str]] = set()
-"""Every (apiGroup, resource, verb) the operator sent in this session's operator tests."""
+"""Every (apiGroup, resource, verb) the operator sent in the operator tests of this test run."""
 
 
 @pytest.fixture(scope="session")
