@@ -21,9 +21,6 @@ from support.cluster import NAMESPACE, REPO, Cluster
 from support.kube import running_kmock
 from support.rbac import chart_rules, operator_calls, ungranted
 
-OPERATOR_CALLS: set[tuple[str, str, str]] = set()
-"""Every (apiGroup, resource, verb) the operator sent in the operator tests of this test run."""
-
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
@@ -81,6 +78,5 @@ def cluster(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         if cluster.operator_logs:  # the operator ran: the chart's RBAC must allow all it did
             calls = operator_calls(kube.requests())
             assert calls, "no request of the operator was recognised by its User-Agent"
-            OPERATOR_CALLS.update(calls)
             missing = ungranted(calls, chart_rules())
             assert not missing, f"the Helm chart's ClusterRole does not grant {missing}"
