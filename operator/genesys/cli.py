@@ -6,6 +6,8 @@ Subcommands so far:
 - ``genesys crds [--check] [--dir DIR]...``: write the CRDs generated from the API models, or with
   ``--check`` exit 1 when a directory is stale. Without ``--dir``: ``crds/`` and the Helm
   chart's copy ``helm/genesys-operator/files/crds/``, so that the two never drift apart.
+- ``genesys install --print [-n NS]``: the operator's install manifests (the Helm chart's
+  defaults, packaged), for ``kubectl apply`` on a cluster without Helm.
 - ``genesys check DESIGN --rung R [--json]``: static checks, then dynamic checks of the design in
   the sandbox child; exit 0 passed, 1 failed, 2 usage error.
 - ``genesys data prepare``, ``genesys train``, ``genesys eval``: the trainer's commands (see
@@ -477,6 +479,24 @@ def delegate(module: str) -> Any:
 
 
 SANDBOX_CHOICES = ("bubblewrap", "container", "unconfined")
+
+
+def cmd_install(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the install manifests; this command never talks to a cluster itself."""
+    from genesys.install import install_manifests
+
+    if not args.print_manifests:
+        print("genesys install only prints the manifests: "
+              "genesys install --print | kubectl apply -f -", file=err)  # fmt: skip
+        return EXIT_INVALID
+    try:
+        out.write(install_manifests(args.namespace))
+    except ValueError as exc:
+        print(exc, file=err)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 CHECK_SANDBOX_CHOICES = (*SANDBOX_CHOICES, "remote")
 SANDBOX_HELP = (
     "the boundary around design code (default: $GENESYS_SANDBOX, else bubblewrap; "
@@ -510,6 +530,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 when a directory is stale; write nothing"
     )
     crds.set_defaults(handler=cmd_crds)
+
+    install = commands.add_parser(
+        "install", help="print the operator's install manifests (for clusters without Helm)"
+    )
+    install.add_argument("--print", dest="print_manifests", action="store_true",
+                         help="print them (pipe into `kubectl apply -f -`)")  # fmt: skip
+    install.add_argument("-n", "--namespace", default="genesys-system",
+                         help="the operator's namespace (default: genesys-system)")  # fmt: skip
+    install.set_defaults(handler=cmd_install)
 
     run = commands.add_parser("run", help="run a DiscoveryRun on this machine")
     run.add_argument(

@@ -139,6 +139,17 @@ ALL_OPT_INS: dict[str, Any] = {
         }
     },
     "priorityClassName": "system-cluster-critical",
+    "images": {"agent": "registry.example/genesys-agent:1", "trainer": "registry.example/t:1"},
+    "runPolicies": {
+        "enabled": True,
+        "namespaces": ["runs"],
+        "denyCidrs": ["169.254.169.254/32", "10.0.0.0/24"],
+        "llm": {"to": [], "ports": [443, 8000]},  # any address but the denied ones
+        "s3": {
+            "to": [{"namespaceSelector": {"matchLabels": {"name": "storage"}}}],
+            "ports": [9000],
+        },
+    },
 }
 
 CASES: dict[str, dict[str, Any]] = {
@@ -299,7 +310,11 @@ def test_pod_values_reach_the_pod(rendered: dict[str, Objects]) -> None:
     spec = pod["spec"]
     (container,) = spec["containers"]
     assert container["image"] == "registry.example/genesys-operator@sha256:" + "ab" * 32
-    assert container["env"] == ALL_OPT_INS["extraEnv"]
+    assert container["env"] == [
+        {"name": "GENESYS_AGENT_IMAGE", "value": "registry.example/genesys-agent:1"},
+        {"name": "GENESYS_TRAINER_IMAGE", "value": "registry.example/t:1"},
+        *ALL_OPT_INS["extraEnv"],
+    ]
     assert container["envFrom"] == ALL_OPT_INS["envFrom"]
     assert spec["imagePullSecrets"] == [{"name": "registry"}]
     assert spec["nodeSelector"] == ALL_OPT_INS["nodeSelector"]
@@ -322,8 +337,71 @@ def test_pod_labels_never_replace_the_selector(helm: str) -> None:
     assert selector.items() <= labels.items()
 
 
+def test_runs_default_images_are_the_charts_version(rendered: dict[str, Objects]) -> None:
+    (container,) = one(rendered["defaults"], "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["env"] == [
+        {"name": "GENESYS_AGENT_IMAGE", "value": "genesys-agent:0.1.0"},
+        {"name": "GENESYS_TRAINER_IMAGE", "value": "genesys-trainer:0.1.0"},
+    ]
+
+
+def operator_policy(objects: Objects) -> dict[str, Any]:
+    (policy,) = [p for p in kinds(objects, "NetworkPolicy")
+                 if p["metadata"]["namespace"] == NAMESPACE]  # fmt: skip
+    return policy
+
+
+def run_policies(objects: Objects) -> dict[str, dict[str, Any]]:
+    """The run pods' NetworkPolicies by ``namespace/component``."""
+    found = {}
+    for policy in kinds(objects, "NetworkPolicy"):
+        labels = policy["spec"]["podSelector"]["matchLabels"]
+        if labels.get("app.kubernetes.io/managed-by") == "genesys-operator":
+            key = f"{policy['metadata']['namespace']}/{labels['app.kubernetes.io/component']}"
+            found[key] = policy["spec"]
+    return found
+
+
+def test_run_pods_reach_only_dns_the_store_the_llm_and_their_check_pod(
+    rendered: dict[str, Objects],
+) -> None:
+    policies = run_policies(rendered["all-opt-ins"])
+    assert set(policies) == {"runs/agent", "runs/trainer"}
+    assert run_policies(rendered["namespaced-all-opt-ins"]).keys() == policies.keys()
+    assert run_policies(rendered["defaults"]) == {}
+    agent, trainer = policies["runs/agent"], policies["runs/trainer"]
+    for policy in (agent, trainer):
+        assert policy["policyTypes"] == ["Ingress", "Egress"]
+        assert policy["ingress"] == []  # nothing connects to them
+        assert {p["port"] for p in policy["egress"][0]["ports"]} == {53}
+        store = policy["egress"][1]
+        assert store["to"] == ALL_OPT_INS["runPolicies"]["s3"]["to"]
+        assert [p["port"] for p in store["ports"]] == [9000]
+    assert len(trainer["egress"]) == 2  # DNS and the store, nothing else
+    llm, check = agent["egress"][2:]
+    # any address, but the API server's and the denied blocks: nothing reaches the API
+    (anywhere,) = llm["to"]
+    assert anywhere["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert anywhere["ipBlock"]["except"] == ["169.254.169.254/32", "10.0.0.0/24",
+                                             "10.96.0.1/32", "172.18.0.2/32"]  # fmt: skip
+    assert [p["port"] for p in llm["ports"]] == [443, 8000]
+    assert check["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "check"
+    assert check["ports"] == [{"port": 8470, "protocol": "TCP"}]
+
+
+def test_run_policies_need_their_namespaces_and_the_api_servers_address(helm: str) -> None:
+    on = {"runPolicies": {"enabled": True}}
+    assert "runPolicies.namespaces" in render_error(helm, on)
+    anywhere = merged(on, {"runPolicies": {"namespaces": ["runs"]}})
+    assert "networkPolicy.apiServer.cidrs" in render_error(helm, anywhere)
+    fenced = merged(anywhere, {"runPolicies": {
+        "llm": {"to": [{"ipBlock": {"cidr": "203.0.113.7/32"}}]},
+        "s3": {"to": [{"ipBlock": {"cidr": "203.0.113.8/32"}}]}}})  # fmt: skip
+    assert set(run_policies(render(helm, fenced))) == {"runs/agent", "runs/trainer"}
+
+
 def test_network_policy_allows_only_api_server_dns_and_health(rendered: dict[str, Objects]) -> None:
-    policy = one(rendered["all-opt-ins"], "NetworkPolicy")["spec"]
+    policy = operator_policy(rendered["all-opt-ins"])["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
     api, dns, extra = policy["egress"]
@@ -343,7 +421,7 @@ def test_network_policy_allows_only_api_server_dns_and_health(rendered: dict[str
 NAMESPACE_RULES = {
     ("genesys.dev", "discoveryruns"): {"get", "list", "watch", "patch"},
     ("genesys.dev", "discoveryruns/status"): {"patch"},
-    ("genesys.dev", "designs"): {"get", "list", "create", "patch", "delete"},
+    ("genesys.dev", "designs"): {"get", "list", "create", "delete"},
     ("genesys.dev", "designs/status"): {"patch"},
     ("batch", "jobs"): {"list", "watch", "create", "patch", "delete"},
     ("", "services"): {"list", "create", "delete"},
@@ -569,7 +647,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "affinity": {"affinity": {}},
     "priorityClassName": {"priorityClassName": ""},
     "networkPolicy.enabled": {"networkPolicy": {"enabled": False}},
-    "networkPolicy.apiServer.cidrs": {"networkPolicy": {"apiServer": {"cidrs": []}}},
+    "networkPolicy.apiServer.cidrs": {"networkPolicy": {"apiServer": {"cidrs": ["10.0.0.1/32"]}}},
     "networkPolicy.apiServer.ports": {"networkPolicy": {"apiServer": {"ports": [443]}}},
     "networkPolicy.dns.namespaceLabels.kubernetes.io/metadata.name": {
         "networkPolicy": {"dns": {"namespaceLabels": {"kubernetes.io/metadata.name": "dns"}}}
@@ -578,6 +656,15 @@ CHANGES: dict[str, dict[str, Any]] = {
         "networkPolicy": {"dns": {"podLabels": {"k8s-app": "coredns"}}}
     },
     "networkPolicy.extraEgress": {"networkPolicy": {"extraEgress": []}},
+    "images.agent": {"images": {"agent": ""}},
+    "images.trainer": {"images": {"trainer": ""}},
+    "runPolicies.enabled": {"runPolicies": {"enabled": False}},
+    "runPolicies.namespaces": {"runPolicies": {"namespaces": ["other"]}},
+    "runPolicies.denyCidrs": {"runPolicies": {"denyCidrs": ["10.1.0.0/16"]}},
+    "runPolicies.llm.to": {"runPolicies": {"llm": {"to": [{"ipBlock": {"cidr": "1.2.3.4/32"}}]}}},
+    "runPolicies.llm.ports": {"runPolicies": {"llm": {"ports": [443]}}},
+    "runPolicies.s3.to": {"runPolicies": {"s3": {"to": []}}},
+    "runPolicies.s3.ports": {"runPolicies": {"s3": {"ports": [443]}}},
 }
 
 

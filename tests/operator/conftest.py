@@ -2,7 +2,10 @@
 
 After a test in which the operator ran, every request it sent (known by its User-Agent) must be
 allowed by the Helm chart's ClusterRole (:mod:`support.rbac`): the chart's RBAC is checked
-against what the operator really does, not against a list written by hand.
+against what the operator really does, not against a list written by hand. Every object it
+created must carry the standard ``app.kubernetes.io`` labels with its one ``managed-by``, and
+every Job's pod must pass Pod Security "restricted" with a read-only root file system
+(:mod:`support.pod_security`), as a namespace that enforces "restricted" would demand.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -19,7 +23,39 @@ import yaml
 
 from support.cluster import NAMESPACE, REPO, Cluster
 from support.kube import running_kmock
-from support.rbac import chart_rules, operator_calls, ungranted
+from support.pod_security import read_only_root_violations, restricted_violations
+from support.rbac import (
+    OUTCOMES,
+    SEEN_CALLS,
+    Call,
+    chart_rules,
+    operator_calls,
+    operator_creations,
+    ungranted,
+)
+
+STANDARD_LABELS = ("name", "instance", "component", "part-of", "managed-by")
+OPERATOR_OBJECTS = ("jobs", "services", "networkpolicies", "designs")
+
+
+def creation_problems(created: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """What is wrong with the objects the operator created (labels, pod security)."""
+    problems = []
+    for resource, body in created:
+        if resource not in OPERATOR_OBJECTS:
+            continue  # events (kopf's), the run's own status
+        name = f"{resource}/{body.get('metadata', {}).get('name')}"
+        labels = body.get("metadata", {}).get("labels") or {}
+        missing = [k for k in STANDARD_LABELS if f"app.kubernetes.io/{k}" not in labels]
+        if missing:
+            problems.append(f"{name} lacks app.kubernetes.io/{missing}")
+        if labels.get("app.kubernetes.io/managed-by") != "genesys-operator":
+            problems.append(f"{name} managed-by {labels.get('app.kubernetes.io/managed-by')}")
+        if resource == "jobs":
+            pod = body["spec"]["template"]["spec"]
+            broken = restricted_violations(pod) + read_only_root_violations(pod)
+            problems += [f"{name}: {violation}" for violation in broken]
+    return problems
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +70,31 @@ def s3_server() -> Iterator[str]:
     server.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Record each operator test's outcome (the RBAC "nothing more" test needs all passed)."""
+    report = yield
+    if report.when == "call" or report.outcome != "passed":
+        outcomes = item.session.stash.setdefault(OUTCOMES, {})
+        outcomes[item.nodeid] = (
+            report.outcome if report.when == "call" or report.skipped else "failed"
+        )
+    return report
+
+
+@pytest.fixture(scope="session")
+def seen_operator_calls(request: pytest.FixtureRequest) -> set[Call]:
+    """Every (apiGroup, resource, verb) the operator sent in this test session."""
+    return request.session.stash.setdefault(SEEN_CALLS, set())
+
+
 @pytest.fixture
-def cluster(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+def cluster(
+    s3_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seen_operator_calls: set[Call],
+) -> Iterator[Cluster]:
     """A fresh API server with the CRDs, namespace and Secret a user creates first."""
     for key, value in {
         "AWS_ACCESS_KEY_ID": "test",
@@ -78,5 +137,9 @@ def cluster(s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         if cluster.operator_logs:  # the operator ran: the chart's RBAC must allow all it did
             calls = operator_calls(kube.requests())
             assert calls, "no request of the operator was recognised by its User-Agent"
+            seen_operator_calls.update(calls)
             missing = ungranted(calls, chart_rules())
             assert not missing, f"the Helm chart's ClusterRole does not grant {missing}"
+            created = operator_creations(kube.requests())
+            problems = creation_problems(created)
+            assert not problems, f"objects the operator created are not as they must be: {problems}"

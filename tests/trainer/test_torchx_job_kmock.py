@@ -49,8 +49,13 @@ def scheduler(kube: KMockServer) -> Iterator[KubernetesJobScheduler]:
     client.close()
 
 
-def submit(scheduler: KubernetesJobScheduler, application: specs.AppDef) -> str:
-    app_id: str = scheduler.schedule(scheduler.submit_dryrun(application, CFG))
+def submit(
+    scheduler: KubernetesJobScheduler,
+    application: specs.AppDef,
+    options: dict[str, Any] | None = None,
+) -> str:
+    cfg = {**CFG, **(options or {})}
+    app_id: str = scheduler.schedule(scheduler.submit_dryrun(application, cfg))
     return app_id
 
 
@@ -125,7 +130,8 @@ def test_describe_of_a_missing_job_is_none(scheduler: KubernetesJobScheduler) ->
 def test_list_finds_only_this_schedulers_jobs(scheduler: KubernetesJobScheduler) -> None:
     from kubernetes import client
 
-    ids = {submit(scheduler, app("d0001")), submit(scheduler, app("d0002"))}
+    managed = {"managed_by": "genesys-operator"}  # whoever manages it, it is this scheduler's
+    ids = {submit(scheduler, app("d0001")), submit(scheduler, app("d0002"), managed)}
     other = {"metadata": {"name": "someone-else"},
              "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}],
                                             "restartPolicy": "Never"}}}}  # fmt: skip

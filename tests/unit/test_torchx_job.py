@@ -166,13 +166,48 @@ def test_runtime_class_reaches_the_pod_only() -> None:
 def test_cpu_job_has_no_gpu_and_no_shm_unless_asked() -> None:
     manifest = render_job(cpu_app(cpu=2, memMB=4096), {})
     assert container(manifest)["resources"]["limits"] == {"cpu": "2", "memory": "4096Mi"}
-    assert "volumes" not in pod_spec(manifest)
-    assert "volumeMounts" not in container(manifest)
-    sized = render_job(cpu_app(), {"shm_size": "1Gi"})
+    scratch_only = [{"name": "scratch", "emptyDir": {}}]
+    assert pod_spec(manifest)["volumes"] == scratch_only
+    assert container(manifest)["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
+    sized = render_job(cpu_app(), {"shm_size": "1Gi", "scratch_size": "5Gi"})
     assert pod_spec(sized)["volumes"] == [
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}
+        {"name": "scratch", "emptyDir": {"sizeLimit": "5Gi"}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
     ]
-    assert container(sized)["volumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
+    assert container(sized)["volumeMounts"] == [
+        {"name": "scratch", "mountPath": "/tmp"},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
+
+
+def test_pods_are_restricted_with_a_writable_tmp_only() -> None:
+    manifest = render_job(cpu_app(), {})
+    assert pod_spec(manifest)["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }  # fmt: skip
+    assert pod_spec(manifest)["enableServiceLinks"] is False
+    assert container(manifest)["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }  # fmt: skip
+    env = {item["name"]: item.get("value") for item in container(manifest)["env"]}
+    assert (env["HOME"], env["TMPDIR"]) == ("/tmp", "/tmp")
+    own_home = render_job(cpu_app(env={"HOME": "/home/me"}), {"run_as_user": 1000})
+    assert {"name": "HOME", "value": "/home/me"} in container(own_home)["env"]
+    assert pod_spec(own_home)["securityContext"]["runAsUser"] == 1000
+    with pytest.raises(ValueError, match="non-root"):
+        render_job(cpu_app(), {"run_as_user": 0})
+
+
+def test_managed_by_is_an_option_and_listing_does_not_depend_on_it() -> None:
+    manifest = render_job(cpu_app(), {"managed_by": "genesys-operator"})
+    for labels in (
+        manifest["metadata"]["labels"],
+        manifest["spec"]["template"]["metadata"]["labels"],
+    ):
+        assert labels["app.kubernetes.io/managed-by"] == "genesys-operator"
+        assert labels["genesys.dev/scheduler"] == "kubernetes_job"
 
 
 def test_string_forms_of_structured_options_parse_like_their_values() -> None:
@@ -293,7 +328,7 @@ def test_role_reads_back_from_the_manifest() -> None:
     assert (role.name, role.image, role.entrypoint, role.args) == (
         original.name, original.image, original.entrypoint, original.args)  # fmt: skip
     assert (role.resource.cpu, role.resource.gpu, role.resource.memMB) == (8, 1, 32768)
-    assert role.env == original.env
+    assert role.env == {**original.env, "HOME": "/tmp", "TMPDIR": "/tmp"}
 
 
 def test_newest_pod_of_a_replica_is_picked() -> None:

@@ -18,11 +18,10 @@ into the ClusterRole; with watchNamespaces into a Role in each of those namespac
   resources: ["discoveryruns/status"]
   verbs: ["patch"]
 # Designs mirror the run's archive: listed by the run's labels, created once, read and
-# deleted when a stale one of an earlier run is in the way, deleted with the run; patch is
-# the status fallback on an API server without the status subresource.
+# deleted when a stale one of an earlier run is in the way, deleted with the run.
 - apiGroups: ["genesys.dev"]
   resources: ["designs"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "delete"]
 # Design statuses (rung results, fitness, rank).
 - apiGroups: ["genesys.dev"]
   resources: ["designs/status"]

@@ -262,8 +262,11 @@ def _default_prices() -> dict[str, Price]:
 class AgentPod(ApiModel):
     """The pod of one design session on a cluster (an agent Job)."""
 
-    image: NonEmptyStr = Field(
-        default="genesys-operator:0.1.0", description="Agent container image."
+    image: NonEmptyStr | None = Field(
+        default=None,
+        description="Container image of the session's agent and check pods. Unset: the "
+        "operator's default, GENESYS_AGENT_IMAGE (the Helm value images.agent), else "
+        "genesys-agent:<operator version>.",
     )
     cpu: Quantity = Field(default="2", description="CPU request (the sandboxed checks run here).")
     memory: Quantity = Field(default="8Gi", description="Memory request and limit.")
@@ -542,8 +545,11 @@ class Verification(ApiModel):
         description="local: TorchX local_cwd on this machine (genesys run); kubernetes: plain "
         "batch/v1 Jobs through TorchX (Kueue-ready with queueName).",
     )
-    image: NonEmptyStr = Field(
-        default="genesys-trainer:0.1.0", description="Trainer container image."
+    image: NonEmptyStr | None = Field(
+        default=None,
+        description="Container image of training pods. Unset: the operator's default, "
+        "GENESYS_TRAINER_IMAGE (the Helm value images.trainer), else "
+        "genesys-trainer:<operator version>.",
     )
     resources: Resources = Field(default_factory=Resources, description="Per-pod resources.")
     node_selector: dict[str, str] = Field(

@@ -7,6 +7,9 @@ children and see them end. Everything else lives here:
   and store its resolved config, content-addressed; the :class:`RunHandle` it returns is what
   a backend works with (the run's own store, the config and its URI);
 - :func:`session_arguments`: the ``genesys agent design`` command line of a session;
+- :func:`agent_image`, :func:`trainer_image`: the images of a run's pods, the spec's or the
+  operator's defaults (``GENESYS_AGENT_IMAGE``, ``GENESYS_TRAINER_IMAGE``, then
+  ``genesys-agent`` and ``genesys-trainer`` at the operator's version);
 - :func:`verification_app`: the TorchX AppDef of one verification, the only place a training
   job is described (the backends add only their scheduler's options);
 - :func:`write_seeds`: the seed designs as ``seed-<name>`` (``InitSeeds``);
@@ -24,9 +27,12 @@ second time), every key they write is inside the run's own store, and they never
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from genesys import __version__
 from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.runconfig import RunConfig, RunIdentity, resolve_run_config
 from genesys.engine.actions import RecordFailure, StartSession, StartVerification
@@ -99,6 +105,24 @@ def job_stem(identity: RunIdentity, design_id: str) -> str:
     return "-".join(part for part in parts if part)
 
 
+AGENT_IMAGE_VAR = "GENESYS_AGENT_IMAGE"
+TRAINER_IMAGE_VAR = "GENESYS_TRAINER_IMAGE"
+
+
+def agent_image(run: DiscoveryRun, environ: Mapping[str, str] | None = None) -> str:
+    """The image of a run's agent and check pods: the spec's, else the operator's default."""
+    variables = os.environ if environ is None else environ
+    return (run.spec.agents.pod.image or variables.get(AGENT_IMAGE_VAR)
+            or f"genesys-agent:{__version__}")  # fmt: skip
+
+
+def trainer_image(run: DiscoveryRun, environ: Mapping[str, str] | None = None) -> str:
+    """The image of a run's training pods: the spec's, else the operator's default."""
+    variables = os.environ if environ is None else environ
+    return (run.spec.verification.image or variables.get(TRAINER_IMAGE_VAR)
+            or f"genesys-trainer:{__version__}")  # fmt: skip
+
+
 def verification_app(
     handle: RunHandle,
     action: StartVerification,
@@ -116,7 +140,7 @@ def verification_app(
         rung=action.rung,
         out=handle.uri(verification_prefix(action.design_id, action.rung)),
         config=handle.config_uri,
-        image=handle.run.spec.verification.image,
+        image=trainer_image(handle.run),
         nproc_per_node=max(1, resources.gpus),
         gpus=resources.gpus,
         cpu=cpus(resources.cpu),
@@ -195,14 +219,18 @@ def write_failure(store: Store, action: RecordFailure) -> None:
 
 
 __all__ = [
+    "AGENT_IMAGE_VAR",
+    "TRAINER_IMAGE_VAR",
     "BindError",
     "RunHandle",
+    "agent_image",
     "failed_attempts",
     "job_stem",
     "open_run",
     "record_session_end",
     "record_verification_end",
     "session_arguments",
+    "trainer_image",
     "verification_app",
     "write_failure",
     "write_seeds",

@@ -384,7 +384,14 @@ class KubernetesBackend:
     def scheduler_config(self, action: StartVerification) -> dict[str, Any]:
         """The ``kubernetes_job`` run options of one verification (no Secret reaches the pod)."""
         verification = self.run.spec.verification
+        # name and managed-by are the scheduler's labels (genesys-trainer, the option below)
+        standard = builders.standard_labels(self.identity, builders.COMPONENT_TRAINER)
         labels = {
+            **{
+                key: value
+                for key, value in standard.items()
+                if key not in (builders.LABEL_NAME, builders.LABEL_MANAGED_BY)
+            },
             **builders.run_labels(self.identity),
             LABEL_ROLE: builders.ROLE_VERIFICATION,
             LABEL_DESIGN: builders.label_value(action.design_id),
@@ -400,6 +407,8 @@ class KubernetesBackend:
             "shm_size": verification.resources.shm_size,
             "backoff_limit": 0,
             "owner_references": [builders.owner_reference(self.body)],
+            "managed_by": builders.MANAGED_BY,
+            "run_as_user": builders.NOBODY,
             "active_deadline_seconds": self.handle.config.rung(action.rung).deadline_seconds,
             "ttl_seconds_after_finished": builders.JOB_TTL_SECONDS,
         }  # fmt: skip
@@ -597,19 +606,14 @@ def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) 
 def patch_custom_status(
     custom: Any, namespace: str, plural: str, name: str, status: Mapping[str, Any]
 ) -> None:
-    """Replace-merge ``status`` of a custom object (status subresource, else the object)."""
-    from kubernetes.client.exceptions import ApiException
+    """Replace-merge ``status`` of a custom object through its status subresource.
 
+    The CRDs declare the subresource; the operator may patch it, not the object itself.
+    """
     body = {"status": json.loads(json.dumps(status, default=str))}
-    try:
-        custom.patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, namespace, plural, name, body
-        )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        # an API server without the status subresource (an emulator): the main resource
-        custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, namespace, plural, name, body)
+    custom.patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, namespace, plural, name, body
+    )
 
 
 __all__ = [

@@ -27,7 +27,10 @@ What must stay true:
   operator can find its Jobs again after a restart.
 - Submitting is idempotent: a Job that already exists (HTTP 409) is the same app, not an error.
 - The pod never gets a service-account token (``automountServiceAccountToken: false``), whatever
-  ``service_account`` says.
+  ``service_account`` says, nor service links, and passes Pod Security "restricted": it runs as
+  ``run_as_user`` (non-root), with the runtime's seccomp profile, no privilege escalation, every
+  capability dropped and a read-only root file system; ``/tmp`` is its writable ``emptyDir``
+  (``HOME`` and ``TMPDIR`` point there unless the role sets them).
 - ``kubernetes`` is imported inside functions only; importing this module stays light.
 """
 
@@ -66,13 +69,19 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_APP_NAME = "torchx.pytorch.org/app-name"
 LABEL_ROLE_NAME = "torchx.pytorch.org/role-name"
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+LABEL_SCHEDULER = "genesys.dev/scheduler"
 LABEL_JOB_NAME = "job-name"  # set on pods by the Job controller
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # pod label and annotation
 NAME_VALUE = "genesys-trainer"
 MANAGED_BY_VALUE = "torchx-kubernetes-job"
 RESERVED_LABELS = frozenset(
-    {LABEL_NAME, LABEL_MANAGED_BY, LABEL_APP_NAME, LABEL_ROLE_NAME, LABEL_KUEUE_QUEUE}
-)
+    {LABEL_NAME, LABEL_MANAGED_BY, LABEL_APP_NAME, LABEL_ROLE_NAME, LABEL_KUEUE_QUEUE,
+     LABEL_SCHEDULER}
+)  # fmt: skip
+DEFAULT_RUN_AS_USER = 65534
+"""The non-root uid (and gid) of the pods, unless ``run_as_user`` says otherwise."""
+SCRATCH_VOLUME = "scratch"
+SCRATCH_PATH = "/tmp"
 
 RANK0_ENV = "TORCHX_RANK0_HOST"
 INDEX_REFERENCE = "$(JOB_COMPLETION_INDEX)"
@@ -103,6 +112,9 @@ OPTION_HELP: dict[str, str] = {
     "env_from_secrets": "env vars from secrets: {NAME: 'secret:key'} or 'NAME=secret:key,...'",
     "backoff_limit": "spec.backoffLimit of the Job (default: the role's max_retries)",
     "owner_references": "metadata.ownerReferences of the Job: a list of dicts or its JSON",
+    "managed_by": f"app.kubernetes.io/managed-by of the Job and pods (default {MANAGED_BY_VALUE})",
+    "run_as_user": f"non-root uid and gid the pod runs as (default {DEFAULT_RUN_AS_USER})",
+    "scratch_size": "size limit of the pod's writable /tmp (an emptyDir; default: none)",
 }
 
 
@@ -137,6 +149,9 @@ class JobOptions:
     env_from_secrets: dict[str, SecretRef] = field(default_factory=dict)
     backoff_limit: int | None = None
     owner_references: list[dict[str, Any]] = field(default_factory=list)
+    managed_by: str = MANAGED_BY_VALUE
+    run_as_user: int = DEFAULT_RUN_AS_USER
+    scratch_size: str | None = None
 
 
 def run_options() -> specs.runopts:
@@ -160,6 +175,9 @@ def run_options() -> specs.runopts:
         "env_from_secrets": text_or_dict,
         "backoff_limit": int,
         "owner_references": text_or_list,
+        "managed_by": str,
+        "run_as_user": int,
+        "scratch_size": str,
     }
     for key, type_ in types.items():
         default = DEFAULT_NAMESPACE if key == "namespace" else None
@@ -196,7 +214,18 @@ def job_options(cfg: Mapping[str, Any]) -> JobOptions:
         env_from_secrets=parse_secret_refs(given.get("env_from_secrets")),
         backoff_limit=_count(given, "backoff_limit"),
         owner_references=parse_json_list(given.get("owner_references"), "owner_references"),
+        managed_by=_text(given, "managed_by") or MANAGED_BY_VALUE,
+        run_as_user=_non_root(_count(given, "run_as_user")),
+        scratch_size=_text(given, "scratch_size"),
     )
+
+
+def _non_root(uid: int | None) -> int:
+    if uid is None:
+        return DEFAULT_RUN_AS_USER
+    if uid == 0:
+        raise ValueError("run_as_user must not be 0: the pods run as a non-root user")
+    return uid
 
 
 def _text(given: Mapping[str, Any], key: str) -> str | None:
@@ -369,22 +398,30 @@ def container_env(env: Mapping[str, str], secrets: Mapping[str, SecretRef]) -> l
     return plain + from_secrets
 
 
-def standard_labels(job_name: str, role_name: str) -> dict[str, str]:
+def standard_labels(
+    job_name: str, role_name: str, managed_by: str = MANAGED_BY_VALUE
+) -> dict[str, str]:
     """The labels every Job of this scheduler and its pods carry."""
     return {
         LABEL_NAME: NAME_VALUE,
-        LABEL_MANAGED_BY: MANAGED_BY_VALUE,
+        LABEL_MANAGED_BY: managed_by,
+        LABEL_SCHEDULER: SCHEDULER_NAME,
         LABEL_APP_NAME: job_name,
         LABEL_ROLE_NAME: role_name,
     }
 
 
-def pod_labels(job_name: str, role_name: str, extra: Mapping[str, str]) -> dict[str, str]:
+def pod_labels(
+    job_name: str,
+    role_name: str,
+    extra: Mapping[str, str],
+    managed_by: str = MANAGED_BY_VALUE,
+) -> dict[str, str]:
     """Standard labels plus the extra ones (which may not replace a standard one)."""
     reserved = sorted(set(extra) & RESERVED_LABELS)
     if reserved:
         raise ValueError(f"labels may not set {reserved}: the scheduler owns them")
-    return {**standard_labels(job_name, role_name), **extra}
+    return {**standard_labels(job_name, role_name, managed_by), **extra}
 
 
 def render_container(role: specs.Role, options: JobOptions, shm: bool) -> dict[str, Any]:
@@ -396,7 +433,9 @@ def render_container(role: specs.Role, options: JobOptions, shm: bool) -> dict[s
     }
     if role.args:
         container["args"] = [str(arg) for arg in role.args]
-    variables = container_env(role.env, options.env_from_secrets)
+    scratch = {key: SCRATCH_PATH for key in ("HOME", "TMPDIR")
+               if key not in role.env and key not in options.env_from_secrets}  # fmt: skip
+    variables = container_env({**role.env, **scratch}, options.env_from_secrets)
     if variables:
         container["env"] = variables
     quantities = resource_quantities(role.resource)
@@ -406,8 +445,15 @@ def render_container(role: specs.Role, options: JobOptions, shm: bool) -> dict[s
         container["ports"] = [
             {"name": name, "containerPort": port} for name, port in sorted(role.port_map.items())
         ]
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    mounts = [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}]
     if shm:
-        container["volumeMounts"] = [{"name": SHM_VOLUME, "mountPath": SHM_PATH}]
+        mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
+    container["volumeMounts"] = mounts
     return container
 
 
@@ -417,6 +463,13 @@ def render_pod_spec(role: specs.Role, options: JobOptions, job_name: str) -> dic
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": options.run_as_user,
+            "runAsGroup": options.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [render_container(role, options, shm=shm_size is not None)],
     }
     if role.num_replicas > 1:
@@ -435,10 +488,12 @@ def render_pod_spec(role: specs.Role, options: JobOptions, job_name: str) -> dic
         pod["affinity"] = dict(options.affinity)
     if options.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": name} for name in options.image_pull_secrets]
+    scratch: dict[str, Any] = {"sizeLimit": options.scratch_size} if options.scratch_size else {}
+    pod["volumes"] = [{"name": SCRATCH_VOLUME, "emptyDir": scratch}]
     if shm_size is not None:
-        pod["volumes"] = [
+        pod["volumes"].append(
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}
-        ]
+        )
     return pod
 
 
@@ -456,7 +511,7 @@ def render_job(app: specs.AppDef, cfg: Mapping[str, Any]) -> dict[str, Any]:
     role = substitute_macros(role, name)
     if replicas > 1:
         role.env = {**role.env, RANK0_ENV: f"{name}-0.{name}"}
-    labels = pod_labels(name, role.name, options.labels)
+    labels = pod_labels(name, role.name, options.labels, options.managed_by)
     job_labels = dict(labels)
     if options.queue:
         job_labels[LABEL_KUEUE_QUEUE] = options.queue
@@ -696,11 +751,11 @@ class KubernetesJobScheduler(Scheduler):  # type: ignore[misc]  # torchx has no 
         )
 
     def list(self) -> builtins.list[ListAppResponse]:
-        """The Jobs this scheduler made in its namespace."""
-        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"
+        """The Jobs this scheduler made in its namespace (whoever manages them)."""
+        selector = f"{LABEL_SCHEDULER}={SCHEDULER_NAME}"
         listed = self._batch().list_namespaced_job(self.namespace, label_selector=selector)
         jobs = [self._as_dict(item) for item in listed.items]
-        mine = [job for job in jobs if _labels(job).get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE]
+        mine = [job for job in jobs if _labels(job).get(LABEL_SCHEDULER) == SCHEDULER_NAME]
         return [
             ListAppResponse(app_id_of(self.namespace, job["metadata"]["name"]), job_state(job))
             for job in mine

@@ -11,7 +11,11 @@ controller owner reference to its run; every Job has ``activeDeadlineSeconds`` a
 never meets the Jobs of the one before); agent pods get no service-account token, no service
 links, and only the credentials the spec names (the LLM key and the store's), from Secret
 references, never as plain values; check pods, which run design code, get no credential at all,
-and a NetworkPolicy that lets in only their session's agent and lets nothing out.
+and a NetworkPolicy that lets in only their session's agent and lets nothing out. Every pod
+passes Pod Security "restricted" (:func:`restricted_pod_security`, :func:`restricted_container`)
+with a read-only root file system and one writable ``emptyDir`` at ``/tmp``; every object
+carries the standard ``app.kubernetes.io`` labels (:func:`standard_labels`) with the one
+``managed-by`` value :data:`MANAGED_BY`.
 """
 
 from __future__ import annotations
@@ -25,13 +29,29 @@ from genesys.api.base import API_GROUP_VERSION
 from genesys.api.discoveryrun import AgentPod, DiscoveryRun
 from genesys.api.labels import LABEL_DESIGN, LABEL_OPERATOR, LABEL_ROLE, LABEL_RUN, LABEL_RUN_UID
 from genesys.api.runconfig import RunIdentity
-from genesys.backends.common import RunHandle, session_arguments
+from genesys.backends.common import RunHandle, agent_image, session_arguments
 from genesys.engine.actions import StartSession
 from genesys.quantities import memory_bytes
 
 NOBODY = 65534
+"""The uid and gid every pod of the operator's runs as (the images' user too)."""
 
 MANAGED_BY = "genesys-operator"
+"""``app.kubernetes.io/managed-by`` of every object the operator creates."""
+PART_OF = "genesys"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPONENT_AGENT = "agent"
+COMPONENT_CHECK = "check"
+COMPONENT_TRAINER = "trainer"
+COMPONENT_DESIGN = "design"
+SCRATCH_VOLUME = "scratch"
+SCRATCH_PATH = "/tmp"
+AGENT_SCRATCH = "2Gi"
+"""Size of an agent pod's writable /tmp (its session's working files)."""
 LABEL_SESSION = "genesys.dev/session"
 LABEL_PARENTS = "genesys.dev/parents"
 ROLE_SESSION = "session"
@@ -81,6 +101,55 @@ def owner_reference(run: Mapping[str, Any]) -> dict[str, Any]:
 def run_labels(identity: RunIdentity) -> dict[str, str]:
     """The labels that find a run's children: its name and its uid."""
     return {LABEL_RUN: identity.name, LABEL_RUN_UID: label_value(identity.uid or "")}
+
+
+def standard_labels(identity: RunIdentity, component: str) -> dict[str, str]:
+    """The ``app.kubernetes.io`` labels of one object of a run: ``component`` of its instance.
+
+    ``name`` is ``genesys-<component>``, ``instance`` the run's name, ``part-of`` genesys and
+    ``managed-by`` always :data:`MANAGED_BY`.
+    """
+    return {
+        LABEL_NAME: f"genesys-{component}",
+        LABEL_INSTANCE: label_value(identity.name),
+        LABEL_COMPONENT: component,
+        LABEL_PART_OF: PART_OF,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def restricted_pod_security() -> dict[str, Any]:
+    """A pod ``securityContext`` of Pod Security "restricted": non-root, runtime seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NOBODY,
+        "runAsGroup": NOBODY,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container() -> dict[str, Any]:
+    """A container ``securityContext`` of Pod Security "restricted", root file system read-only."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def scratch_env() -> list[dict[str, str]]:
+    """``HOME`` and ``TMPDIR`` on the writable scratch volume (the root file system is not)."""
+    return [{"name": "HOME", "value": SCRATCH_PATH}, {"name": "TMPDIR", "value": SCRATCH_PATH}]
+
+
+def scratch_volume(size: str) -> dict[str, Any]:
+    """The pod's one writable place, mounted at ``/tmp`` (:func:`scratch_mount`)."""
+    return {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": size}}
+
+
+def scratch_mount() -> dict[str, str]:
+    """Where the scratch volume is mounted."""
+    return {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}
 
 
 def run_selector(identity: RunIdentity) -> str:
@@ -181,8 +250,7 @@ def agent_job(
     run, identity = handle.run, handle.identity
     pod = run.spec.agents.pod
     labels = {
-        "app.kubernetes.io/name": "genesys-agent",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **standard_labels(identity, COMPONENT_AGENT),
         **run_labels(identity),
         LABEL_ROLE: ROLE_SESSION,
         LABEL_SESSION: action.session,
@@ -193,10 +261,11 @@ def agent_job(
         {"name": "GENESYS_CHECK_SERVER",
          "value": check_server_url(identity, action.session, namespace)},
     ]  # fmt: skip
-    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, *checks, *store_env(run), *agent_env(run)]
+    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, *scratch_env(), *checks, *store_env(run),
+           *agent_env(run)]  # fmt: skip
     container = {
         "name": "agent",
-        "image": pod.image,
+        "image": agent_image(run),
         "command": ["genesys"],
         "args": session_arguments(handle, action),
         "env": env,
@@ -204,13 +273,16 @@ def agent_job(
             "requests": {"cpu": pod.cpu, "memory": pod.memory},
             "limits": {"memory": pod.memory},
         },
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": restricted_container(),
+        "volumeMounts": [scratch_mount()],
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "securityContext": restricted_pod_security(),
         "containers": [container],
+        "volumes": [scratch_volume(AGENT_SCRATCH)],
     }
     if pod.runtime_class_name:
         pod_spec["runtimeClassName"] = pod.runtime_class_name
@@ -231,8 +303,7 @@ def check_job(
     run, identity = handle.run, handle.identity
     pod, checks = run.spec.agents.pod, run.spec.checks
     labels = {
-        "app.kubernetes.io/name": "genesys-check",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **standard_labels(identity, COMPONENT_CHECK),
         **run_labels(identity),
         **session_labels(identity, action.session, ROLE_CHECK),
     }
@@ -243,36 +314,28 @@ def check_job(
             "--max-seconds", f"{checks.sandbox_timeout_seconds:g}"]  # fmt: skip
     container = {
         "name": "check",
-        "image": pod.image,
+        "image": agent_image(run),
         "command": ["genesys"],
         "args": args,
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
-                {"name": "GENESYS_SANDBOX", "value": "container"},
-                {"name": "HOME", "value": "/tmp"}, {"name": "TMPDIR", "value": "/tmp"}],
+                {"name": "GENESYS_SANDBOX", "value": "container"}, *scratch_env()],
         "ports": [{"name": "check", "containerPort": CHECK_PORT, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": pod.cpu, "memory": pod.memory},
             # two sandboxes at once (reference and perturbed), and the server
             "limits": {"memory": f"{2 * sandbox_mib + 1024}Mi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+        "securityContext": restricted_container(),
+        "volumeMounts": [scratch_mount()],
     }  # fmt: skip
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True, "runAsUser": NOBODY, "runAsGroup": NOBODY,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(),
         "containers": [container],
-        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": CHECK_SCRATCH}}],
-    }  # fmt: skip
+        "volumes": [scratch_volume(CHECK_SCRATCH)],
+    }
     if checks.runtime_class_name:
         pod_spec["runtimeClassName"] = checks.runtime_class_name
     name = check_name(identity, action.session)
@@ -284,7 +347,7 @@ def check_metadata(
 ) -> dict[str, Any]:
     """Name, labels and owner of a session's check Service and NetworkPolicy."""
     labels = {
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **standard_labels(identity, COMPONENT_CHECK),
         **run_labels(identity),
         **session_labels(identity, session, ROLE_CHECK),
     }
@@ -347,7 +410,7 @@ def design_object(
     """A Design resource (without status) for an archive record."""
     run_name = identity.name
     labels = {
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **standard_labels(identity, COMPONENT_DESIGN),
         **run_labels(identity),
         LABEL_DESIGN: label_value(record.id),
         LABEL_OPERATOR: record.operator,
@@ -376,10 +439,15 @@ def design_object(
 
 __all__ = [
     "CHECK_PORT",
+    "COMPONENT_AGENT",
+    "COMPONENT_CHECK",
+    "COMPONENT_DESIGN",
+    "COMPONENT_TRAINER",
     "JOB_TTL_SECONDS",
     "LABEL_PARENTS",
     "LABEL_SESSION",
     "MANAGED_BY",
+    "NOBODY",
     "ROLE_CHECK",
     "ROLE_SESSION",
     "ROLE_VERIFICATION",
@@ -395,10 +463,16 @@ __all__ = [
     "dns_name",
     "label_value",
     "owner_reference",
+    "restricted_container",
+    "restricted_pod_security",
     "run_labels",
     "run_selector",
+    "scratch_env",
+    "scratch_mount",
+    "scratch_volume",
     "session_job_name",
     "session_labels",
+    "standard_labels",
     "store_env",
     "store_uri",
 ]
