@@ -29,6 +29,7 @@ import random
 import site
 import sys
 import sysconfig
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         "role": request["role"],
         "audit_guard": bool(limits.get("audit_guard", True)),
     }
+    # Python finds its temporary directory by creating and unlinking a file there, which the
+    # guard refuses: find it now, so that a later gettempdir() (torch._dynamo's, at its first
+    # import) gets the cached answer instead of "No usable temporary directory found".
+    tempfile.gettempdir()
     if report.info["worker"]["audit_guard"]:
         install_guard(sandbox)
     fit: dict[str, int] | None = None
