@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ import yaml
 
 from genesys import __version__
 from genesys.store.archive import load_archive
-from genesys_trainer.data.sources import SourceError, builtin_corpus_dir
 from support.cluster import Cluster, run_document
 from support.images import IMAGES, ensure_images
 from support.kube import KUBERNETES_CLIENT_WARNINGS
@@ -122,18 +120,8 @@ def test_a_run_succeeds_with_every_pod_in_its_image(cluster: Cluster) -> None:
     podman = podman_binary()
     if podman is None:
         pytest.skip("podman is not installed (scripts/images.sh installs it)")
-    try:
-        builtin_corpus_dir()
-    except SourceError as exc:
-        pytest.skip(f"built-in corpus not installed: {exc}")
+    cluster.prepare_builtin_data()
     ensure_images()
-    shards = f"s3://{cluster.bucket}/data/byte"
-    prepared = subprocess.run(
-        [sys.executable, "-m", "genesys", "data", "prepare", "--source", "builtin",
-         "--tokenizer", "byte", "--out", shards],
-        env=cluster.env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert prepared.returncode == 0, prepared.stderr[-2000:]
     runtime = PodmanRuntime(podman)
     try:
         start_operator_container(cluster, runtime, free_port())

@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from genesys.store.archive import load_archive
-from genesys_trainer.data.sources import SourceError, builtin_corpus_dir
 from support.cluster import NAMESPACE, Cluster, run_document
 from support.kube import KUBERNETES_CLIENT_WARNINGS
 
@@ -272,17 +271,7 @@ def test_delete_removes_children_and_applies_the_retention(
 
 def test_training_jobs_run_the_real_trainer_against_the_store(cluster: Cluster) -> None:
     """No faking: the kubelet runs the TorchX-rendered trainer command, reading S3 shards."""
-    try:
-        builtin_corpus_dir()
-    except SourceError as exc:
-        pytest.skip(f"built-in corpus not installed: {exc}")
-    shards = f"s3://{cluster.bucket}/data/byte"
-    prepared = subprocess.run(
-        [sys.executable, "-m", "genesys", "data", "prepare", "--source", "builtin",
-         "--tokenizer", "byte", "--out", shards],
-        env=cluster.env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    cluster.prepare_builtin_data()
     cluster.start_operator()
     with cluster.kubelet(fake_training=False):
         apply(cluster, run_document(cluster, "real"))

@@ -97,6 +97,23 @@ class Cluster:
                               "--dry-run=client", "-o", "yaml")  # fmt: skip
         self.kubectl("apply", "--validate=false", "-f", "-", input_text=secret)
 
+    def prepare_builtin_data(self) -> str:
+        """``genesys data prepare`` of the built-in corpus into the bucket (skip without it)."""
+        from genesys_trainer.data.sources import SourceError, builtin_corpus_dir
+
+        try:
+            builtin_corpus_dir()
+        except SourceError as exc:
+            pytest.skip(f"built-in corpus not installed: {exc}")
+        shards = f"s3://{self.bucket}/data/byte"
+        prepared = subprocess.run(
+            [sys.executable, "-m", "genesys", "data", "prepare", "--source", "builtin",
+             "--tokenizer", "byte", "--out", shards],
+            env=self.env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert prepared.returncode == 0, prepared.stderr[-2000:]
+        return shards
+
     def start_operator(self, liveness: str = "") -> None:
         """Start ``genesys operator`` (cluster-wide, standalone, fast ticks)."""
         log = self.workdir / f"operator-{len(self.operator_logs)}.log"
