@@ -175,7 +175,7 @@ def s3() -> Iterator[S3]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The build times of this session, when it built the images."""
+    """The build times of this test run, when it built the images."""
     if TIMINGS:
         terminalreporter.section("image builds (wall seconds)")
         for name, seconds in TIMINGS.items():
