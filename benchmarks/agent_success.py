@@ -50,26 +50,38 @@ def build_spec(args: argparse.Namespace) -> DiscoveryRun:
     """A DiscoveryRun for the benchmark's sessions (checks at the nano rung)."""
     prices = {}
     if args.price_in is not None or args.price_out is not None:
-        prices[args.model] = {"inputPerMTokens": args.price_in or 0.0,
-                              "outputPerMTokens": args.price_out or 0.0}  # fmt: skip
+        prices[args.model] = {
+            "inputPerMTokens": args.price_in or 0.0,
+            "outputPerMTokens": args.price_out or 0.0,
+        }
     document = {
         "apiVersion": "genesys.dev/v1alpha1",
         "kind": "DiscoveryRun",
         "metadata": {"name": RUN},
         "spec": {
             "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1}]},
-            "sessions": {"searchRounds": args.search_rounds, "maxUnitAttempts": ATTEMPTS,
-                         "maxFailedRounds": 0, "maxImplementationSessions": 1},
-            "agents": {"offline": False, "baseUrl": args.endpoint, "apiKeyEnv": args.api_key_env,
-                       "models": {role: [{"model": args.model}] for role in ROLES},
-                       "prices": prices, "maxUsdPerSession": args.max_usd_per_session,
-                       "timeoutSeconds": args.timeout},
+            "sessions": {
+                "searchRounds": args.search_rounds,
+                "maxUnitAttempts": ATTEMPTS,
+                "maxFailedRounds": 0,
+                "maxImplementationSessions": 1,
+            },
+            "agents": {
+                "offline": False,
+                "baseUrl": args.endpoint,
+                "apiKeyEnv": args.api_key_env,
+                "models": {role: [{"model": args.model}] for role in ROLES},
+                "prices": prices,
+                "maxUsdPerSession": args.max_usd_per_session,
+                "timeoutSeconds": args.timeout,
+            },
             "checks": {"forwardLength": 256, "causalityLength": 48, "effectivenessSteps": 5},
-            "verification": {"scheduler": "local",
-                             "data": {"dataset": "builtin", "tokenizer": "byte",
-                                      "vocabSize": 256}},
+            "verification": {
+                "scheduler": "local",
+                "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
+            },
         },
-    }  # fmt: skip
+    }
     return DiscoveryRun.model_validate(document)
 
 
@@ -87,9 +99,15 @@ def make_proposal(store: Store, settings: SessionSettings, index: int) -> dict[s
     """An accepted mutation proposal (its session state), or None when none passed review."""
     parent = f"seed-{SEED_NAMES[index % len(SEED_NAMES)]}"
     session = DesignSession(
-        store=store, session=f"p{index:04d}", design_id=f"p{index:04d}", seq=index,
-        operator="mutation", parent_ids=[parent], seed=index, settings=settings,
-    )  # fmt: skip
+        store=store,
+        session=f"p{index:04d}",
+        design_id=f"p{index:04d}",
+        seq=index,
+        operator="mutation",
+        parent_ids=[parent],
+        seed=index,
+        settings=settings,
+    )
     try:
         session.accept_proposal()
     except (ValueError, LLMError) as exc:  # a budget cap or a failing endpoint: no proposal
@@ -109,10 +127,17 @@ def implement(store: Store, settings: SessionSettings, proposal: dict[str, Any],
         )
         write_document(store, key, state)
     return run_llm_session(
-        store=store, session=sid, design_id=f"d-{sid}", seq=proposal["seq"],
-        operator="mutation", parent_ids=proposal["parents"], seed=proposal["seed"],
-        settings=settings, flow=flow, implementation_limit=1,
-    )  # fmt: skip
+        store=store,
+        session=sid,
+        design_id=f"d-{sid}",
+        seq=proposal["seq"],
+        operator="mutation",
+        parent_ids=proposal["parents"],
+        seed=proposal["seed"],
+        settings=settings,
+        flow=flow,
+        implementation_limit=1,
+    )
 
 
 def summarise(outcomes: list[dict[str, Any]]) -> dict[str, float]:
@@ -130,8 +155,9 @@ def summarise(outcomes: list[dict[str, Any]]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its table (and JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.agent_success",
-                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.agent_success", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--endpoint", required=True, help="OpenAI-compatible base URL")
     parser.add_argument("--model", required=True, help="model name for every role")
     parser.add_argument("--n", type=int, default=10, help="proposals (sessions per flow)")
@@ -166,14 +192,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes = []
         for state in proposals:
             outcome = implement(store, settings, state, flow)
-            print(f"{flow} {state['session']}: {outcome['status']} after "
-                  f"{outcome['attempts']} attempts", file=sys.stderr)  # fmt: skip
+            print(
+                f"{flow} {state['session']}: {outcome['status']} after "
+                f"{outcome['attempts']} attempts",
+                file=sys.stderr,
+            )
             outcomes.append(outcome)
         results[flow] = summarise(outcomes)
     print(f"{'flow':<8}{'success':>10}{'rate':>8}{'attempts':>10}{'USD/success':>13}")
     for flow, row in results.items():
-        print(f"{flow:<8}{row['successes']:>6}/{row['n']:<3}{row['rate']:>8.0%}"
-              f"{row['mean_attempts']:>10.2f}{row['usd_per_success']:>13.4f}")  # fmt: skip
+        print(
+            f"{flow:<8}{row['successes']:>6}/{row['n']:<3}{row['rate']:>8.0%}"
+            f"{row['mean_attempts']:>10.2f}{row['usd_per_success']:>13.4f}"
+        )
     gap = 100 * (results["gau"]["rate"] - results["direct"]["rate"])
     print(f"GP minus direct: {gap:+.0f} points (paper: about +86) on {len(proposals)} proposals")
     if args.json:

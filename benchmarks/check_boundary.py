@@ -34,8 +34,13 @@ LIMITS = SandboxLimits(timeout_seconds=900, memory_bytes=8 * GIB)
 
 def baseline_check(document: dict[str, Any], rung: Any) -> bool:
     """One unconfined sandbox running every in-process check, no probes; True when it passed."""
-    request = {"design": document, "rung": rung_request(rung), "settings": {}, "role": "checks",
-               "probes": {"model_seed": 0, "probes": []}}  # fmt: skip
+    request = {
+        "design": document,
+        "rung": rung_request(rung),
+        "settings": {},
+        "role": "checks",
+        "probes": {"model_seed": 0, "probes": []},
+    }
     sandbox = Sandbox(request, LIMITS, Boundary.UNCONFINED)
     try:
         final = sandbox.wait({"final"}, time.monotonic() + LIMITS.timeout_seconds)

@@ -49,8 +49,13 @@ def seed_report(
     """Causality, throughput and peak memory of one seed fitted to the rung."""
     design = compose(load_seed(seed))
     fit = fit_design(design, preset, rung=args.rung, vocab_size=vocab)
-    config = ModelConfig(vocab_size=vocab, n_embd=fit.n_embd, n_layer=fit.n_layer,
-                         n_head=fit.n_head, block_size=args.length)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=vocab,
+        n_embd=fit.n_embd,
+        n_layer=fit.n_layer,
+        n_head=fit.n_head,
+        block_size=args.length,
+    )
     torch.manual_seed(0)
     model = LanguageModel(design, config).to(device)
     x = torch.randn(2, 100, config.n_embd, device=device)
@@ -75,23 +80,28 @@ def seed_report(
     seconds = timed(step, device, args.repeats)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
     speed = args.batch * args.length / seconds
-    print(f"  {seed:<7} n_embd={fit.n_embd:<5} n_layer={fit.n_layer:<3} "
-          f"{count_params(model):>12,} params  exactly causal={causal}  "
-          f"{speed:>11,.0f} tokens/s  peak {peak:.1f} GiB")  # fmt: skip
+    print(
+        f"  {seed:<7} n_embd={fit.n_embd:<5} n_layer={fit.n_layer:<3} "
+        f"{count_params(model):>12,} params  exactly causal={causal}  "
+        f"{speed:>11,.0f} tokens/s  peak {peak:.1f} GiB"
+    )
 
 
 def causality_report(rung: str, vocab: int, device: torch.device) -> None:
     """The batched causality check against one forward per cut, same model and input."""
     preset = SCALE_PRESETS[rung]
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=vocab, n_embd=preset.n_embd, n_layer=preset.n_layer,
-                         n_head=preset.n_head)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=vocab, n_embd=preset.n_embd, n_layer=preset.n_layer, n_head=preset.n_head
+    )
     model = LanguageModel(compose(load_seed("gpt2")), config).eval().to(device)
     x = torch.randn(2, 100, config.n_embd, device=device)
     naive = timed(lambda: naive_causality(model, x), device, 1)
     batched = timed(lambda: vectorised_causality(model, x, 100), device, 1)
-    print(f"causality of gpt2 at {rung}, L=100: one forward per cut {naive:.3f}s, batched "
-          f"{batched:.3f}s, speed-up {naive / batched:.1f}x")  # fmt: skip
+    print(
+        f"causality of gpt2 at {rung}, L=100: one forward per cut {naive:.3f}s, batched "
+        f"{batched:.3f}s, speed-up {naive / batched:.1f}x"
+    )
 
 
 def main() -> None:

@@ -55,8 +55,13 @@ def serve(conn: Connection) -> None:
     s3.start()
     host, port = s3.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
-                 aws_secret_access_key="x").create_bucket(Bucket=BUCKET)  # fmt: skip
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    ).create_bucket(Bucket=BUCKET)
     with running_kmock(fail_on_server_errors=False) as kube:
         conn.send((kube.url, endpoint))
         while True:
@@ -75,20 +80,23 @@ def serve(conn: Connection) -> None:
 def run_document(name: str, designs: int, parallel: int, endpoint: str) -> dict[str, Any]:
     """A DiscoveryRun (in its own namespace) that the fake controller completes at once."""
     return {
-        "apiVersion": "genesys.dev/v1alpha1", "kind": "DiscoveryRun",
+        "apiVersion": "genesys.dev/v1alpha1",
+        "kind": "DiscoveryRun",
         "metadata": {"name": name, "namespace": name},
         "spec": {
             "seed": 1,
             "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": designs}]},
             "sessions": {"parallel": parallel, "maxDesigns": designs},
             "agents": {"offline": True},
-            "verification": {"scheduler": "kubernetes", "maxParallelJobsPerRung": 64,
-                             "data": {"shards": f"s3://{BUCKET}/data", "tokenizer": "byte",
-                                      "vocabSize": 256},
-                             "resources": {"gpus": 0, "cpu": "1", "memory": "1Gi"}},
+            "verification": {
+                "scheduler": "kubernetes",
+                "maxParallelJobsPerRung": 64,
+                "data": {"shards": f"s3://{BUCKET}/data", "tokenizer": "byte", "vocabSize": 256},
+                "resources": {"gpus": 0, "cpu": "1", "memory": "1Gi"},
+            },
             "storage": {"s3": {"bucket": BUCKET, "prefix": name, "endpointUrl": endpoint}},
         },
-    }  # fmt: skip
+    }
 
 
 def argument(args: list[str], flag: str) -> str:
@@ -106,9 +114,13 @@ def complete(store: Any, job: Any, seed_document: dict[str, Any]) -> None:
         parents = [p for p in argument(args, "--parents").split(",") if p]
         document = json.loads(json.dumps(seed_document))
         document["name"] = design_id
-        document["metadata"] = {"title": f"design {design_id}", "operator": "mutation",
-                                "parents": parents, "seq": int(argument(args, "--seq")),
-                                "session": session}  # fmt: skip
+        document["metadata"] = {
+            "title": f"design {design_id}",
+            "operator": "mutation",
+            "parents": parents,
+            "seq": int(argument(args, "--seq")),
+            "session": session,
+        }
         run_store.put_text(f"designs/{design_id}/design.json", json.dumps(document))
         outcome = {"status": "implemented", "design": design_id, "reason": "bench"}
         run_store.put_text(f"sessions/{session}/session.json", json.dumps(outcome))
@@ -117,9 +129,15 @@ def complete(store: Any, job: Any, seed_document: dict[str, Any]) -> None:
     key = out.split(f"s3://{BUCKET}/", 1)[1] + "/result.json"
     design = argument(args, "--design").rstrip("/").split("/")[-2]
     salt = sum(map(ord, design)) % 97 / 97
-    result = {"design": design, "rung": argument(args, "--rung"), "status": "succeeded",
-              "params": 100_000, "train_loss": 3 + salt, "val_loss": 3.1 + salt,
-              "eval": {"genesys_cloze": {"acc": 0.3 + 0.4 * salt}}}  # fmt: skip
+    result = {
+        "design": design,
+        "rung": argument(args, "--rung"),
+        "status": "succeeded",
+        "params": 100_000,
+        "train_loss": 3 + salt,
+        "val_loss": 3.1 + salt,
+        "eval": {"genesys_cloze": {"acc": 0.3 + 0.4 * salt}},
+    }
     store.put_text(key, json.dumps(result))
 
 
@@ -149,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import os
 
-    os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-                       "AWS_DEFAULT_REGION": "us-east-1"})  # fmt: skip
+    os.environ.update(
+        {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    )
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(target=serve, args=(child,))
     server.start()
@@ -168,6 +187,7 @@ def measure(args: argparse.Namespace, kube_url: str, s3_url: str, conn: Connecti
     """Drive the runs to the end; the report text."""
     from kubernetes import client
 
+    from genesys.api.discoveryrun import Phase
     from genesys.controller.handlers import read_run, write_status
     from genesys.controller.reconcile import reconcile
     from genesys.store import open_store
@@ -187,8 +207,9 @@ def measure(args: argparse.Namespace, kube_url: str, s3_url: str, conn: Connecti
     names = [f"run-{index:02d}" for index in range(args.runs)]
     for name in names:
         document = run_document(name, args.designs, args.parallel, s3_url)
-        custom.create_namespaced_custom_object("genesys.dev", "v1alpha1", name, "discoveryruns",
-                                               document)  # fmt: skip
+        custom.create_namespaced_custom_object(
+            "genesys.dev", "v1alpha1", name, "discoveryruns", document
+        )
     caches = {name: DocumentCache() for name in names}
     ingested: dict[str, set[str]] = {name: set() for name in names}
     latencies: list[float] = []
@@ -203,7 +224,7 @@ def measure(args: argparse.Namespace, kube_url: str, s3_url: str, conn: Connecti
             if outcome.status != (body.get("status") or {}):
                 write_status(name, name, outcome.status, api)
             latencies.append(time.perf_counter() - tick)
-            if outcome.phase in ("Succeeded", "Failed"):
+            if Phase(outcome.phase).is_terminal():
                 pending.discard(name)
         for name in names:
             finish_jobs(batch, name, store, seed_document)
@@ -226,18 +247,20 @@ def measure(args: argparse.Namespace, kube_url: str, s3_url: str, conn: Connecti
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[18] if len(latencies) >= 20 else max(latencies)
     ratio = statistics.median(uncached) / statistics.median(cached)
-    return "\n".join([
-        f"operator scale: {args.runs} runs x {args.designs} designs, {len(latencies)} reconciles "
-        f"in {wall:.0f} s",
-        f"reconcile latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
-        f"(target p95 < 1000 ms: {'met' if p95 < 1 else 'NOT met'})",
-        f"archive load without / with the store cache: {ratio:.1f}x "
-        f"({statistics.median(uncached) * 1000:.0f} ms vs "
-        f"{statistics.median(cached) * 1000:.0f} ms)",
-        f"API requests per design: {requests / designs:.1f} ({requests} in all)",
-        f"peak RSS of this process: {peak_mb:.0f} MB "
-        f"(target < 300 MB: {'met' if peak_mb < 300 else 'NOT met'})",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"operator scale: {args.runs} runs x {args.designs} designs, "
+            f"{len(latencies)} reconciles in {wall:.0f} s",
+            f"reconcile latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
+            f"(target p95 < 1000 ms: {'met' if p95 < 1 else 'NOT met'})",
+            f"archive load without / with the store cache: {ratio:.1f}x "
+            f"({statistics.median(uncached) * 1000:.0f} ms vs "
+            f"{statistics.median(cached) * 1000:.0f} ms)",
+            f"API requests per design: {requests / designs:.1f} ({requests} in all)",
+            f"peak RSS of this process: {peak_mb:.0f} MB "
+            f"(target < 300 MB: {'met' if peak_mb < 300 else 'NOT met'})",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -85,15 +85,20 @@ def main() -> None:
     args = parser.parse_args()
     preset = SCALE_PRESETS[args.rung]
     config = ModelConfig(
-        vocab_size=VOCAB, n_embd=preset.n_embd, n_layer=preset.n_layer, n_head=preset.n_head,
+        vocab_size=VOCAB,
+        n_embd=preset.n_embd,
+        n_layer=preset.n_layer,
+        n_head=preset.n_head,
         block_size=preset.block_size,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     idx = torch.randint(0, VOCAB, (args.batch, preset.block_size))
     tokens = idx.numel()
-    print(f"rung {args.rung}: n_embd={config.n_embd} n_layer={config.n_layer} "
-          f"n_head={config.n_head} L={preset.block_size} batch={args.batch} "
-          f"threads={torch.get_num_threads()}")  # fmt: skip
+    print(
+        f"rung {args.rung}: n_embd={config.n_embd} n_layer={config.n_layer} "
+        f"n_head={config.n_head} L={preset.block_size} batch={args.batch} "
+        f"threads={torch.get_num_threads()}"
+    )
 
     results: dict[str, float] = {}
     for name in SEEDS:
@@ -120,8 +125,9 @@ def main() -> None:
         )
         llama_speed += tokens_per_second(
             train_step(llama, idx, lambda: llama(input_ids=idx, labels=idx).loss),
-            tokens, args.seconds / 2,
-        )  # fmt: skip
+            tokens,
+            args.seconds / 2,
+        )
     print(f"  GPT-2 seed   {seed_speed / 2:>10,.0f} tokens/s")
     same = f"same shape, {count_params(llama):,} params"
     print(f"  HF Llama     {llama_speed / 2:>10,.0f} tokens/s ({same})")

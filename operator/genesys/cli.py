@@ -1,6 +1,11 @@
 """The ``genesys`` command line.
 
-Subcommands so far:
+Subcommands:
+- ``genesys run SPEC``: run a DiscoveryRun on this machine (the embedded default);
+  ``genesys status RUN`` and ``genesys report RUN`` show its leaderboard and write its report.
+- ``genesys operator``: the kopf operator (on a cluster, from the operator image).
+- ``genesys agent design``: one design session (what an agent pod runs);
+  ``genesys check-server``: the check pod's server, which runs design checks for one session.
 - ``genesys validate FILE...``: check DiscoveryRun/Design YAML; exit 0 valid, 2 invalid, one line
   per error naming the field path, the bad value and what was expected.
 - ``genesys crds [--check] [--dir DIR]...``: write the CRDs generated from the API models, or with
@@ -8,6 +13,8 @@ Subcommands so far:
   chart's copy ``helm/genesys-operator/files/crds/``, so that the two never drift apart.
 - ``genesys install --print [-n NS]``: the operator's install manifests (the Helm chart's
   defaults, packaged), for ``kubectl apply`` on a cluster without Helm.
+- ``genesys docs api``: the API reference in Markdown, generated from the models
+  (``docs/api.md`` is its output).
 - ``genesys check DESIGN --rung R [--json]``: static checks, then dynamic checks of the design in
   the sandbox child; exit 0 passed, 1 failed, 2 usage error.
 - ``genesys data prepare``, ``genesys train``, ``genesys eval``: the trainer's commands (see
@@ -34,7 +41,7 @@ from typing import Any, TextIO
 
 from genesys import __version__
 from genesys.api.crd import all_crds
-from genesys.api.discoveryrun import DiscoveryRun
+from genesys.api.discoveryrun import DiscoveryRun, FinishReason
 from genesys.api.ladder import RungConfig, preset_rung, resolve_ladder
 from genesys.api.validation import (
     SpecError,
@@ -231,10 +238,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint = "offline proposer" if agents.offline else (agents.base_url or "OpenAI")
-    print(f"genesys run {run.metadata.name} in {workdir} (agents: {endpoint})", file=out,
-          flush=True)  # fmt: skip
+    print(
+        f"genesys run {run.metadata.name} in {workdir} (agents: {endpoint})", file=out, flush=True
+    )
     summary = drive(run, workdir, out)
-    return EXIT_OK if summary["reason"] else EXIT_FAILED
+    return run_exit_code(summary["reason"])
+
+
+def run_exit_code(reason: str) -> int:
+    """``genesys run``'s exit status: 1 when the run ended ``Failed`` (no result), else 0."""
+    return EXIT_FAILED if reason == FinishReason.ERROR.value else EXIT_OK
 
 
 def cmd_operator(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -281,15 +294,10 @@ def load_run_context(target: str, err: TextIO) -> RunContext | None:
         return None
     archive = load_archive(store, name)
     rungs: list[RungConfig] = []
-    fitness = compute_fitness(archive)
-    if record is not None:
-        spec = record.run.spec
+    spec = record.run.spec if record is not None else None
+    if spec is not None:
         rungs = resolve_ladder(spec.ladder, vocab_size=spec.verification.data.vocab_size)
-        fitness = compute_fitness(
-            archive,
-            margin=spec.selection.baseline_margin,
-            rating_weight=spec.selection.proposal_rating_weight,
-        )
+    fitness = compute_fitness(archive, spec.selection if spec is not None else None)
     return RunContext(name, archive, fitness, rungs)
 
 
@@ -367,16 +375,16 @@ def cmd_check_server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         parse_listen(args.listen)
-        ceiling = SandboxLimits(timeout_seconds=args.max_seconds,
-                                memory_bytes=memory_bytes(args.max_memory))  # fmt: skip
+        ceiling = SandboxLimits(
+            timeout_seconds=args.max_seconds, memory_bytes=memory_bytes(args.max_memory)
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_INVALID
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=err)
 
     def ready(address: tuple[str, int]) -> None:
-        print(f"genesys check-server: listening on {address[0]}:{address[1]}", file=out,
-              flush=True)  # fmt: skip
+        print(f"genesys check-server: listening on {address[0]}:{address[1]}", file=out, flush=True)
 
     return serve(args.listen, idle_seconds=args.idle_seconds, ceiling=ceiling, ready=ready)
 
@@ -418,9 +426,12 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     try:
         report = check_design(
-            document, rung=rung, settings=check_settings(checks), limits=limits,
+            document,
+            rung=rung,
+            settings=check_settings(checks),
+            limits=limits,
             boundary=args.sandbox,
-        )  # fmt: skip
+        )
     except SandboxUnavailableError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_INVALID
@@ -446,9 +457,12 @@ def cmd_designs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     command = [sys.executable, "-I", "-m", "genesys_trainer.designs_cli"]
     if args.extra_args[:1] == ["sync-seeds"]:
         result = subprocess.run(
-            [*command, *args.extra_args], env=scrubbed_env(os.environ), capture_output=True,
-            text=True, check=False,
-        )  # fmt: skip
+            [*command, *args.extra_args],
+            env=scrubbed_env(os.environ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         out.write(result.stdout)
         err.write(result.stderr)
         return result.returncode
@@ -486,14 +500,25 @@ def cmd_install(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from genesys.install import install_manifests
 
     if not args.print_manifests:
-        print("genesys install only prints the manifests: "
-              "genesys install --print | kubectl apply -f -", file=err)  # fmt: skip
+        print(
+            "genesys install only prints the manifests: "
+            "genesys install --print | kubectl apply -f -",
+            file=err,
+        )
         return EXIT_INVALID
     try:
         out.write(install_manifests(args.namespace))
     except ValueError as exc:
         print(exc, file=err)
         return EXIT_INVALID
+    return EXIT_OK
+
+
+def cmd_docs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print generated documentation (the API reference) to stdout."""
+    from genesys.api.reference import api_reference_markdown
+
+    out.write(api_reference_markdown())
     return EXIT_OK
 
 
@@ -523,9 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = commands.add_parser("crds", help="generate the CRDs from the API models")
     crds.add_argument(
-        "--dir", action="append", default=None,
+        "--dir",
+        action="append",
+        default=None,
         help=f"output directory (repeatable; default: {' and '.join(CRD_DIRS)})",
-    )  # fmt: skip
+    )
     crds.add_argument(
         "--check", action="store_true", help="exit 1 when a directory is stale; write nothing"
     )
@@ -534,11 +561,26 @@ def build_parser() -> argparse.ArgumentParser:
     install = commands.add_parser(
         "install", help="print the operator's install manifests (for clusters without Helm)"
     )
-    install.add_argument("--print", dest="print_manifests", action="store_true",
-                         help="print them (pipe into `kubectl apply -f -`)")  # fmt: skip
-    install.add_argument("-n", "--namespace", default="genesys-system",
-                         help="the operator's namespace (default: genesys-system)")  # fmt: skip
+    install.add_argument(
+        "--print",
+        dest="print_manifests",
+        action="store_true",
+        help="print them (pipe into `kubectl apply -f -`)",
+    )
+    install.add_argument(
+        "-n",
+        "--namespace",
+        default="genesys-system",
+        help="the operator's namespace (default: genesys-system)",
+    )
     install.set_defaults(handler=cmd_install)
+
+    docs = commands.add_parser("docs", help="print generated documentation: docs api")
+    docs_commands = docs.add_subparsers(dest="docs_command", required=True, metavar="COMMAND")
+    docs_api = docs_commands.add_parser(
+        "api", help="the DiscoveryRun and Design API reference in Markdown (docs/api.md)"
+    )
+    docs_api.set_defaults(handler=cmd_docs)
 
     run = commands.add_parser("run", help="run a DiscoveryRun on this machine")
     run.add_argument(
@@ -559,18 +601,28 @@ def build_parser() -> argparse.ArgumentParser:
         "operator", help="run the Kubernetes operator (kopf) that reconciles DiscoveryRuns"
     )
     operator.add_argument(
-        "-n", "--namespace", action="append", default=[],
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
         help="watch this namespace (repeatable); default: every namespace",
-    )  # fmt: skip
-    operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
-                          help="liveness endpoint URL ('' to disable)")  # fmt: skip
-    operator.add_argument("--standalone", action="store_true",
-                          help="no peering with other replicas (a single replica)")  # fmt: skip
+    )
     operator.add_argument(
-        "--peering", default=None,
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="liveness endpoint URL ('' to disable)",
+    )
+    operator.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering with other replicas (a single replica)",
+    )
+    operator.add_argument(
+        "--peering",
+        default=None,
         help="peering name shared by replicas (one is active at a time; needs kopf's peering "
         "CRDs). Default: peer when the CRDs exist, else run alone",
-    )  # fmt: skip
+    )
     operator.add_argument("--verbose", action="store_true", help="debug logging")
     operator.set_defaults(handler=cmd_operator)
 
@@ -594,9 +646,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--memory", default=None, help="sandbox address-space limit, e.g. 8Gi")
     check.add_argument("--threads", type=int, default=2, help="torch threads in the sandbox")
     check.add_argument(
-        "--sandbox", choices=CHECK_SANDBOX_CHOICES, default=None,
+        "--sandbox",
+        choices=CHECK_SANDBOX_CHOICES,
+        default=None,
         help=f"{SANDBOX_HELP}; 'remote': in the check server at $GENESYS_CHECK_SERVER",
-    )  # fmt: skip
+    )
     check.set_defaults(handler=cmd_check)
 
     check_server = commands.add_parser(
@@ -604,12 +658,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve sandboxed design checks over HTTP (the process of a session's check pod)",
     )
     check_server.add_argument("--listen", default="0.0.0.0:8470", help="HOST:PORT to listen on")
-    check_server.add_argument("--idle-seconds", type=float, default=1800.0,
-                              help="stop after this long without a request")  # fmt: skip
-    check_server.add_argument("--max-memory", default="16Gi",
-                              help="the most address space one sandbox may ask for")  # fmt: skip
-    check_server.add_argument("--max-seconds", type=float, default=3600.0,
-                              help="the longest time limit one sandbox may ask for")  # fmt: skip
+    check_server.add_argument(
+        "--idle-seconds", type=float, default=1800.0, help="stop after this long without a request"
+    )
+    check_server.add_argument(
+        "--max-memory", default="16Gi", help="the most address space one sandbox may ask for"
+    )
+    check_server.add_argument(
+        "--max-seconds",
+        type=float,
+        default=3600.0,
+        help="the longest time limit one sandbox may ask for",
+    )
     check_server.set_defaults(handler=cmd_check_server)
 
     data = commands.add_parser("data", help="prepare token shards: data prepare --source ...")

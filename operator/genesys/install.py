@@ -40,8 +40,13 @@ def _moved(document: dict[str, Any], namespace: str) -> dict[str, Any]:
 def check_namespace(namespace: str) -> None:
     """Raise ValueError unless ``namespace`` is a valid namespace name (a DNS-1123 label)."""
     valid_chars = all(c.islower() or c.isdigit() or c == "-" for c in namespace)
-    if (not namespace or len(namespace) > DNS_LABEL_MAX or not valid_chars
-            or namespace[0] == "-" or namespace[-1] == "-"):  # fmt: skip
+    if (
+        not namespace
+        or len(namespace) > DNS_LABEL_MAX
+        or not valid_chars
+        or namespace[0] == "-"
+        or namespace[-1] == "-"
+    ):
         raise ValueError(
             f"--namespace {namespace!r}: a namespace is a DNS-1123 label (lower-case letters, "
             "digits and '-', at most 63, starting and ending with a letter or digit)"

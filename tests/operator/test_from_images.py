@@ -43,22 +43,48 @@ def chart_objects(cluster: Cluster) -> list[dict[str, Any]]:
     helm = helm_binary()
     if helm is None:
         pytest.skip("the pinned helm is missing (scripts/setup.sh installs it)")
-    for create in (["namespace", RELEASE_NAMESPACE],
-                   ["secret", "generic", "operator-s3", "-n", RELEASE_NAMESPACE,
-                    "--from-literal=AWS_ACCESS_KEY_ID=test",
-                    "--from-literal=AWS_SECRET_ACCESS_KEY=test"]):  # fmt: skip
+    for create in (
+        ["namespace", RELEASE_NAMESPACE],
+        [
+            "secret",
+            "generic",
+            "operator-s3",
+            "-n",
+            RELEASE_NAMESPACE,
+            "--from-literal=AWS_ACCESS_KEY_ID=test",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+        ],
+    ):
         rendered = cluster.kubectl("create", *create, "--dry-run=client", "-o", "yaml")
         cluster.kubectl("apply", "--validate=false", "-f", "-", input_text=rendered)
-    extra_env = [{"name": "GENESYS_S3_ENDPOINT", "value": cluster.s3_endpoint},
-                 {"name": "GENESYS_TICK_SECONDS", "value": "1"}]  # fmt: skip
+    extra_env = [
+        {"name": "GENESYS_S3_ENDPOINT", "value": cluster.s3_endpoint},
+        {"name": "GENESYS_TICK_SECONDS", "value": "1"},
+    ]
     chart = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE,
-         "--set", "image.repository=genesys-operator",
-         "--set", f"images.agent={IMAGES['agent']}", "--set", f"images.trainer={IMAGES['trainer']}",
-         "--set-json", 'envFrom=[{"secretRef":{"name":"operator-s3"}}]',
-         "--set-json", f"extraEnv={json.dumps(extra_env)}"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        [
+            helm,
+            "template",
+            RELEASE,
+            str(CHART),
+            "-n",
+            RELEASE_NAMESPACE,
+            "--set",
+            "image.repository=genesys-operator",
+            "--set",
+            f"images.agent={IMAGES['agent']}",
+            "--set",
+            f"images.trainer={IMAGES['trainer']}",
+            "--set-json",
+            'envFrom=[{"secretRef":{"name":"operator-s3"}}]',
+            "--set-json",
+            f"extraEnv={json.dumps(extra_env)}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return [doc for doc in yaml.safe_load_all(chart.stdout) if doc]
 
 
@@ -75,12 +101,20 @@ def secret_env(cluster: Cluster, container: dict[str, Any]) -> dict[str, str]:
 def service_account_kubeconfig(cluster: Cluster, account: str, path: Path) -> Path:
     """A kubeconfig that names the chart's ServiceAccount as its user (readable by the pod)."""
     user = f"system:serviceaccount:{RELEASE_NAMESPACE}:{account}"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "in-cluster",
-        "clusters": [{"name": "cluster", "cluster": {"server": cluster.kube.url}}],
-        "users": [{"name": user, "user": {"token": f"token-of-{account}"}}],
-        "contexts": [{"name": "in-cluster", "context": {"cluster": "cluster", "user": user}}],
-    }))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "in-cluster",
+                "clusters": [{"name": "cluster", "cluster": {"server": cluster.kube.url}}],
+                "users": [{"name": user, "user": {"token": f"token-of-{account}"}}],
+                "contexts": [
+                    {"name": "in-cluster", "context": {"cluster": "cluster", "user": user}}
+                ],
+            }
+        )
+    )
     path.chmod(0o644)
     return path
 
@@ -96,16 +130,27 @@ def start_operator_container(cluster: Cluster, runtime: PodmanRuntime, health_po
     kubeconfig = service_account_kubeconfig(
         cluster, account["metadata"]["name"], cluster.workdir / "operator-kubeconfig"
     )
-    env = {**secret_env(cluster, container),
-           **{item["name"]: item["value"] for item in container.get("env") or []},
-           "KUBECONFIG": KUBECONFIG_IN_POD}  # fmt: skip
+    env = {
+        **secret_env(cluster, container),
+        **{item["name"]: item["value"] for item in container.get("env") or []},
+        "KUBECONFIG": KUBECONFIG_IN_POD,
+    }
     # the liveness endpoint on a free port of the host's network, not the pod's 8080
-    args = [f"http://127.0.0.1:{health_port}/healthz" if arg.endswith(":8080/healthz") else arg
-            for arg in container["args"]]  # fmt: skip
+    args = [
+        f"http://127.0.0.1:{health_port}/healthz" if arg.endswith(":8080/healthz") else arg
+        for arg in container["args"]
+    ]
     log = cluster.workdir / f"operator-{len(cluster.operator_logs)}.log"
     cluster.operator_logs.append(log)
-    cluster.operator = runtime.start("genesys-operator-under-test", pod, container, env, args,
-                                     log, read_only_files={KUBECONFIG_IN_POD: kubeconfig})  # fmt: skip
+    cluster.operator = runtime.start(
+        "genesys-operator-under-test",
+        pod,
+        container,
+        env,
+        args,
+        log,
+        read_only_files={KUBECONFIG_IN_POD: kubeconfig},
+    )
 
 
 def free_port() -> int:
@@ -130,8 +175,9 @@ def test_a_run_succeeds_with_every_pod_in_its_image(cluster: Cluster) -> None:
         spec["agents"].pop("pod", None)  # the operator's default images: the chart's
         spec["verification"].pop("image", None)
         with cluster.kubelet(fake_training=False, runtime=runtime) as kubelet:
-            cluster.kubectl("apply", "--validate=false", "-f", "-",
-                            input_text=yaml.safe_dump(document))  # fmt: skip
+            cluster.kubectl(
+                "apply", "--validate=false", "-f", "-", input_text=yaml.safe_dump(document)
+            )
             cluster.wait_for(
                 lambda: cluster.run_status("imaged").get("phase") == "Succeeded", 900, "Succeeded"
             )

@@ -66,8 +66,11 @@ def test_runs_of_one_name_in_two_namespaces_share_nothing(cluster: Cluster) -> N
         apply(cluster, run_document(cluster, "alpha", "team-a", **{"storage.retention": "delete"}))
         apply(cluster, run_document(cluster, "alpha", "team-b"))
         for namespace in ("team-a", "team-b"):
-            cluster.wait_for(lambda ns=namespace: phase_is(cluster, "alpha", "Succeeded", ns),
-                             400, f"{namespace}/alpha Succeeded")  # fmt: skip
+            cluster.wait_for(
+                lambda ns=namespace: phase_is(cluster, "alpha", "Succeeded", ns),
+                400,
+                f"{namespace}/alpha Succeeded",
+            )
     stores = {ns: cluster.run_store("alpha", ns) for ns in ("team-a", "team-b")}
     for namespace, store in stores.items():
         record = read_document(store, "spec.json", RunRecord)
@@ -104,8 +107,17 @@ def test_a_recreated_run_is_held_back_until_it_resumes_the_kept_archive_on_purpo
         first = uid_of(cluster, "again")
         finished = cluster.run_status("again")
         # an edit of a finished run is reported, not applied: the result stays
-        cluster.kubectl("patch", "discoveryrun", "again", "-n", NAMESPACE, "--type", "merge",
-                        "-p", json.dumps({"spec": {"sessions": {"parallel": "many"}}}))  # fmt: skip
+        cluster.kubectl(
+            "patch",
+            "discoveryrun",
+            "again",
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"sessions": {"parallel": "many"}}}),
+        )
         cluster.wait_for(lambda: bool(events(cluster, "SpecChangeIgnored")), 60, "the report")
         edited = cluster.run_status("again")
         assert edited["phase"] == "Succeeded"
@@ -119,8 +131,11 @@ def test_a_recreated_run_is_held_back_until_it_resumes_the_kept_archive_on_purpo
         designs = len(load_archive(store).designs)
         assert designs == 6  # retention keep: the archive stays
         apply(cluster, run_document(cluster, "again"))
-        cluster.wait_for(lambda: condition(cluster, "again", "Progressing").get("reason")
-                         == "ArchiveConflict", 60, "ArchiveConflict")  # fmt: skip
+        cluster.wait_for(
+            lambda: condition(cluster, "again", "Progressing").get("reason") == "ArchiveConflict",
+            60,
+            "ArchiveConflict",
+        )
         second = uid_of(cluster, "again")
         assert second != first
         held = cluster.run_status("again")
@@ -129,14 +144,24 @@ def test_a_recreated_run_is_held_back_until_it_resumes_the_kept_archive_on_purpo
         assert first in message
         assert f"spec.storage.resumeFrom: {first}" in message
         time.sleep(3)  # several ticks: nothing of the new run is started on the old archive
-        assert all(j["metadata"]["labels"]["genesys.dev/run-uid"] != second
-                   for j in items(cluster, "jobs"))  # fmt: skip
+        assert all(
+            j["metadata"]["labels"]["genesys.dev/run-uid"] != second for j in items(cluster, "jobs")
+        )
         record = read_document(store, "spec.json", RunRecord)
         assert record is not None
         assert record.identity.uid == first
         assert len(events(cluster, "ArchiveConflict")) == 1
-        cluster.kubectl("patch", "discoveryrun", "again", "-n", NAMESPACE, "--type", "merge",
-                        "-p", json.dumps({"spec": {"storage": {"resumeFrom": first}}}))  # fmt: skip
+        cluster.kubectl(
+            "patch",
+            "discoveryrun",
+            "again",
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"storage": {"resumeFrom": first}}}),
+        )
         cluster.wait_for(lambda: phase_is(cluster, "again", "Succeeded"), 300, "Succeeded")
     record = read_document(store, "spec.json", RunRecord)
     assert record is not None
@@ -151,10 +176,22 @@ def test_deleting_a_run_whose_spec_became_invalid_removes_its_children(
     cluster.start_operator()
     with cluster.kubelet(fake_training=True) as kubelet:
         apply(cluster, run_document(cluster, "broken"))
-        cluster.wait_for(lambda: bool(kubelet.started) and bool(items(cluster, "designs")), 120,
-                         "Jobs and Designs")  # fmt: skip
-        cluster.kubectl("patch", "discoveryrun", "broken", "-n", NAMESPACE, "--type", "merge",
-                        "-p", json.dumps({"spec": {"sessions": {"parallel": "many"}}}))  # fmt: skip
+        cluster.wait_for(
+            lambda: bool(kubelet.started) and bool(items(cluster, "designs")),
+            120,
+            "Jobs and Designs",
+        )
+        cluster.kubectl(
+            "patch",
+            "discoveryrun",
+            "broken",
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"sessions": {"parallel": "many"}}}),
+        )
         cluster.wait_for(lambda: phase_is(cluster, "broken", "SpecInvalid"), 60, "SpecInvalid")
         assert items(cluster, "jobs")
         cluster.kubectl("delete", "discoveryrun", "broken", "-n", NAMESPACE, "--timeout=60s")
@@ -170,8 +207,11 @@ def test_a_permanent_error_is_recorded_once_and_retried_later(cluster: Cluster) 
     document = run_document(cluster, "late")
     document["spec"]["storage"]["s3"]["bucket"] = bucket  # not created yet
     apply(cluster, document)
-    cluster.wait_for(lambda: condition(cluster, "late", "Progressing").get("reason")
-                     == "ReconcileError", 60, "ReconcileError")  # fmt: skip
+    cluster.wait_for(
+        lambda: condition(cluster, "late", "Progressing").get("reason") == "ReconcileError",
+        60,
+        "ReconcileError",
+    )
     assert "NoSuchBucket" in condition(cluster, "late", "Progressing")["message"]
     time.sleep(8)  # many ticks and two retries: still one record
     assert len(events(cluster, "ReconcileError")) == 1

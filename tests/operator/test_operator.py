@@ -63,20 +63,34 @@ def health(url: str) -> dict[str, Any] | None:
 def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster: Cluster) -> None:
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
     cluster.start_operator(liveness=liveness)
-    document = run_document(cluster, "tiny", ladder=TWO_RUNGS,
-                            **{"sessions.maxDesigns": None})  # fmt: skip
+    document = run_document(cluster, "tiny", ladder=TWO_RUNGS, **{"sessions.maxDesigns": None})
     # a Design an earlier run named "tiny" left behind, in the way of this run's seed
-    stale = {"apiVersion": "genesys.dev/v1alpha1", "kind": "Design",
-             "metadata": {"name": "tiny-seed-gpt2", "namespace": NAMESPACE,
-                          "labels": {"genesys.dev/run": "tiny", "genesys.dev/run-uid": "old"}},
-             "spec": {"runName": "tiny", "title": "stale", "operator": "seed", "parents": [],
-                      "flow": "seed", "session": ""}}  # fmt: skip
+    stale = {
+        "apiVersion": "genesys.dev/v1alpha1",
+        "kind": "Design",
+        "metadata": {
+            "name": "tiny-seed-gpt2",
+            "namespace": NAMESPACE,
+            "labels": {"genesys.dev/run": "tiny", "genesys.dev/run-uid": "old"},
+        },
+        "spec": {
+            "runName": "tiny",
+            "title": "stale",
+            "operator": "seed",
+            "parents": [],
+            "flow": "seed",
+            "session": "",
+        },
+    }
     apply(cluster, stale)
     with cluster.kubelet(fake_training=True) as kubelet:
         apply(cluster, document)
         cluster.wait_for(lambda: phase_is(cluster, "tiny", "Succeeded"), 400, "Succeeded")
-        check_logs = {name: kubelet.started_logs(name) for name in kubelet.runs
-                      if name.startswith("check-tiny-")}  # fmt: skip
+        check_logs = {
+            name: kubelet.started_logs(name)
+            for name in kubelet.runs
+            if name.startswith("check-tiny-")
+        }
     probe = health(liveness)  # the liveness endpoint answers, with the probe's details
     assert probe is not None
     assert probe["genesys-health"]["reconciles"] > 0
@@ -86,8 +100,10 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     designs = {d["metadata"]["name"]: d for d in cluster.get("designs")["items"]}
     assert len(designs) == len(archive.designs) == 7  # five seeds and two new designs
     assert status["finishReason"] == "BudgetsSpent"
-    assert status["rungs"] == [{"name": "nano", "budget": 2, "used": 2, "running": 0},
-                               {"name": "micro", "budget": 1, "used": 1, "running": 0}]  # fmt: skip
+    assert status["rungs"] == [
+        {"name": "nano", "budget": 2, "used": 2, "running": 0},
+        {"name": "micro", "budget": 1, "used": 1, "running": 0},
+    ]
     assert status["designs"]["total"] == 2
     assert status["designs"]["verified"] == 2
     promoted = [d for d in archive.designs.values() if "micro" in d.verifications]
@@ -96,8 +112,13 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     best = designs[f"tiny-{status['bestDesign']}"]
     assert best["status"]["rank"] == 1
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
-    assert conditions == {"SpecValid": "True", "Progressing": "False", "Ready": "True",
-                          "BudgetExhausted": "True", "Failed": "False"}  # fmt: skip
+    assert conditions == {
+        "SpecValid": "True",
+        "Progressing": "False",
+        "Ready": "True",
+        "BudgetExhausted": "True",
+        "Failed": "False",
+    }
     for record in archive.designs.values():  # every Design mirrors the archive
         design = designs[f"tiny-{record.id}"]
         assert design["spec"]["operator"] == record.operator
@@ -148,14 +169,25 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     sessions_log = cluster.kubectl("logs", "-n", NAMESPACE, "-l", "genesys.dev/role=session")
     assert '"status": "implemented"' in sessions_log  # what the agent pods printed
     run_uri = f"s3://{cluster.bucket}/runs/{NAMESPACE}/tiny"
-    shown = subprocess.run([sys.executable, "-m", "genesys", "status", run_uri], env=cluster.env,
-                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "genesys", "status", run_uri],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "rung micro: 1/1 verified" in shown.stdout
     report = cluster.workdir / "report.html"
-    made = subprocess.run([sys.executable, "-m", "genesys", "report", run_uri, "-o", str(report)],
-                          env=cluster.env, capture_output=True, text=True, timeout=300,
-                          check=False)  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, "-m", "genesys", "report", run_uri, "-o", str(report)],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr
     assert "data:image/png;base64," in report.read_text()
 
@@ -190,8 +222,13 @@ def test_a_restarted_operator_duplicates_nothing_and_finishes(cluster: Cluster) 
     cluster.start_operator()
     with cluster.kubelet(fake_training=True):
         apply(cluster, run_document(cluster, "crash"))
-        cluster.wait_for(lambda: any(j["metadata"]["labels"]["genesys.dev/role"] == "session"
-                                     for j in jobs(cluster)), 120, "a session Job")  # fmt: skip
+        cluster.wait_for(
+            lambda: any(
+                j["metadata"]["labels"]["genesys.dev/role"] == "session" for j in jobs(cluster)
+            ),
+            120,
+            "a session Job",
+        )
         cluster.kill_operator()
         time.sleep(2)
         cluster.start_operator()
@@ -209,8 +246,7 @@ def test_training_retries_are_bounded_and_recorded(cluster: Cluster) -> None:
     cluster.start_operator()
     failing = {"seed-gpt2-nano": 2, "seed-mamba2-nano": 10}
     with cluster.kubelet(fake_training=True, fail_first=failing):
-        apply(cluster, run_document(cluster, "retry",
-                                    **{"verification.maxRetries": 2}))  # fmt: skip
+        apply(cluster, run_document(cluster, "retry", **{"verification.maxRetries": 2}))
         cluster.wait_for(lambda: phase_is(cluster, "retry", "Succeeded"), 300, "Succeeded")
     designs = {d["metadata"]["name"]: d for d in cluster.get("designs")["items"]}
     gpt2 = designs["retry-seed-gpt2"]["status"]
@@ -234,8 +270,17 @@ def test_suspend_stops_new_work_and_resume_finishes(cluster: Cluster) -> None:
     with cluster.kubelet(fake_training=True) as kubelet:
         apply(cluster, run_document(cluster, "pause"))
         cluster.wait_for(lambda: bool(kubelet.started), 120, "a running Job")
-        cluster.kubectl("patch", "discoveryrun", "pause", "-n", NAMESPACE, "--type", "merge",
-                        "-p", json.dumps({"spec": {"suspend": True}}))  # fmt: skip
+        cluster.kubectl(
+            "patch",
+            "discoveryrun",
+            "pause",
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"suspend": True}}),
+        )
         cluster.wait_for(lambda: phase_is(cluster, "pause", "Suspended"), 60, "Suspended")
         time.sleep(3)
         frozen = sorted(j["metadata"]["name"] for j in jobs(cluster))
@@ -245,8 +290,17 @@ def test_suspend_stops_new_work_and_resume_finishes(cluster: Cluster) -> None:
         assert condition(cluster, "pause", "Progressing")["reason"] == "Suspended"
         time.sleep(3)
         assert sorted(j["metadata"]["name"] for j in jobs(cluster)) == frozen  # nothing new
-        cluster.kubectl("patch", "discoveryrun", "pause", "-n", NAMESPACE, "--type", "merge",
-                        "-p", json.dumps({"spec": {"suspend": False}}))  # fmt: skip
+        cluster.kubectl(
+            "patch",
+            "discoveryrun",
+            "pause",
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"suspend": False}}),
+        )
         cluster.wait_for(lambda: phase_is(cluster, "pause", "Succeeded"), 300, "Succeeded")
 
 
@@ -256,8 +310,7 @@ def test_delete_removes_children_and_applies_the_retention(
 ) -> None:
     cluster.start_operator()
     with cluster.kubelet(fake_training=True):
-        apply(cluster, run_document(cluster, "gone",
-                                    **{"storage.retention": retention}))  # fmt: skip
+        apply(cluster, run_document(cluster, "gone", **{"storage.retention": retention}))
         cluster.wait_for(lambda: phase_is(cluster, "gone", "Succeeded"), 300, "Succeeded")
     assert jobs(cluster)
     assert cluster.get("designs")["items"]

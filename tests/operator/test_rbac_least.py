@@ -20,9 +20,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_the_chart_grants_nothing_the_operator_did_not_use(request: pytest.FixtureRequest) -> None:
     session = request.session
     # the images test runs the same operator from its image; the suite without it is complete
-    others = [item.nodeid for item in session.items
-              if "tests/operator/" in item.nodeid and item.nodeid != request.node.nodeid
-              and item.get_closest_marker("images") is None]  # fmt: skip
+    others = [
+        item.nodeid
+        for item in session.items
+        if "tests/operator/" in item.nodeid
+        and item.nodeid != request.node.nodeid
+        and item.get_closest_marker("images") is None
+    ]
     outcomes = session.stash.get(OUTCOMES, {})
     not_passed = [node for node in others if outcomes.get(node) != "passed"]
     if not others or not_passed:

@@ -30,13 +30,35 @@ def test_benchmark_compares_the_flows_on_the_same_proposal(tmp_path: Path) -> No
     }
     with ScriptedLLMServer(steps) as server:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.agent_success", "--endpoint", server.base_url,
-             "--model", "m1", "--n", "1", "--api-key-env", "GENESYS_TEST_LLM_KEY",
-             "--price-in", "1", "--price-out", "2", "--search-rounds", "1",
-             "--store", str(tmp_path / "store"), "--json"],
-            capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.agent_success",
+                "--endpoint",
+                server.base_url,
+                "--model",
+                "m1",
+                "--n",
+                "1",
+                "--api-key-env",
+                "GENESYS_TEST_LLM_KEY",
+                "--price-in",
+                "1",
+                "--price-out",
+                "2",
+                "--search-rounds",
+                "1",
+                "--store",
+                str(tmp_path / "store"),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=600,
+            check=False,
             env={**os.environ, "GENESYS_TEST_LLM_KEY": "k"},
-        )  # fmt: skip
+        )
         coder_requests = [r for r in server.chat_requests if r.role == "coder"]
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -139,18 +139,21 @@ print(json.dumps({{"started": True}}))
 
 def test_an_unconfined_check_says_so_in_its_report() -> None:
     report = check_design(
-        load_seed("gpt2").to_json(), rung=preset_rung("nano", vocab_size=256),
-        limits=SandboxLimits(timeout_seconds=300, memory_bytes=4 * GIB), boundary="unconfined",
-    )  # fmt: skip
+        load_seed("gpt2").to_json(),
+        rung=preset_rung("nano", vocab_size=256),
+        limits=SandboxLimits(timeout_seconds=300, memory_bytes=4 * GIB),
+        boundary="unconfined",
+    )
     assert report.passed, report.render()
     assert report.info["sandbox"]["boundary"] == "unconfined"
     warning = report.checks[3]
     assert warning.name == "sandbox"
     assert warning.status.value == "warn"
     confined = check_design(
-        load_seed("gpt2").to_json(), rung=preset_rung("nano", vocab_size=256),
+        load_seed("gpt2").to_json(),
+        rung=preset_rung("nano", vocab_size=256),
         limits=SandboxLimits(timeout_seconds=300, memory_bytes=4 * GIB),
-    )  # fmt: skip
+    )
     assert confined.info["sandbox"]["boundary"] == "bubblewrap"
     assert not [f for f in confined.checks if f.name == "sandbox"]
 

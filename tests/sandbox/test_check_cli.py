@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def genesys(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "genesys", *args], capture_output=True,
-                          text=True, check=False, cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "genesys", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.slow

@@ -28,8 +28,11 @@ def expectation(path: Path) -> tuple[str, float, int]:
     timeout = re.search(r"^# timeout: (\d+)", text, re.M)
     memory = re.search(r"^# memory-gib: (\d+)", text, re.M)
     assert expect, f"{path.name} needs a '# expect: CHECK' line"
-    return (expect.group(1), float(timeout.group(1)) if timeout else 120.0,
-            int(memory.group(1)) if memory else 4)  # fmt: skip
+    return (
+        expect.group(1),
+        float(timeout.group(1)) if timeout else 120.0,
+        int(memory.group(1)) if memory else 4,
+    )
 
 
 def test_corpus_has_at_least_25_designs() -> None:
@@ -40,9 +43,10 @@ def test_corpus_has_at_least_25_designs() -> None:
 def test_corpus_design_is_rejected_by_its_expected_check(path: Path) -> None:
     expected, timeout, memory = expectation(path)
     report = check_design(
-        load_tree(path).to_json(), rung=NANO,
+        load_tree(path).to_json(),
+        rung=NANO,
         limits=SandboxLimits(timeout_seconds=timeout, memory_bytes=memory * GIB),
-    )  # fmt: skip
+    )
     failures = report.failed()
     assert not report.passed
     assert failures[0].name == expected, [f.render() for f in failures]
@@ -52,14 +56,25 @@ def test_corpus_design_is_rejected_by_its_expected_check(path: Path) -> None:
 @pytest.mark.parametrize("seed", list(SEEDS))
 def test_seed_passes_every_check(seed: str) -> None:
     report = check_design(
-        load_seed(seed).to_json(), rung=NANO,
+        load_seed(seed).to_json(),
+        rung=NANO,
         limits=SandboxLimits(timeout_seconds=300, memory_bytes=4 * GIB),
-    )  # fmt: skip
+    )
     assert report.passed, report.render()
     names = [finding.name for finding in report.checks]
-    for check in ("format", "imports", "forbidden", "compose", "param_fit", "forward",
-                  "batch_independence", "causality", "differentiability", "complexity",
-                  "effectiveness"):  # fmt: skip
+    for check in (
+        "format",
+        "imports",
+        "forbidden",
+        "compose",
+        "param_fit",
+        "forward",
+        "batch_independence",
+        "causality",
+        "differentiability",
+        "complexity",
+        "effectiveness",
+    ):
         assert check in names, names
     assert report.info["fit"]["within"] is True
     assert set(report.info["effectiveness"]["ratios"]) == {"time", "memory", "flops", "loss"}

@@ -38,17 +38,31 @@ class Hostile(Unit):
 
 
 def run_hostile(
-    body: str, *, timeout: float = 60, environ: dict[str, str] | None = None,
+    body: str,
+    *,
+    timeout: float = 60,
+    environ: dict[str, str] | None = None,
     audit_guard: bool = True,
-) -> Report:  # fmt: skip
+) -> Report:
     source = TEMPLATE.format(body=textwrap.indent(textwrap.dedent(body).strip("\n"), " " * 8))
-    document = {"name": "hostile", "root": "Hostile", "units": {"Hostile": {"source": source}},
-                "metadata": {"format": "block-file"}}  # fmt: skip
+    document = {
+        "name": "hostile",
+        "root": "Hostile",
+        "units": {"Hostile": {"source": source}},
+        "metadata": {"format": "block-file"},
+    }
     return check_design(
-        document, rung=NANO, skip_static=True, environ=environ,
-        limits=SandboxLimits(timeout_seconds=timeout, memory_bytes=4 * GIB,
-                             max_file_bytes=8 * 1024 * 1024, audit_guard=audit_guard),
-    )  # fmt: skip
+        document,
+        rung=NANO,
+        skip_static=True,
+        environ=environ,
+        limits=SandboxLimits(
+            timeout_seconds=timeout,
+            memory_bytes=4 * GIB,
+            max_file_bytes=8 * 1024 * 1024,
+            audit_guard=audit_guard,
+        ),
+    )
 
 
 def sandbox_failure(report: Report) -> str:
@@ -110,17 +124,30 @@ def test_writing_outside_the_sandbox_is_refused(tmp_path: object) -> None:
 
 
 def test_parent_credentials_are_invisible_to_the_child() -> None:
-    environ = {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-parent-secret",
-               "AWS_SECRET_ACCESS_KEY": "aws-parent-secret", "GENESYS_TOKEN": "tok",
-               "KUBECONFIG": "/root/.kube/config"}  # fmt: skip
-    report = run_hostile("""
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "OPENAI_API_KEY": "sk-parent-secret",
+        "AWS_SECRET_ACCESS_KEY": "aws-parent-secret",
+        "GENESYS_TOKEN": "tok",
+        "KUBECONFIG": "/root/.kube/config",
+    }
+    report = run_hostile(
+        """
         import os
         raise RuntimeError("ENV=" + ",".join(sorted(os.environ)) + ";" + ",".join(os.environ.values()))
-    """, environ=environ)  # fmt: skip
+    """,
+        environ=environ,
+    )
     message = report.failed()[0].message
     assert "ENV=" in message
-    for secret in ("OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "GENESYS_TOKEN", "KUBECONFIG",
-                   "sk-parent-secret", "aws-parent-secret"):  # fmt: skip
+    for secret in (
+        "OPENAI_API_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "GENESYS_TOKEN",
+        "KUBECONFIG",
+        "sk-parent-secret",
+        "aws-parent-secret",
+    ):
         assert secret not in message
 
 

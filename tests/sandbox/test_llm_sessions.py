@@ -63,20 +63,38 @@ def settings_for(base_url: str, **sessions: Any) -> SessionSettings:
 
 def no_sleep_client(settings: SessionSettings) -> Callable[..., LLMClient]:
     def factory(ledger: Ledger, trace: Callable[[CallRecord], None]) -> LLMClient:
-        return LLMClient(settings.agents, api_key="test-key", ledger=ledger, trace=trace,
-                         sleep=lambda seconds: None)  # fmt: skip
+        return LLMClient(
+            settings.agents,
+            api_key="test-key",
+            ledger=ledger,
+            trace=trace,
+            sleep=lambda seconds: None,
+        )
 
     return factory
 
 
-def session(store: Store, settings: SessionSettings, *, operator: str = "mutation",
-            parents: tuple[str, ...] = ("seed-gpt2",), sid: str = "s0001",
-            flow: str | None = None) -> dict[str, Any]:  # fmt: skip
+def session(
+    store: Store,
+    settings: SessionSettings,
+    *,
+    operator: str = "mutation",
+    parents: tuple[str, ...] = ("seed-gpt2",),
+    sid: str = "s0001",
+    flow: str | None = None,
+) -> dict[str, Any]:
     return run_llm_session(
-        store=store, session=sid, design_id=f"d{sid[1:]}", seq=5, operator=operator,
-        parent_ids=parents, seed=7, settings=settings, flow=flow,
+        store=store,
+        session=sid,
+        design_id=f"d{sid[1:]}",
+        seq=5,
+        operator=operator,
+        parent_ids=parents,
+        seed=7,
+        settings=settings,
+        flow=flow,
         client_factory=no_sleep_client(settings),
-    )  # fmt: skip
+    )
 
 
 def read(store: Store, key: str) -> Any:
@@ -98,13 +116,19 @@ def store(tmp_path: Path) -> Iterator[LocalStore]:
 
 def test_mutation_unit_failing_causality_gets_the_report_then_passes(store: LocalStore) -> None:
     steps = {
-        "proposer": [script.queries("gelu mlp", "channel mixer"), script.queries(),
-                     script.proposal(selected="channel_mixer")],
+        "proposer": [
+            script.queries("gelu mlp", "channel mixer"),
+            script.queries(),
+            script.proposal(selected="channel_mixer"),
+        ],
         "reviewer": [script.verdict(4.5)],
         "planner": [script.plan("SwiGLUMLP")],
-        "coder": [script.unit(script.LEAKY_MLP, "GeluMLP"), script.unit(script.GELU_MLP, "GeluMLP")],
+        "coder": [
+            script.unit(script.LEAKY_MLP, "GeluMLP"),
+            script.unit(script.GELU_MLP, "GeluMLP"),
+        ],
         "observer": [script.verdict(4)],
-    }  # fmt: skip
+    }
     with ScriptedLLMServer(steps) as server:
         outcome = session(store, settings_for(server.base_url, searchRounds=3))
         prompts = coder_prompts(server)
@@ -146,12 +170,14 @@ def test_mutation_unit_failing_causality_gets_the_report_then_passes(store: Loca
 def test_proposal_rated_2_is_refined_with_the_review_then_accepted(store: LocalStore) -> None:
     steps = {
         "proposer": [script.proposal("A vague idea"), script.proposal("GELU channel mixer v2")],
-        "reviewer": [script.verdict(2, "Too vague: say which unit changes and why."),
-                     script.verdict(4, "Now concrete.")],
+        "reviewer": [
+            script.verdict(2, "Too vague: say which unit changes and why."),
+            script.verdict(4, "Now concrete."),
+        ],
         "planner": [script.plan("SwiGLUMLP")],
         "coder": [script.unit(script.GELU_MLP, "GeluMLP")],
         "observer": [script.verdict(3.5)],
-    }  # fmt: skip
+    }
     with ScriptedLLMServer(steps) as server:
         outcome = session(store, settings_for(server.base_url))
         proposer = [user_prompt(r) for r in server.chat_requests if r.role == "proposer"]
@@ -173,17 +199,25 @@ def test_proposal_rated_2_is_refined_with_the_review_then_accepted(store: LocalS
 
 
 def test_crossover_starts_empty_and_reuses_both_parents_units(store: LocalStore) -> None:
-    children = {"seq_norm": "RMSNorm", "seq_mixer": "RotaryMHA", "channel_norm": "RMSNorm",
-                "channel_mixer": "RetNetMLP"}  # fmt: skip
+    children = {
+        "seq_norm": "RMSNorm",
+        "seq_mixer": "RotaryMHA",
+        "channel_norm": "RMSNorm",
+        "channel_mixer": "RetNetMLP",
+    }
     steps = {
         "proposer": [script.proposal("Attention with the RetNet MLP", selected=None)],
         "reviewer": [script.verdict(4)],
         "coder": [script.unit(script.block_source("HybridBlock"), "HybridBlock", children)],
         "observer": [script.verdict(4)],
-    }  # fmt: skip
+    }
     with ScriptedLLMServer(steps) as server:
-        outcome = session(store, settings_for(server.base_url), operator="crossover",
-                          parents=("seed-gpt2", "seed-retnet"))  # fmt: skip
+        outcome = session(
+            store,
+            settings_for(server.base_url),
+            operator="crossover",
+            parents=("seed-gpt2", "seed-retnet"),
+        )
     assert outcome["status"] == "implemented", outcome
     design = read(store, design_key("d0001", "design.json"))
     assert design["root"] == "HybridBlock"
@@ -194,17 +228,23 @@ def test_crossover_starts_empty_and_reuses_both_parents_units(store: LocalStore)
 
 
 def test_scratch_root_must_have_children_then_grows_unit_by_unit(store: LocalStore) -> None:
-    children = {"seq_norm": "RMSNorm", "seq_mixer": "RotaryMHA", "channel_norm": "RMSNorm",
-                "channel_mixer": "GeluMLP"}  # fmt: skip
+    children = {
+        "seq_norm": "RMSNorm",
+        "seq_mixer": "RotaryMHA",
+        "channel_norm": "RMSNorm",
+        "channel_mixer": "GeluMLP",
+    }
     steps = {
         "proposer": [script.proposal("A block from scratch", selected=None)],
         "reviewer": [script.verdict(5)],
         "planner": [script.plan("GeluMLP")],
-        "coder": [script.unit(script.block_source("FlatBlock", children=False), "FlatBlock"),
-                  script.unit(script.block_source("ScratchBlock"), "ScratchBlock", children),
-                  script.unit(script.GELU_MLP, "GeluMLP")],
+        "coder": [
+            script.unit(script.block_source("FlatBlock", children=False), "FlatBlock"),
+            script.unit(script.block_source("ScratchBlock"), "ScratchBlock", children),
+            script.unit(script.GELU_MLP, "GeluMLP"),
+        ],
         "observer": [script.verdict(4), script.verdict(4)],
-    }  # fmt: skip
+    }
     with ScriptedLLMServer(steps) as server:
         outcome = session(store, settings_for(server.base_url), operator="scratch", parents=())
         prompts = coder_prompts(server)
@@ -227,7 +267,7 @@ def test_direct_flow_writes_the_whole_block_with_the_same_checks(store: LocalSto
         "reviewer": [script.verdict(4)],
         "coder": [script.block(broken), script.block(script.DIRECT_BLOCK)],
         "observer": [script.verdict(4)],
-    }  # fmt: skip
+    }
     with ScriptedLLMServer(steps) as server:
         outcome = session(store, settings_for(server.base_url), flow="direct")
         prompts = coder_prompts(server)
@@ -249,12 +289,15 @@ def test_a_proposal_that_fails_every_implementation_is_marked_challenging(
         "proposer": [script.proposal()],
         "reviewer": [script.verdict(4)],
         "planner": [script.plan("SwiGLUMLP"), script.plan("SwiGLUMLP")],
-        "coder": [script.unit(script.LEAKY_MLP, "GeluMLP"),
-                  script.unit(script.LEAKY_MLP, "GeluMLP")],
-    }  # fmt: skip
+        "coder": [
+            script.unit(script.LEAKY_MLP, "GeluMLP"),
+            script.unit(script.LEAKY_MLP, "GeluMLP"),
+        ],
+    }
     with ScriptedLLMServer(steps) as server:
-        settings = settings_for(server.base_url, maxUnitAttempts=1, maxFailedRounds=0,
-                                maxImplementationSessions=1)  # fmt: skip
+        settings = settings_for(
+            server.base_url, maxUnitAttempts=1, maxFailedRounds=0, maxImplementationSessions=1
+        )
         outcome = session(store, settings)
     assert outcome["status"] == "failed"
     assert outcome["challenging"]
@@ -267,25 +310,48 @@ def test_a_proposal_that_fails_every_implementation_is_marked_challenging(
 
 def test_a_crash_mid_implementation_resumes_from_the_last_committed_unit(tmp_path: Path) -> None:
     store = seeded_store(tmp_path / "store")
-    children = {"seq_norm": "RMSNorm", "seq_mixer": "RotaryMHA", "channel_norm": "RMSNorm",
-                "channel_mixer": "GeluMLP"}  # fmt: skip
+    children = {
+        "seq_norm": "RMSNorm",
+        "seq_mixer": "RotaryMHA",
+        "channel_norm": "RMSNorm",
+        "channel_mixer": "GeluMLP",
+    }
     steps = {
         "proposer": [script.proposal("A block from scratch", selected=None)],
         "reviewer": [script.verdict(4)],
         "planner": [{"sleep": 120, "reply": "never sent"}, script.plan("GeluMLP")],
-        "coder": [script.unit(script.block_source("ScratchBlock"), "ScratchBlock", children),
-                  script.unit(script.GELU_MLP, "GeluMLP")],
+        "coder": [
+            script.unit(script.block_source("ScratchBlock"), "ScratchBlock", children),
+            script.unit(script.GELU_MLP, "GeluMLP"),
+        ],
         "observer": [script.verdict(4), script.verdict(4)],
-    }  # fmt: skip
+    }
     with ScriptedLLMServer(steps) as server:
         spec = script.run_spec(server.base_url, RUN)
         spec["spec"]["agents"]["timeoutSeconds"] = 300
         run = DiscoveryRun.model_validate(spec)
         config = resolve_run_config(run, identity=RunIdentity(name=RUN), data_uri="unused")
-        command = [sys.executable, "-m", "genesys", "agent", "design",
-                   "--store", store.uri, "--config", write_run_config(store, config),
-                   "--session", "s0001", "--design-id", "d0001", "--seq", "5",
-                   "--operator", "scratch", "--seed", "7"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "genesys",
+            "agent",
+            "design",
+            "--store",
+            store.uri,
+            "--config",
+            write_run_config(store, config),
+            "--session",
+            "s0001",
+            "--design-id",
+            "d0001",
+            "--seq",
+            "5",
+            "--operator",
+            "scratch",
+            "--seed",
+            "7",
+        ]
         env = {**os.environ, "GENESYS_TEST_LLM_KEY": "test-key"}
         state_key = "sessions/s0001/state.json"
         with subprocess.Popen(
@@ -303,15 +369,16 @@ def test_a_crash_mid_implementation_resumes_from_the_last_committed_unit(tmp_pat
                     break  # committed the root, and is waiting on the planner
                 time.sleep(0.2)
             os.killpg(first.pid, signal.SIGKILL)
-            first.wait()  # fmt: skip
+            first.wait()
             assert first.stdout is not None
             log = first.stdout.read().decode(errors="replace")
         committed = read(store, state_key)["committed"]
         assert [c["unit"] for c in committed] == ["ScratchBlock"], log
         assert not store.exists(session_key("s0001"))
         before = len(server.chat_requests)
-        second = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True,
-                                timeout=600, check=False)  # fmt: skip
+        second = subprocess.run(
+            command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+        )
         resumed = server.chat_requests[before:]
     assert second.returncode == 0, second.stderr[-3000:]
     outcome = json.loads(second.stdout.strip().splitlines()[-1])

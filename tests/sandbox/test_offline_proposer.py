@@ -47,15 +47,28 @@ OUTCOME_KEYS = {"schema_version", "status", "design", "reason", "candidates"}
 
 
 def session(
-    store: Store, name: str, operator: str, parents: list[str], seq: int,
-    settings: Mapping[str, Any] = SETTINGS, max_candidates: int = MAX_CANDIDATES,
+    store: Store,
+    name: str,
+    operator: str,
+    parents: list[str],
+    seq: int,
+    settings: Mapping[str, Any] = SETTINGS,
+    max_candidates: int = MAX_CANDIDATES,
     design_id: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return run_offline_session(
-        store=store, session=name, design_id=design_id or f"d{seq:04d}", seq=seq,
-        operator=operator, parent_ids=parents, seed=seq, rung=RUNG, settings=settings,
-        limits=LIMITS, max_candidates=max_candidates,
-    )  # fmt: skip
+        store=store,
+        session=name,
+        design_id=design_id or f"d{seq:04d}",
+        seq=seq,
+        operator=operator,
+        parent_ids=parents,
+        seed=seq,
+        rung=RUNG,
+        settings=settings,
+        limits=LIMITS,
+        max_candidates=max_candidates,
+    )
 
 
 def impossible_session(store: Store) -> dict[str, Any]:
@@ -73,16 +86,23 @@ def seeded_store(root: Store) -> Store:
 
 def offline_config_uri(store: Store) -> str:
     """A run config for the offline flow, the checks as small as SETTINGS, stored in the run."""
-    run = DiscoveryRun.model_validate({
-        "metadata": {"name": "r"},
-        "spec": {
-            "ladder": {"rungs": [{"name": "small", "preset": "nano", "budget": 4}]},
-            "agents": {"offline": True},
-            "checks": {"effectivenessSteps": 3, "causalityLength": 24, "forwardLength": 128,
-                       "sandboxTimeoutSeconds": 120, "sandboxMemory": "4Gi"},
-            "verification": {"data": {"tokenizer": "byte", "vocabSize": 256}},
-        },
-    })  # fmt: skip
+    run = DiscoveryRun.model_validate(
+        {
+            "metadata": {"name": "r"},
+            "spec": {
+                "ladder": {"rungs": [{"name": "small", "preset": "nano", "budget": 4}]},
+                "agents": {"offline": True},
+                "checks": {
+                    "effectivenessSteps": 3,
+                    "causalityLength": 24,
+                    "forwardLength": 128,
+                    "sandboxTimeoutSeconds": 120,
+                    "sandboxMemory": "4Gi",
+                },
+                "verification": {"data": {"tokenizer": "byte", "vocabSize": 256}},
+            },
+        }
+    )
     config = resolve_run_config(run, identity=RunIdentity(name="r"), data_uri="/data")
     return write_run_config(store, config)
 
@@ -99,10 +119,23 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, dict[str, dict
     implemented = [o["design"] for o in outcomes.values() if o["status"] == "implemented"]
     parent = implemented[0] if implemented else "seed-gpt2"
     argv = [
-        "--store", str(store.uri), "--config", offline_config_uri(store), "--session", "s6",
-        "--design-id", "d0006", "--seq", "6", "--operator", "mutation", "--parents", parent,
-        "--seed", "6",
-    ]  # fmt: skip
+        "--store",
+        str(store.uri),
+        "--config",
+        offline_config_uri(store),
+        "--session",
+        "s6",
+        "--design-id",
+        "d0006",
+        "--seq",
+        "6",
+        "--operator",
+        "mutation",
+        "--parents",
+        parent,
+        "--seed",
+        "6",
+    ]
     assert main(argv) == 0
     outcomes["s6"] = json.loads(store.get_text(session_key("s6")))
     outcomes["s7"] = impossible_session(store)

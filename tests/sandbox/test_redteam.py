@@ -95,8 +95,13 @@ UNIX_SOCKET = Path("/tmp/genesys-redteam.sock")
 ABSTRACT_SOCKET = b"\0genesys-redteam"
 ESCAPED = "REDTEAM-ESCAPED"
 MARK = "redteam"  # every file an attack tries to create carries this in its name
-ENV_CANARIES = ("GENESYS_TEST_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
-                "OPENAI_API_KEY", "GENESYS_TEST_PLAIN")  # fmt: skip
+ENV_CANARIES = (
+    "GENESYS_TEST_API_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "OPENAI_API_KEY",
+    "GENESYS_TEST_PLAIN",
+)
 CANARY_FILES = (
     Path("/root/.genesys-canary/secret.txt"),
     Path("/etc/genesys-canary"),
@@ -112,19 +117,54 @@ JOBS = max(1, int(os.environ.get("GENESYS_REDTEAM_JOBS", "2")))
 ALONE = frozenset({"resource"})
 PR_SET_CHILD_SUBREAPER = 36
 
-CLASSES = frozenset({"escape-env", "escape-file", "escape-write", "escape-process",
-                     "escape-network", "forge-report", "patch-checker", "non-causal",
-                     "batch-mixing", "resource"})  # fmt: skip
-STOPPERS = frozenset({
-    "boundary:user-namespace", "boundary:pid-namespace", "boundary:network-namespace",
-    "boundary:mount-namespace", "boundary:private-tmp", "boundary:clearenv", "boundary:seccomp",
-    "boundary:rlimit", "boundary:timeout", "boundary:cgroup", "boundary:scratch-size",
-    "supervisor:report-pipe", "supervisor:nonce", "supervisor:isolation",
-    "check:causality", "check:batch_independence",
-})  # fmt: skip
-CHECKS = frozenset({"sandbox", "compose", "param_fit", "forward", "unit_tests",
-                    "batch_independence", "causality", "differentiability", "complexity",
-                    "effectiveness"})  # fmt: skip
+CLASSES = frozenset(
+    {
+        "escape-env",
+        "escape-file",
+        "escape-write",
+        "escape-process",
+        "escape-network",
+        "forge-report",
+        "patch-checker",
+        "non-causal",
+        "batch-mixing",
+        "resource",
+    }
+)
+STOPPERS = frozenset(
+    {
+        "boundary:user-namespace",
+        "boundary:pid-namespace",
+        "boundary:network-namespace",
+        "boundary:mount-namespace",
+        "boundary:private-tmp",
+        "boundary:clearenv",
+        "boundary:seccomp",
+        "boundary:rlimit",
+        "boundary:timeout",
+        "boundary:cgroup",
+        "boundary:scratch-size",
+        "supervisor:report-pipe",
+        "supervisor:nonce",
+        "supervisor:isolation",
+        "check:causality",
+        "check:batch_independence",
+    }
+)
+CHECKS = frozenset(
+    {
+        "sandbox",
+        "compose",
+        "param_fit",
+        "forward",
+        "unit_tests",
+        "batch_independence",
+        "causality",
+        "differentiability",
+        "complexity",
+        "effectiveness",
+    }
+)
 
 
 # ------------------------------------------------------------------------------ the corpus
@@ -231,11 +271,15 @@ def plant_file(path: Path, content: str, created: list[Path]) -> None:
 def inert_content(path: Path, value: str) -> str:
     """A canary file other tools on the machine ignore: no default AWS profile, no kube context."""
     if path.name == "credentials":
-        return (f"[genesys-canary]\naws_access_key_id = AKIAGENESYSCANARY\n"
-                f"aws_secret_access_key = {value}\n")  # fmt: skip
+        return (
+            f"[genesys-canary]\naws_access_key_id = AKIAGENESYSCANARY\n"
+            f"aws_secret_access_key = {value}\n"
+        )
     if path.name == "config":
-        return (f"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n"
-                f"users:\n- name: genesys-canary\n  user:\n    token: {value}\n")  # fmt: skip
+        return (
+            f"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n"
+            f"users:\n- name: genesys-canary\n  user:\n    token: {value}\n"
+        )
     return value + "\n"
 
 
@@ -411,18 +455,41 @@ def project_dirs() -> list[Path]:
     """The checker's own source: the repository and its packages."""
     trainer = REPO / "trainer" / "genesys_trainer"
     operator = REPO / "operator" / "genesys"
-    return [REPO, REPO / ".git" / "hooks", REPO / "trainer", REPO / "operator", trainer,
-            trainer / "checks", trainer / "checks" / "__pycache__", operator,
-            operator / "sandbox"]  # fmt: skip
+    return [
+        REPO,
+        REPO / ".git" / "hooks",
+        REPO / "trainer",
+        REPO / "operator",
+        trainer,
+        trainer / "checks",
+        trainer / "checks" / "__pycache__",
+        operator,
+        operator / "sandbox",
+    ]
 
 
 #: Shared places others write to while this runs (other test runs' sandbox scratch directories,
 #: logs, edits to the repository): only entries carrying the attacks' marker count there.
-SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/run/lock", "/work", "/root",
-               "/root/.aws", "/root/.kube", "/root/.ssh")  # fmt: skip
+SHARED_DIRS = (
+    "/tmp",
+    "/var/tmp",
+    "/dev/shm",
+    "/run",
+    "/run/lock",
+    "/work",
+    "/root",
+    "/root/.aws",
+    "/root/.kube",
+    "/root/.ssh",
+)
 #: Places nobody else should touch: every entry's type, size and modification time count.
-PRIVATE_DIRS = ("/", "/etc", "/var", "/root/.genesys-canary",
-                "/var/run/secrets/kubernetes.io/serviceaccount")  # fmt: skip
+PRIVATE_DIRS = (
+    "/",
+    "/etc",
+    "/var",
+    "/root/.genesys-canary",
+    "/var/run/secrets/kubernetes.io/serviceaccount",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -475,8 +542,11 @@ def git_status() -> list[str]:
     """Marked paths git reports as new or changed (an attack's plant in the source tree)."""
     result = subprocess.run(
         ["git", "--no-optional-locks", "status", "--porcelain=v1", "--untracked-files=all"],
-        cwd=REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return sorted(line for line in result.stdout.splitlines() if MARK in line.lower())
 
 
@@ -664,10 +734,16 @@ def run_attack(attack: Attack) -> tuple[Report, float, list[str]]:
     started = time.monotonic()
     try:
         report = check_design(
-            load_tree(attack.path).to_json(), rung=NANO, skip_static=True,
-            limits=SandboxLimits(timeout_seconds=attack.timeout, memory_bytes=4 * GIB,
-                                 max_file_bytes=8 * 1024 * 1024, audit_guard=False),
-        )  # fmt: skip
+            load_tree(attack.path).to_json(),
+            rung=NANO,
+            skip_static=True,
+            limits=SandboxLimits(
+                timeout_seconds=attack.timeout,
+                memory_bytes=4 * GIB,
+                max_file_bytes=8 * 1024 * 1024,
+                audit_guard=False,
+            ),
+        )
     except Exception as exc:  # the parent itself must survive every attack
         message = f"check_design raised {type(exc).__name__}: {str(exc)[:500]}"
         return Report(), time.monotonic() - started, [message]
@@ -746,8 +822,9 @@ class Campaign:
         for attack, (report, elapsed, crashed) in zip(batch, runs, strict=True):
             problems = crashed + judge(attack, report, self.canaries)
             partners = [other.path.stem for other in batch if other is not attack]
-            self.outcomes[attack.path] = Outcome(attack, report, elapsed, problems, traces,
-                                                 partners)  # fmt: skip
+            self.outcomes[attack.path] = Outcome(
+                attack, report, elapsed, problems, traces, partners
+            )
 
 
 @pytest.fixture(scope="module")

@@ -75,8 +75,11 @@ def start_server(*args: str, env: dict[str, str]) -> Server:
     """``genesys check-server`` on a free loopback port, once it listens."""
     process = subprocess.Popen(
         [sys.executable, "-m", "genesys", "check-server", "--listen", "127.0.0.1:0", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.search(r"listening on ([\d.]+):(\d+)", line)
@@ -109,11 +112,18 @@ def wait_idle(server: Server, timeout: float = 30) -> dict[str, object]:
 
 def attack(name: str, *, audit_guard: bool = False, server: Server) -> Report:
     return check_design(
-        load_tree(ATTACKS / name).to_json(), rung=NANO, skip_static=True,
-        environ=server.environ(), boundary="remote",
-        limits=SandboxLimits(timeout_seconds=60, memory_bytes=4 * GIB,
-                             max_file_bytes=8 << 20, audit_guard=audit_guard),
-    )  # fmt: skip
+        load_tree(ATTACKS / name).to_json(),
+        rung=NANO,
+        skip_static=True,
+        environ=server.environ(),
+        boundary="remote",
+        limits=SandboxLimits(
+            timeout_seconds=60,
+            memory_bytes=4 * GIB,
+            max_file_bytes=8 << 20,
+            audit_guard=audit_guard,
+        ),
+    )
 
 
 def test_a_seed_passes_through_the_check_server(server: Server) -> None:
@@ -141,9 +151,14 @@ def test_a_leak_is_named_and_the_hung_up_sandbox_ends(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["forge-malformed-report.py", "forge-patched-report.py", "forge-system-exit.py",
-     "forge-fd-spray.py", "forge-kill-supervisor.py"],
-)  # fmt: skip
+    [
+        "forge-malformed-report.py",
+        "forge-patched-report.py",
+        "forge-system-exit.py",
+        "forge-fd-spray.py",
+        "forge-kill-supervisor.py",
+    ],
+)
 def test_a_forged_report_through_the_server_is_a_failure(server: Server, name: str) -> None:
     report = attack(name, server=server)
     assert not report.passed, report.render()
@@ -167,8 +182,12 @@ def test_a_client_cannot_ask_for_more_than_the_ceiling() -> None:
 
 
 def test_an_absent_server_is_a_clear_error(unused_tcp_port: int) -> None:
-    environ = {**os.environ, ENV_VAR: "remote", CHECK_SERVER_VAR: f"http://127.0.0.1:{unused_tcp_port}",
-               "GENESYS_CHECK_SERVER_WAIT": "2"}  # fmt: skip
+    environ = {
+        **os.environ,
+        ENV_VAR: "remote",
+        CHECK_SERVER_VAR: f"http://127.0.0.1:{unused_tcp_port}",
+        "GENESYS_CHECK_SERVER_WAIT": "2",
+    }
     with pytest.raises(SandboxUnavailableError, match="did not answer within 2s"):
         check_design(load_seed("gpt2").to_json(), rung=NANO, limits=LIMITS, environ=environ)
 
@@ -191,8 +210,12 @@ def test_a_container_server_with_a_credential_refuses_to_start() -> None:
     env = server_env(GENESYS_SANDBOX="container", AWS_SECRET_ACCESS_KEY="canary")
     done = subprocess.run(
         [sys.executable, "-m", "genesys", "check-server", "--listen", "127.0.0.1:0"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "AWS_SECRET_ACCESS_KEY" in done.stderr
     assert "canary" not in done.stderr + done.stdout
@@ -202,8 +225,11 @@ def test_a_server_asked_to_be_remote_refuses() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "genesys", "check-server", "--listen", "127.0.0.1:0"],
         env=server_env(GENESYS_SANDBOX="remote", GENESYS_CHECK_SERVER="http://127.0.0.1:1"),
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "circular" in done.stderr
 
@@ -224,8 +250,12 @@ def test_remote_cannot_carry_training_or_designs_commands() -> None:
         local_boundary(Boundary.REMOTE)
     done = subprocess.run(
         [sys.executable, "-m", "genesys", "run", "examples/quickstart.yaml", "--sandbox", "remote"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2  # argparse: not a choice for `genesys run`
 
 
@@ -240,26 +270,59 @@ def test_a_design_session_checks_in_the_check_server_and_then_stops_it(tmp_path:
 
     store = open_store(tmp_path / "store")
     store.put_text(design_key("seed-gpt2", "design.json"), load_seed("gpt2").dumps())
-    run = DiscoveryRun.model_validate({
-        "metadata": {"name": "r"},
-        "spec": {
-            "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1}]},
-            "agents": {"offline": True},
-            "checks": {"effectivenessSteps": 3, "causalityLength": 24, "forwardLength": 128,
-                       "sandboxTimeoutSeconds": 120, "sandboxMemory": "4Gi"},
-            "verification": {"data": {"tokenizer": "byte", "vocabSize": 256}},
-        },
-    })  # fmt: skip
-    config = write_run_config(store, resolve_run_config(run, identity=RunIdentity(name="r"),
-                                                        data_uri="/data"))  # fmt: skip
+    run = DiscoveryRun.model_validate(
+        {
+            "metadata": {"name": "r"},
+            "spec": {
+                "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1}]},
+                "agents": {"offline": True},
+                "checks": {
+                    "effectivenessSteps": 3,
+                    "causalityLength": 24,
+                    "forwardLength": 128,
+                    "sandboxTimeoutSeconds": 120,
+                    "sandboxMemory": "4Gi",
+                },
+                "verification": {"data": {"tokenizer": "byte", "vocabSize": 256}},
+            },
+        }
+    )
+    config = write_run_config(
+        store, resolve_run_config(run, identity=RunIdentity(name="r"), data_uri="/data")
+    )
     started = start_server("--idle-seconds", "600", env=server_env(GENESYS_SANDBOX="bubblewrap"))
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "genesys", "agent", "design", "--store", str(store.uri),
-             "--config", config, "--session", "s1", "--design-id", "d0001", "--seq", "1",
-             "--operator", "mutation", "--parents", "seed-gpt2", "--seed", "1", "--quiet"],
-            env=started.environ(), capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "genesys",
+                "agent",
+                "design",
+                "--store",
+                str(store.uri),
+                "--config",
+                config,
+                "--session",
+                "s1",
+                "--design-id",
+                "d0001",
+                "--seq",
+                "1",
+                "--operator",
+                "mutation",
+                "--parents",
+                "seed-gpt2",
+                "--seed",
+                "1",
+                "--quiet",
+            ],
+            env=started.environ(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         outcome = json.loads(store.get_text(session_key("s1")))
         assert outcome["candidates"] >= 1

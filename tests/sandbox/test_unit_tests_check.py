@@ -63,9 +63,12 @@ def check(tests: dict[str, str], *, skip_static: bool = False) -> Report:
     document = load_seed("gpt2").to_json()
     document["metadata"]["unit_tests"] = tests
     return check_design(
-        document, rung=NANO, settings=SETTINGS, limits=LIMITS,
+        document,
+        rung=NANO,
+        settings=SETTINGS,
+        limits=LIMITS,
         skip_static=skip_static,
-    )  # fmt: skip
+    )
 
 
 def test_passing_unit_tests_pass_between_forward_and_causality() -> None:
@@ -110,3 +113,9 @@ def test_the_audit_guard_confines_test_code_past_the_static_checks() -> None:
     [failed] = report.failed()
     assert (failed.name, failed.unit, failed.line) == ("sandbox", "RMSNorm", 2), report.render()
     assert failed.message.startswith("RMSNorm.test_read: sandbox: reading '/etc/passwd'")
+
+
+def test_causality_length_sets_the_exhaustive_probe() -> None:
+    report = check_design(load_seed("gpt2").to_json(), rung=NANO, settings=SETTINGS, limits=LIMITS)
+    assert not report.failed("causality"), report.to_json()
+    assert 12 <= report.info["probes"]["short_length"] <= 24  # half of causality_length to all

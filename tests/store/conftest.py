@@ -100,10 +100,22 @@ def s3rver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log_path = work / "s3rver.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [node, *flags, str(script), "--silent", "-a", "127.0.0.1", "-p", "0",
-             "-d", str(work / "data")],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                node,
+                *flags,
+                str(script),
+                "--silent",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-d",
+                str(work / "data"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 30
         while not (found := re.search(r"listening on 127\.0\.0\.1:(\d+)", log_path.read_text())):
@@ -126,18 +138,26 @@ def _s3_store(server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     """A store on a new bucket; the environment lets ``open_store`` reach the same server."""
     import boto3
 
-    env = {"GENESYS_S3_ENDPOINT": server.endpoint, "AWS_ACCESS_KEY_ID": server.access_key,
-           "AWS_SECRET_ACCESS_KEY": server.secret_key, "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials")}  # fmt: skip
+    env = {
+        "GENESYS_S3_ENDPOINT": server.endpoint,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     bucket = f"store-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                          aws_access_key_id=server.access_key,
-                          aws_secret_access_key=server.secret_key)  # fmt: skip
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+    )
     client.create_bucket(Bucket=bucket)
     return open_store(f"s3://{bucket}")
 

@@ -77,9 +77,12 @@ def grant_for(
 ) -> StoreGrant:
     """A training job's grant over ``store``'s run, signed by ``signer`` (default: the store)."""
     return issue_grant(
-        signer or store, objects=[uri(store, DESIGN), uri(store, CONFIG)],
-        folders=[uri(store, "data/byte")], writable=uri(store, OUT), expires_in=expires_in,
-    )  # fmt: skip
+        signer or store,
+        objects=[uri(store, DESIGN), uri(store, CONFIG)],
+        folders=[uri(store, "data/byte")],
+        writable=uri(store, OUT),
+        expires_in=expires_in,
+    )
 
 
 @pytest.fixture
@@ -182,14 +185,20 @@ def test_a_grant_covers_exactly_the_inputs_and_the_trainer_keys(
     store = fresh_s3_store(moto_server)
     assert isinstance(store, S3Store)
     grant = training_grant(
-        seeded(store), design=uri(store, DESIGN), config=uri(store, CONFIG),
-        data=uri(store, "data/byte"), out=uri(store, OUT), deadline_seconds=600,
-    )  # fmt: skip
+        seeded(store),
+        design=uri(store, DESIGN),
+        config=uri(store, CONFIG),
+        data=uri(store, "data/byte"),
+        out=uri(store, OUT),
+        deadline_seconds=600,
+    )
     assert grant is not None
     assert set(grant.objects) == {
-        uri(store, DESIGN), uri(store, CONFIG), *(uri(store, key) for key in DATA),
+        uri(store, DESIGN),
+        uri(store, CONFIG),
+        *(uri(store, key) for key in DATA),
         *(uri(store, f"{OUT}/{key}") for key in TRAINER_KEYS),
-    }  # fmt: skip
+    }
     assert grant.writable == uri(store, OUT)
     assert granted_puts(grant) == sorted(uri(store, f"{OUT}/{key}") for key in TRAINER_KEYS)
     for urls in grant.objects.values():
@@ -239,23 +248,30 @@ def test_a_url_tampered_to_another_key_is_refused_by_s3rver(
     import boto3
     from botocore.config import Config
 
-    sigv2 = boto3.client("s3", endpoint_url=s3rver_server.endpoint, region_name="us-east-1",
-                         aws_access_key_id=s3rver_server.access_key,
-                         aws_secret_access_key=s3rver_server.secret_key,
-                         config=Config(signature_version="s3",
-                                       s3={"addressing_style": "path"}))  # fmt: skip
+    sigv2 = boto3.client(
+        "s3",
+        endpoint_url=s3rver_server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=s3rver_server.access_key,
+        aws_secret_access_key=s3rver_server.secret_key,
+        config=Config(signature_version="s3", s3={"addressing_style": "path"}),
+    )
     store = s3rver_store  # a read-only grant: signing sends no request (s3rver refuses
     # SigV2 in headers, which listing or the If-None-Match probe would send)
-    grant = issue_grant(S3Store(store.bucket, client=sigv2), objects=[uri(store, DESIGN)],
-                        expires_in=600)  # fmt: skip
+    grant = issue_grant(
+        S3Store(store.bucket, client=sigv2), objects=[uri(store, DESIGN)], expires_in=600
+    )
     assert "Signature=" in grant.objects[uri(store, DESIGN)].get  # SigV2: s3rver checks it
     folder = uri(store, DESIGN).rsplit("/", 1)[0]
     assert GrantStore(grant, folder).get_text("design.json") == "{}"  # the genuine URL works
     tampered = {
-        target: GrantedObject(get=urls.get.replace(DESIGN, f"{RUN}/spec.json"),
-                              head=urls.head.replace(DESIGN, f"{RUN}/spec.json"))
-        for target, urls in grant.objects.items() if target == uri(store, DESIGN)
-    }  # fmt: skip
+        target: GrantedObject(
+            get=urls.get.replace(DESIGN, f"{RUN}/spec.json"),
+            head=urls.head.replace(DESIGN, f"{RUN}/spec.json"),
+        )
+        for target, urls in grant.objects.items()
+        if target == uri(store, DESIGN)
+    }
     forged = grant.model_copy(update={"objects": {**grant.objects, **tampered}})
     with pytest.raises(StoreError, match=r"refused \(expired\?\).*403 SignatureDoesNotMatch"):
         GrantStore(forged, folder).get_text("design.json")
@@ -281,9 +297,11 @@ def test_an_expired_grant_is_refused_by_s3rver(s3rver_store: S3Store) -> None:
 
 @pytest.mark.integration
 def test_open_store_with_a_grant_in_the_environment_needs_no_credential(
-    moto_server: Server, fresh_s3_store: Callable[[Server], Store], tmp_path: Path,
+    moto_server: Server,
+    fresh_s3_store: Callable[[Server], Store],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     store = fresh_s3_store(moto_server)
     assert isinstance(store, S3Store)
     grant = grant_for(seeded(store))
@@ -309,9 +327,13 @@ def test_the_grant_holds_no_secret(
     store = seeded(fresh_s3_store(moto_server))  # type: ignore[arg-type]
     secret = f"secret-{secrets.token_hex(16)}"
     access_key = f"AKIA{uuid.uuid4().hex[:16].upper()}"
-    client = boto3.client("s3", endpoint_url=moto_server.endpoint, region_name="us-east-1",
-                          aws_access_key_id=access_key,
-                          aws_secret_access_key=secret)  # fmt: skip
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret,
+    )
     text = grant_env(grant_for(store, signer=S3Store(store.bucket, client=client)))[GRANT_VARIABLE]
     assert secret not in text
     assert access_key in text  # a presigned URL names the key id; the secret stays with us
@@ -325,16 +347,20 @@ def test_a_grant_lives_its_deadline_plus_a_margin_and_at_most_seven_days() -> No
 def test_a_grant_refuses_put_urls_outside_its_writable_prefix() -> None:
     urls = GrantedObject(get="http://s3/b/k?g", head="http://s3/b/k?h", put="http://s3/b/k?p")
     with pytest.raises(ValueError, match="not under the writable prefix"):
-        StoreGrant(expires="2030-01-01T00:00:00Z", writable="s3://b/runs/r/out",
-                   objects={"s3://b/runs/r/out-2/k": urls})  # fmt: skip
+        StoreGrant(
+            expires="2030-01-01T00:00:00Z",
+            writable="s3://b/runs/r/out",
+            objects={"s3://b/runs/r/out-2/k": urls},
+        )
     with pytest.raises(StoreError, match=GRANT_VARIABLE):
         load_grant('{"format": "genesys.store-grant/v1", "objects": {}}')
 
 
 def test_a_grant_too_large_for_the_environment_is_refused_at_issue() -> None:
     url = "http://s3/b/k?" + "x" * 1000
-    objects = {f"s3://b/data/shard-{n:05d}.bin": GrantedObject(get=url, head=url)
-               for n in range(200)}  # fmt: skip
+    objects = {
+        f"s3://b/data/shard-{n:05d}.bin": GrantedObject(get=url, head=url) for n in range(200)
+    }
     grant = StoreGrant(expires="2030-01-01T00:00:00Z", objects=objects)
     with pytest.raises(StoreError, match="fewer, larger shards"):
         grant_env(grant)

@@ -170,11 +170,16 @@ def plan(unit: str, reuse: tuple[str, ...] = ()) -> Step:
     return _json_reply({"unit": unit, "reuse": list(reuse), "instructions": "write it"})
 
 
-def unit(source: str, name: str, children: dict[str, str] | None = None,
-         tests: str = GELU_MLP_TESTS) -> Step:  # fmt: skip
+def unit(
+    source: str, name: str, children: dict[str, str] | None = None, tests: str = GELU_MLP_TESTS
+) -> Step:
     """A coder's reply: the unit, its tests, and its bindings."""
-    meta = {"unit": name, "children": children or {}, "hyperparameters": {},
-            "requirements": f"the unit {name}"}  # fmt: skip
+    meta = {
+        "unit": name,
+        "children": children or {},
+        "hyperparameters": {},
+        "requirements": f"the unit {name}",
+    }
     text = (
         f"Here is the unit.\n```python\n{source}```\nIts tests:\n```python\n{tests}```\n"
         f"```json\n{json.dumps(meta)}\n```\n"
@@ -205,15 +210,16 @@ def run_spec(base_url: str, name: str = "llm", **sessions: Any) -> dict[str, Any
         "metadata": {"name": name},
         "spec": {
             "seed": 1,
-            "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1,
-                                  "tokens": 24576}]},
+            "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1, "tokens": 24576}]},
             "sessions": {"parallel": 1, "maxDesigns": 1, "searchRounds": 0, **sessions},
             "agents": {
                 "offline": False,
                 "baseUrl": base_url,
                 "apiKeyEnv": "GENESYS_TEST_LLM_KEY",
-                "models": {role: [{"model": "m1"}] for role in
-                           ("proposer", "reviewer", "planner", "coder", "observer")},
+                "models": {
+                    role: [{"model": "m1"}]
+                    for role in ("proposer", "reviewer", "planner", "coder", "observer")
+                },
                 "prices": {"m1": {"inputPerMTokens": 1.0, "outputPerMTokens": 2.0}},
                 "maxUsdPerSession": 10.0,
                 "timeoutSeconds": 5,
@@ -221,11 +227,13 @@ def run_spec(base_url: str, name: str = "llm", **sessions: Any) -> dict[str, Any
                 "maxTokens": 2048,
             },
             "checks": FAST_CHECKS,
-            "verification": {"scheduler": "local", "maxParallelJobsPerRung": 1,
-                             "evalTasks": ["genesys_cloze"],
-                             "data": {"dataset": "builtin", "tokenizer": "byte",
-                                      "vocabSize": 256},
-                             "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"}},
+            "verification": {
+                "scheduler": "local",
+                "maxParallelJobsPerRung": 1,
+                "evalTasks": ["genesys_cloze"],
+                "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
+                "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"},
+            },
             "storage": {"local": {"path": "store"}},
         },
-    }  # fmt: skip
+    }

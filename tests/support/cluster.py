@@ -58,8 +58,12 @@ class Cluster:
         """Run kubectl against the emulator; its stdout."""
         done = subprocess.run(
             [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True, text=True, input=input_text, timeout=60, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            input=input_text,
+            timeout=60,
+            check=False,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
         return done.stdout
@@ -91,10 +95,19 @@ class Cluster:
         """Create a namespace with the Secrets a user creates first (S3 credentials)."""
         rendered = self.kubectl("create", "namespace", namespace, "--dry-run=client", "-o", "yaml")
         self.kubectl("apply", "--validate=false", "-f", "-", input_text=rendered)
-        secret = self.kubectl("create", "secret", "generic", "s3-credentials", "-n", namespace,
-                              "--from-literal=AWS_ACCESS_KEY_ID=test",
-                              "--from-literal=AWS_SECRET_ACCESS_KEY=test",
-                              "--dry-run=client", "-o", "yaml")  # fmt: skip
+        secret = self.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "s3-credentials",
+            "-n",
+            namespace,
+            "--from-literal=AWS_ACCESS_KEY_ID=test",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        )
         self.kubectl("apply", "--validate=false", "-f", "-", input_text=secret)
 
     def prepare_builtin_data(self) -> str:
@@ -107,10 +120,25 @@ class Cluster:
             pytest.skip(f"built-in corpus not installed: {exc}")
         shards = f"s3://{self.bucket}/data/byte"
         prepared = subprocess.run(
-            [sys.executable, "-m", "genesys", "data", "prepare", "--source", "builtin",
-             "--tokenizer", "byte", "--out", shards],
-            env=self.env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "genesys",
+                "data",
+                "prepare",
+                "--source",
+                "builtin",
+                "--tokenizer",
+                "byte",
+                "--out",
+                shards,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert prepared.returncode == 0, prepared.stderr[-2000:]
         return shards
 
@@ -120,11 +148,21 @@ class Cluster:
         self.operator_logs.append(log)
         with log.open("wb") as sink:
             self.operator = subprocess.Popen(
-                [sys.executable, "-m", "genesys", "operator", "--standalone", "--liveness",
-                 liveness],
-                env=self.env, cwd=self.workdir, stdout=sink, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "genesys",
+                    "operator",
+                    "--standalone",
+                    "--liveness",
+                    liveness,
+                ],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
 
     def kill_operator(self) -> None:
         """SIGKILL the operator (a crash)."""
@@ -155,8 +193,9 @@ class Cluster:
             if predicate():
                 return
             if self.operator is not None and self.operator.poll() is not None:
-                raise AssertionError(f"the operator exited while waiting for {what}:\n"
-                                     f"{self.logs()}")  # fmt: skip
+                raise AssertionError(
+                    f"the operator exited while waiting for {what}:\n{self.logs()}"
+                )
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}:\n{self.logs()}")
 
@@ -168,8 +207,13 @@ class Cluster:
 
         pods = self.workdir / "pods"
         pods.mkdir(exist_ok=True)
-        return FakeKubelet(api_client(self.kube.url), namespace=namespace, workdir=pods,
-                           pod_log_sink=sink, **options)  # fmt: skip
+        return FakeKubelet(
+            api_client(self.kube.url),
+            namespace=namespace,
+            workdir=pods,
+            pod_log_sink=sink,
+            **options,
+        )
 
 
 def run_document(
@@ -185,22 +229,35 @@ def run_document(
             "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1, "tokens": 12288}]},
             "sessions": {"parallel": 1, "maxDesigns": 1},
             "agents": {"offline": True},
-            "checks": {"forwardLength": 128, "causalityLength": 24, "effectivenessSteps": 3,
-                       "timeRatioError": 1000.0, "timeRatioWarning": 500.0},
+            "checks": {
+                "forwardLength": 128,
+                "causalityLength": 24,
+                "effectivenessSteps": 3,
+                "timeRatioError": 1000.0,
+                "timeRatioWarning": 500.0,
+            },
             "verification": {
                 "scheduler": "kubernetes",
                 "image": "genesys-trainer:test",
                 "maxRetries": 2,
                 "evalTasks": ["genesys_cloze"],
-                "data": {"shards": f"s3://{cluster.bucket}/data/byte", "tokenizer": "byte",
-                         "vocabSize": 256},
+                "data": {
+                    "shards": f"s3://{cluster.bucket}/data/byte",
+                    "tokenizer": "byte",
+                    "vocabSize": 256,
+                },
                 "resources": {"gpus": 0, "cpu": "1", "memory": "2Gi"},
             },
-            "storage": {"s3": {"bucket": cluster.bucket, "prefix": "",
-                               "endpointUrl": cluster.s3_endpoint,
-                               "credentialsSecret": "s3-credentials"}},
+            "storage": {
+                "s3": {
+                    "bucket": cluster.bucket,
+                    "prefix": "",
+                    "endpointUrl": cluster.s3_endpoint,
+                    "credentialsSecret": "s3-credentials",
+                }
+            },
         },
-    }  # fmt: skip
+    }
     for path, value in overrides.items():
         target = document["spec"]
         keys = path.split(".")

@@ -30,12 +30,18 @@ def _build() -> str:
     """Build the images; '' when done, else why not."""
     if podman_binary() is None:
         return "podman is not installed (scripts/images.sh installs it as root)"
-    done = subprocess.run(["bash", str(REPO / "scripts" / "images.sh"), "build"],
-                          env=podman_env(), capture_output=True, text=True,
-                          timeout=BUILD_TIMEOUT_SECONDS, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "images.sh"), "build"],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_SECONDS,
+        check=False,
+    )
     if done.returncode != 0:
-        raise AssertionError(f"scripts/images.sh build failed:\n{done.stdout[-3000:]}"
-                             f"\n{done.stderr[-3000:]}")  # fmt: skip
+        raise AssertionError(
+            f"scripts/images.sh build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return ""
 
 

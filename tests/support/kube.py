@@ -324,22 +324,38 @@ def _json_path(obj: Any, path: str) -> Any:
 
 def table(columns: list[dict[str, Any]], items: list[Any]) -> dict[str, Any]:
     """A ``meta.k8s.io/v1`` Table of ``items`` (server-side printing, as kubectl asks for)."""
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "",
-                    "priority": 0}]  # fmt: skip
-    definitions += [{"name": c["name"], "type": c.get("type", "string"), "format": "",
-                     "description": c.get("description", ""), "priority": c.get("priority", 0)}
-                    for c in columns]  # fmt: skip
+    definitions = [
+        {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}
+    ]
+    definitions += [
+        {
+            "name": c["name"],
+            "type": c.get("type", "string"),
+            "format": "",
+            "description": c.get("description", ""),
+            "priority": c.get("priority", 0),
+        }
+        for c in columns
+    ]
     rows = []
     for item in items:
         cells: list[Any] = [(item.get("metadata") or {}).get("name")]
         for column in columns:
             value = _json_path(item, column["jsonPath"])
             cells.append(", ".join(map(str, value)) if isinstance(value, list) else value)
-        metadata = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                    "metadata": item.get("metadata") or {}}  # fmt: skip
+        metadata = {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": item.get("metadata") or {},
+        }
         rows.append({"cells": cells, "object": metadata})
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
-            "columnDefinitions": definitions, "rows": rows}  # fmt: skip
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }
 
 
 # ----------------------------------------------------------------------------- server

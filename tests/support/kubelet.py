@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -133,8 +132,9 @@ class FakeKubelet:
                 del self.started[name]
         for name, job in jobs.items():
             status = job.get("status") or {}
-            ended = any(c.get("type") in ("Complete", "Failed") for c in
-                        status.get("conditions") or [])  # fmt: skip
+            ended = any(
+                c.get("type") in ("Complete", "Failed") for c in status.get("conditions") or []
+            )
             if ended:
                 continue
             suspended = bool((job.get("spec") or {}).get("suspend"))
@@ -209,12 +209,19 @@ class FakeKubelet:
             return
         name = job["metadata"]["name"]
         ok = started.outcome == 0
-        condition = {"type": "Complete" if ok else "Failed", "status": "True",
-                     "reason": "Completed" if ok else "BackoffLimitExceeded",
-                     "message": "" if ok else f"pod exited with status {started.outcome}",
-                     "lastTransitionTime": _now()}  # fmt: skip
-        status = {"active": 0, "conditions": [condition], "completionTime": _now(),
-                  "succeeded" if ok else "failed": 1}  # fmt: skip
+        condition = {
+            "type": "Complete" if ok else "Failed",
+            "status": "True",
+            "reason": "Completed" if ok else "BackoffLimitExceeded",
+            "message": "" if ok else f"pod exited with status {started.outcome}",
+            "lastTransitionTime": _now(),
+        }
+        status = {
+            "active": 0,
+            "conditions": [condition],
+            "completionTime": _now(),
+            "succeeded" if ok else "failed": 1,
+        }
         self._finish_pod(started, ok)
         self._patch_status(name, status)
 
@@ -224,11 +231,17 @@ class FakeKubelet:
         """A Pod object for the Job, labelled as the Job controller labels its pods."""
         name = f"{job['metadata']['name']}-{self.runs[job['metadata']['name']]:05d}"[-63:]
         template = job["spec"]["template"]
-        labels = {**(template.get("metadata") or {}).get("labels", {}),
-                  "job-name": job["metadata"]["name"]}  # fmt: skip
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
-               "spec": template["spec"], "status": {"phase": "Running"}}  # fmt: skip
+        labels = {
+            **(template.get("metadata") or {}).get("labels", {}),
+            "job-name": job["metadata"]["name"],
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
+            "spec": template["spec"],
+            "status": {"phase": "Running"},
+        }
         try:
             self.core.create_namespaced_pod(self.namespace, pod)
         except ApiException as exc:
@@ -338,9 +351,14 @@ class FakeKubelet:
         command = self._listen_on_loopback(self._command(container), labels)
         env = self._resolve_services(self._env(container))
         with log.open("wb") as sink:
-            return subprocess.Popen(command, env=env,
-                                    cwd=directory, stdout=sink, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
+            return subprocess.Popen(
+                command,
+                env=env,
+                cwd=directory,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _fake_training(self, container: Mapping[str, Any]) -> None:
         """Write the result as the trainer would: through the store grant in the pod's env."""
@@ -356,12 +374,17 @@ class FakeKubelet:
         store = GrantStore(grant, out)
         salt = sum(ord(c) for c in design) % 97 / 97
         result = {
-            "design": design, "rung": rung, "status": "succeeded", "reason": "",
-            "params": 100_000 + int(salt * 10_000), "tokens": 24_576,
-            "train_loss": 3.0 + salt, "val_loss": 3.1 + salt,
+            "design": design,
+            "rung": rung,
+            "status": "succeeded",
+            "reason": "",
+            "params": 100_000 + int(salt * 10_000),
+            "tokens": 24_576,
+            "train_loss": 3.0 + salt,
+            "val_loss": 3.1 + salt,
             "eval": {"genesys_cloze": {"acc": 0.3 + 0.4 * (1 - salt)}},
             "finished": datetime.now(UTC).isoformat(),
-        }  # fmt: skip
+        }
         store.put_text("result.json", json.dumps(result))
 
     # ------------------------------------------------------------------------------ helpers
@@ -370,12 +393,3 @@ class FakeKubelet:
         """The output of every run of Job ``name`` so far (its pods' logs, in order)."""
         logs = [self.workdir / f"{name}.{run}.log" for run in range(1, self.runs.get(name, 0) + 1)]
         return "".join(log.read_text(errors="replace") for log in logs if log.exists())
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 120) -> bool:
-        """Poll ``predicate`` until true or ``timeout`` seconds have passed."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.2)
-        return predicate()

@@ -138,13 +138,23 @@ class PodmanRuntime:
         self.names.add(name)
         line = [self.podman, *run_arguments(name, pod, container, env, args, read_only_files)]
         with log.open("wb") as sink:
-            return subprocess.Popen(line, env=podman_env(), stdout=sink,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            return subprocess.Popen(
+                line,
+                env=podman_env(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def remove(self, name: str) -> None:
         """Stop and remove the container (nothing when it is gone)."""
-        subprocess.run([self.podman, "rm", "-f", "-t", "2", name], env=podman_env(),
-                       capture_output=True, timeout=60, check=False)  # fmt: skip
+        subprocess.run(
+            [self.podman, "rm", "-f", "-t", "2", name],
+            env=podman_env(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         self.names.discard(name)
 
     def remove_all(self) -> None:

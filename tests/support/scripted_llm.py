@@ -6,6 +6,7 @@ next step of the script. A step is a dict with one of these shapes:
 
 - ``{"reply": str}``: a normal completion whose content is the string;
 - ``{"status": int}``: that HTTP status with an OpenAI-style JSON error body (e.g. 429, 500);
+  with ``"headers": {name: value}`` the reply carries those headers too (e.g. ``Retry-After``);
 - ``{"sleep": seconds, "reply": str}``: the reply, sent only after sleeping (client timeouts);
 - ``{"garbage": True}``: status 200 with a body that is not JSON;
 - ``{"truncated_json": True}``: a completion whose content is a JSON object cut short.
@@ -123,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "status" in step:
             status = int(step["status"])
             kind = "rate_limit_exceeded" if status == 429 else "server_error"
-            self._send_error(status, f"scripted error {status}", kind)
+            self._send_error(status, f"scripted error {status}", kind, step.get("headers"))
         elif step.get("garbage"):
             self._send_raw(200, b"<html>this is not JSON {", "application/json")
         elif step.get("truncated_json"):
@@ -156,17 +157,23 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send_json(200, completion)
 
-    def _send_error(self, status: int, message: str, kind: str) -> None:
+    def _send_error(
+        self, status: int, message: str, kind: str, headers: dict[str, Any] | None = None
+    ) -> None:
         error = {"message": message, "type": kind, "param": None, "code": kind}
-        self._send_json(status, {"error": error})
+        self._send_json(status, {"error": error}, headers)
 
-    def _send_json(self, status: int, payload: Any) -> None:
-        self._send_raw(status, json.dumps(payload).encode(), "application/json")
+    def _send_json(self, status: int, payload: Any, headers: dict[str, Any] | None = None) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
 
-    def _send_raw(self, status: int, data: bytes, content_type: str) -> None:
+    def _send_raw(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, Any] | None = None
+    ) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, str(value))
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -20,8 +20,9 @@ def builtin_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from genesys_trainer.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("data") / "byte"
-    prepare(source="builtin", tokenizer="byte", out=str(out), synthetic_fraction=0.1,
-            progress=False)  # fmt: skip
+    prepare(
+        source="builtin", tokenizer="byte", out=str(out), synthetic_fraction=0.1, progress=False
+    )
     return out
 
 
@@ -35,8 +36,13 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     client.create_bucket(Bucket="genesys-test")
     yield endpoint
     server.stop()
@@ -45,8 +51,12 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for boto3 clients in this process and in children."""
-    env = {"GENESYS_S3_ENDPOINT": s3_endpoint, "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    env = {
+        "GENESYS_S3_ENDPOINT": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

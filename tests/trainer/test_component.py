@@ -16,8 +16,14 @@ from genesys_trainer.component import job_name, verify
 def test_component_uses_torchrun_only_when_distributed() -> None:
     single = verify("gpt2", "nano", out="/out", data="/data")
     assert single.roles[0].args[:2] == ["-m", "genesys_trainer.train"]
-    multi = verify("gpt2", "14M", out="s3://b/out", config="s3://b/runs/r/config/c.json",
-                   nproc_per_node=8, gpus=8)  # fmt: skip
+    multi = verify(
+        "gpt2",
+        "14M",
+        out="s3://b/out",
+        config="s3://b/runs/r/config/c.json",
+        nproc_per_node=8,
+        gpus=8,
+    )
     role = multi.roles[0]
     assert role.args[:2] == ["-m", "torch.distributed.run"]
     assert "--nproc_per_node" in role.args
@@ -43,9 +49,15 @@ def test_local_cwd_launch_succeeds_and_writes_result_to_s3(
 ) -> None:
     from torchx.runner import get_runner
 
-    app = verify("gpt2", "nano", out="s3://genesys-test/runs/r1/gpt2/nano",
-                 data=str(builtin_data), python=sys.executable, env=s3_env,
-                 extra_args=["--tokens", "65536", "--no-eval"])  # fmt: skip
+    app = verify(
+        "gpt2",
+        "nano",
+        out="s3://genesys-test/runs/r1/gpt2/nano",
+        data=str(builtin_data),
+        python=sys.executable,
+        env=s3_env,
+        extra_args=["--tokens", "65536", "--no-eval"],
+    )
     runner = get_runner()
     handle = runner.run(app, scheduler="local_cwd", cfg={"log_dir": str(tmp_path / "logs")})
     deadline = time.monotonic() + 300

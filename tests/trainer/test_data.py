@@ -112,9 +112,16 @@ def test_prepare_from_files_with_bpe(tmp_path: Path) -> None:
             f"Document {index}. The whale swam past the ship in the grey sea. " * 30,
             encoding="utf-8",
         )
-    meta = prepare(source=f"files:{tmp_path}/*.txt", tokenizer="bpe:300", out=str(tmp_path / "out"),
-                   val_fraction=0.2, synthetic_fraction=0.25, seed=1, eval_items=10,
-                   progress=False)  # fmt: skip
+    meta = prepare(
+        source=f"files:{tmp_path}/*.txt",
+        tokenizer="bpe:300",
+        out=str(tmp_path / "out"),
+        val_fraction=0.2,
+        synthetic_fraction=0.25,
+        seed=1,
+        eval_items=10,
+        progress=False,
+    )
     assert meta["tokenizer"]["name"] == "bpe:300"
     assert (tmp_path / "out" / "tokenizer.json").exists()
     assert meta["tokens"]["train"] > 0
@@ -129,8 +136,15 @@ def test_prepare_is_deterministic(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha beta gamma. " * 200, encoding="utf-8")
     (tmp_path / "b.txt").write_text("delta epsilon zeta. " * 200, encoding="utf-8")
     for name in ("one", "two"):
-        prepare(source=f"files:{tmp_path}/*.txt", tokenizer="byte", out=str(tmp_path / name),
-                synthetic_fraction=0.1, seed=5, eval_items=5, progress=False)  # fmt: skip
+        prepare(
+            source=f"files:{tmp_path}/*.txt",
+            tokenizer="byte",
+            out=str(tmp_path / name),
+            synthetic_fraction=0.1,
+            seed=5,
+            eval_items=5,
+            progress=False,
+        )
     for file in ("train-00000.bin", "val-00000.bin", "tasks/genesys_mqar.jsonl"):
         assert (tmp_path / "one" / file).read_bytes() == (tmp_path / "two" / file).read_bytes()
 
@@ -139,8 +153,12 @@ def test_missing_files_source_is_a_clear_error(tmp_path: Path) -> None:
     from genesys_trainer.data.sources import SourceError
 
     with pytest.raises(SourceError, match="no files match"):
-        prepare(source=f"files:{tmp_path}/none-*.txt", tokenizer="byte", out=str(tmp_path / "o"),
-                progress=False)  # fmt: skip
+        prepare(
+            source=f"files:{tmp_path}/none-*.txt",
+            tokenizer="byte",
+            out=str(tmp_path / "o"),
+            progress=False,
+        )
 
 
 def test_builtin_corpus_prepares_offline(builtin_data: Path) -> None:

@@ -167,10 +167,24 @@ def test_a_leaking_design_trains_to_a_quarantined_result(
     builtin_data: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "leak"
-    command = [sys.executable, "-m", "genesys", "train", "--design",
-               str(LEAKY / "leak-at-full-length.py"), "--rung", "nano", "--data",
-               str(builtin_data), "--out", str(out), "--tokens", "65536", "--no-eval",
-               "--no-slowdown-guard"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "genesys",
+        "train",
+        "--design",
+        str(LEAKY / "leak-at-full-length.py"),
+        "--rung",
+        "nano",
+        "--data",
+        str(builtin_data),
+        "--out",
+        str(out),
+        "--tokens",
+        "65536",
+        "--no-eval",
+        "--no-slowdown-guard",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "quarantined: leak guard" in done.stdout
@@ -186,12 +200,15 @@ def test_a_leaking_design_trains_to_a_quarantined_result(
     store = LocalStore(tmp_path / "run")
     source = (LEAKY / "leak-at-full-length.py").read_text()
     document = DesignDocument(
-        name="leak", root="FullLengthLeak", units={"FullLengthLeak": UnitEntry(source=source)},
+        name="leak",
+        root="FullLengthLeak",
+        units={"FullLengthLeak": UnitEntry(source=source)},
         metadata=DesignMetadata(operator="mutation", parents=["seed-gpt2"], seq=5),
-    )  # fmt: skip
+    )
     store.put_text("designs/d0000/design.json", dump_document(document))
-    store.put_text("designs/d0000/verifications/nano/result.json",
-                   (out / "result.json").read_text())  # fmt: skip
+    store.put_text(
+        "designs/d0000/verifications/nano/result.json", (out / "result.json").read_text()
+    )
     record = load_archive(store, "r").designs["d0000"]
     assert record.verifications["nano"].status == "quarantined"
     assert record.quarantine is not None

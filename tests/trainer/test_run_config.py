@@ -21,9 +21,17 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC: dict[str, Any] = {
     "ladder": {
         "rungs": [
-            {"name": "small", "preset": "nano", "budget": 2, "lr": 5e-4, "contextLength": 128,
-             "batchTokens": 4096, "tokens": 8192, "slowdownTolerance": 9.0,
-             "deadlineSeconds": 900},
+            {
+                "name": "small",
+                "preset": "nano",
+                "budget": 2,
+                "lr": 5e-4,
+                "contextLength": 128,
+                "batchTokens": 4096,
+                "tokens": 8192,
+                "slowdownTolerance": 9.0,
+                "deadlineSeconds": 900,
+            },
             {"name": "bigger", "preset": "micro", "budget": 1},
         ]
     },
@@ -32,12 +40,18 @@ SPEC: dict[str, Any] = {
         "evalTasks": ["genesys_cloze"],
         "evalLimit": 7,
         "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
-        "training": {"minLrRatio": 0.3, "warmupFraction": 0.1, "weightDecay": 0.05,
-                     "gradClip": 0.5, "maxLoss": 50.0, "maxGradNorm": 100.0,
-                     "checkpointEveryMinutes": 3.0},
+        "training": {
+            "minLrRatio": 0.3,
+            "warmupFraction": 0.1,
+            "weightDecay": 0.05,
+            "gradClip": 0.5,
+            "maxLoss": 50.0,
+            "maxGradNorm": 100.0,
+            "checkpointEveryMinutes": 3.0,
+        },
     },
     "seed": 7,
-}  # fmt: skip
+}
 
 
 def stored_config(root: Path, data: str) -> tuple[str, Any]:
@@ -51,16 +65,22 @@ def test_trainer_takes_rung_recipe_and_guards_from_the_run_config(tmp_path: Path
     cfg = parse_args(["--design", "gpt2", "--rung", "small", "--config", uri, "--out", "/o"])
     rung = cfg.rung
     assert (rung.name, rung.n_embd, rung.n_layer) == ("small", 64, 2)  # the nano preset's shape
-    assert (rung.lr, rung.context_length, rung.batch_tokens, rung.tokens) == (5e-4, 128, 4096,
-                                                                              8192)  # fmt: skip
+    assert (rung.lr, rung.context_length, rung.batch_tokens, rung.tokens) == (5e-4, 128, 4096, 8192)
     assert (rung.slowdown_tolerance, rung.deadline_seconds) == (9.0, 900)
     training = cfg.training
-    assert (training.min_lr_ratio, training.warmup_fraction, training.weight_decay) == (0.3,
-                                                                                      0.1, 0.05)  # fmt: skip
+    assert (training.min_lr_ratio, training.warmup_fraction, training.weight_decay) == (
+        0.3,
+        0.1,
+        0.05,
+    )
     assert (training.grad_clip, training.max_loss, training.max_grad_norm) == (0.5, 50.0, 100.0)
     assert training.checkpoint_every_minutes == 3.0
-    assert (cfg.seed, cfg.eval_tasks, cfg.eval_limit, cfg.data) == (7, ["genesys_cloze"], 7,
-                                                                    "/prepared")  # fmt: skip
+    assert (cfg.seed, cfg.eval_tasks, cfg.eval_limit, cfg.data) == (
+        7,
+        ["genesys_cloze"],
+        7,
+        "/prepared",
+    )
     assert cfg.config_digest == config_digest(config)
     other = parse_args(["--design", "gpt2", "--rung", "bigger", "--config", uri, "--out", "/o"])
     assert (other.rung.name, other.rung.n_embd, other.rung.lr) == ("bigger", 96, 2e-3)
@@ -99,8 +119,21 @@ def test_a_config_driven_training_uses_the_rungs_context_and_tokens(
 ) -> None:
     uri, config = stored_config(tmp_path / "store", str(builtin_data))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "genesys", "train", "--design", "gpt2", "--rung", "small",
-               "--config", uri, "--out", str(out), "--no-eval"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "genesys",
+        "train",
+        "--design",
+        "gpt2",
+        "--rung",
+        "small",
+        "--config",
+        uri,
+        "--out",
+        str(out),
+        "--no-eval",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((out / "result.json").read_text())

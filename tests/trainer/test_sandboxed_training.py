@@ -37,24 +37,32 @@ NANO = StartVerification("seed-gpt2", "nano", 0)
 
 
 def spec(**verification: Any) -> DiscoveryRun:
-    return DiscoveryRun.model_validate({
-        "metadata": {"name": "sbx"},
-        "spec": {
-            "seed": 3,
-            "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1,
-                                  "tokens": 24576}]},
-            "agents": {"offline": True},
-            "verification": {"scheduler": "local", "evalTasks": ["genesys_cloze"], "evalLimit": 20,
-                             "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
-                             "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"},
-                             **verification},
-        },
-    })  # fmt: skip
+    return DiscoveryRun.model_validate(
+        {
+            "metadata": {"name": "sbx"},
+            "spec": {
+                "seed": 3,
+                "ladder": {
+                    "rungs": [{"name": "nano", "preset": "nano", "budget": 1, "tokens": 24576}]
+                },
+                "agents": {"offline": True},
+                "verification": {
+                    "scheduler": "local",
+                    "evalTasks": ["genesys_cloze"],
+                    "evalLimit": 20,
+                    "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
+                    "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"},
+                    **verification,
+                },
+            },
+        }
+    )
 
 
 def open_local_run(tmp_path: Path, data: Path) -> RunHandle:
-    handle, _ = open_run(spec(), RunIdentity(name="sbx"), LocalStore(tmp_path / "store"),
-                         data_uri=str(data))  # fmt: skip
+    handle, _ = open_run(
+        spec(), RunIdentity(name="sbx"), LocalStore(tmp_path / "store"), data_uri=str(data)
+    )
     write_seeds(handle.store)
     return handle
 
@@ -123,8 +131,11 @@ def test_a_remote_store_shares_the_network_and_passes_only_the_grant_and_setting
     monkeypatch.setenv("OPENAI_API_KEY", "llm-secret")
     monkeypatch.setenv(GRANT_VARIABLE, '{"the": "store grant"}')  # as local_cwd's env holds it
     local = open_local_run(tmp_path, tmp_path)
-    remote = replace(local, store=SimpleNamespace(uri="s3://bucket/runs/sbx"),  # type: ignore[arg-type]
-                     config_uri="s3://bucket/runs/sbx/config/c.json")  # fmt: skip
+    remote = replace(
+        local,
+        store=SimpleNamespace(uri="s3://bucket/runs/sbx"),  # type: ignore[arg-type]
+        config_uri="s3://bucket/runs/sbx/config/c.json",
+    )
     binds = training_binds(remote, NANO)
     assert binds.network
     assert binds.writable == ()
@@ -139,8 +150,9 @@ def test_a_remote_store_shares_the_network_and_passes_only_the_grant_and_setting
     assert "OPENAI_API_KEY" not in " ".join(argv)
 
     two_ranks = verify("gpt2", "nano", out=str(tmp_path), nproc_per_node=2, gpus=2)
-    ranks_launcher, ranks_argv = bwrap_argv(confine(two_ranks, replace(binds, network=False),
-                                                    scratch=tmp_path, python=sys.executable))  # fmt: skip
+    ranks_launcher, ranks_argv = bwrap_argv(
+        confine(two_ranks, replace(binds, network=False), scratch=tmp_path, python=sys.executable)
+    )
     assert "--network" in ranks_launcher  # torchrun's rendezvous on the sandbox's own loopback
     assert "--share-net" not in ranks_argv
 
@@ -347,8 +359,9 @@ def test_a_hostile_design_cannot_leave_its_output_prefix(
         "logs": str(tmp_path / ".genesys" / "escape.txt"),
         "source": str(Path(__file__).with_name("escape.txt")),
     }
-    source = HOSTILE.format(out=str(out), targets=sorted(targets.values()),
-                            canary=str(secret_file), port=listener.port)  # fmt: skip
+    source = HOSTILE.format(
+        out=str(out), targets=sorted(targets.values()), canary=str(secret_file), port=listener.port
+    )
     tree = load_block_file(source, name="escape")
     handle.store.put_text(design_key("d0001", "design.json"), json.dumps(tree.to_json()))
     before = {path: Path(path).read_bytes() for path in targets.values() if Path(path).exists()}
@@ -438,8 +451,9 @@ def test_a_job_past_its_deadline_is_cancelled_with_every_sandboxed_process(
     finally:
         backend.stop()
     assert not backend.jobs
-    attempt = json.loads(handle.store.get_text(f"{verification_prefix('d0002', 'nano')}"
-                                               "/attempts/0.json"))  # fmt: skip
+    attempt = json.loads(
+        handle.store.get_text(f"{verification_prefix('d0002', 'nano')}/attempts/0.json")
+    )
     assert attempt["state"].startswith("DeadlineExceeded"), attempt
     deadline = time.monotonic() + 15
     while processes_running(marker) and time.monotonic() < deadline:

@@ -32,8 +32,15 @@ CFG: dict[str, Any] = {"namespace": NAMESPACE, "queue": "gpu-queue", "labels": {
 
 
 def app(design: str = "d0001", **kwargs: Any) -> specs.AppDef:
-    return verify(design=f"s3://b/designs/{design}/design.json", rung="nano", data="s3://b/data",
-                  out=f"s3://b/designs/{design}/out", name=design, attempt=1, **kwargs)  # fmt: skip
+    return verify(
+        design=f"s3://b/designs/{design}/design.json",
+        rung="nano",
+        data="s3://b/data",
+        out=f"s3://b/designs/{design}/out",
+        name=design,
+        attempt=1,
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -93,11 +100,17 @@ def test_scheduling_again_is_idempotent(
     [
         ({"active": 1}, specs.AppState.RUNNING),
         ({"succeeded": 1}, specs.AppState.SUCCEEDED),
-        ({"failed": 1, "conditions": [{"type": "Failed", "status": "True",
-                                       "reason": "BackoffLimitExceeded"}]},
-         specs.AppState.FAILED),
+        (
+            {
+                "failed": 1,
+                "conditions": [
+                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+                ],
+            },
+            specs.AppState.FAILED,
+        ),
     ],
-)  # fmt: skip
+)
 def test_describe_maps_the_job_status(
     scheduler: KubernetesJobScheduler, status: dict[str, Any], state: specs.AppState
 ) -> None:
@@ -132,9 +145,14 @@ def test_list_finds_only_this_schedulers_jobs(scheduler: KubernetesJobScheduler)
 
     managed = {"managed_by": "genesys-operator"}  # whoever manages it, it is this scheduler's
     ids = {submit(scheduler, app("d0001")), submit(scheduler, app("d0002"), managed)}
-    other = {"metadata": {"name": "someone-else"},
-             "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}],
-                                            "restartPolicy": "Never"}}}}  # fmt: skip
+    other = {
+        "metadata": {"name": "someone-else"},
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}
+            }
+        },
+    }
     client.BatchV1Api(scheduler.api_client()).create_namespaced_job(NAMESPACE, other)
     listed = scheduler.list()
     assert {item.app_id for item in listed} == ids
@@ -160,9 +178,14 @@ def test_logs_come_from_the_replicas_newest_pod(
     assert list(scheduler.log_iter(app_id, "verify")) == []  # no pod yet
     core = client.CoreV1Api(scheduler.api_client())
     for name, created in [("old", "2025-01-01T00:00:00Z"), ("new", "2025-01-01T00:01:00Z")]:
-        pod = {"metadata": {"name": name, "creationTimestamp": created,
-                            "labels": {"job-name": "verify-d0001-nano-a1"}},
-               "spec": {"containers": [{"name": "verify", "image": "i"}]}}  # fmt: skip
+        pod = {
+            "metadata": {
+                "name": name,
+                "creationTimestamp": created,
+                "labels": {"job-name": "verify-d0001-nano-a1"},
+            },
+            "spec": {"containers": [{"name": "verify", "image": "i"}]},
+        }
         core.create_namespaced_pod(NAMESPACE, pod)
     kube.pod_logs[NAMESPACE, "old"] = "first attempt\n"
     kube.pod_logs[NAMESPACE, "new"] = '{"step": 1, "loss": 5.0}\nstep 2\n'
@@ -187,9 +210,14 @@ def test_kmock_server_answers_like_an_api_server_until_exit() -> None:
         assert url.startswith("http://127.0.0.1:")
         api = api_client(url)
         batch = client.BatchV1Api(api)
-        body = {"metadata": {"name": "j", "labels": {"a": "1"}},
-                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}],
-                                               "restartPolicy": "Never"}}}}  # fmt: skip
+        body = {
+            "metadata": {"name": "j", "labels": {"a": "1"}},
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}
+                }
+            },
+        }
         created, status, _ = batch.create_namespaced_job_with_http_info("ns", body)
         assert status == 201
         assert (created.metadata.namespace, created.metadata.resource_version) == ("ns", "1")

@@ -23,8 +23,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def train_command(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "genesys", "train", "--design", "gpt2", "--rung", "nano",
-            "--data", str(data), "--out", str(out), *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "genesys",
+        "train",
+        "--design",
+        "gpt2",
+        "--rung",
+        "nano",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def result_of(out: Path) -> dict:  # type: ignore[type-arg]
@@ -35,8 +48,13 @@ def result_of(out: Path) -> dict:  # type: ignore[type-arg]
 def full_run(builtin_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The GPT-2 seed trained at nano to its full token budget, with evaluation."""
     out = tmp_path_factory.mktemp("runs") / "full"
-    done = subprocess.run(train_command(builtin_data, out, "--eval-limit", "200"),
-                          capture_output=True, text=True, check=False, cwd=REPO)  # fmt: skip
+    done = subprocess.run(
+        train_command(builtin_data, out, "--eval-limit", "200"),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return out, done.stdout
 
@@ -64,11 +82,13 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
 ) -> None:
     reference = result_of(full_run[0])
     out = tmp_path / "resumed"
-    command = train_command(builtin_data, out, "--checkpoint-every-steps", "20", "--no-eval",
-                            "--log-every", "1")  # fmt: skip
+    command = train_command(
+        builtin_data, out, "--checkpoint-every-steps", "20", "--no-eval", "--log-every", "1"
+    )
     half = reference["planned_steps"] // 2
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          cwd=REPO) as process:  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
+    ) as process:
         assert process.stdout is not None
         for line in process.stdout:
             if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= half:
@@ -91,16 +111,40 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
 
 def test_two_rank_gloo_ddp_trains_the_same_tokens(builtin_data: Path, tmp_path: Path) -> None:
     common = ["--tokens", "65536", "--no-eval", "--device", "cpu"]
-    single = subprocess.run(train_command(builtin_data, tmp_path / "one", *common),
-                            capture_output=True, text=True, check=False, cwd=REPO)  # fmt: skip
+    single = subprocess.run(
+        train_command(builtin_data, tmp_path / "one", *common),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
     assert single.returncode == 0, single.stdout[-2000:]
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "genesys_trainer.train", "--design", "gpt2", "--rung", "nano", "--data",
-         str(builtin_data), "--out", str(tmp_path / "two"), *common],
-        capture_output=True, text=True, check=False, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "genesys_trainer.train",
+            "--design",
+            "gpt2",
+            "--rung",
+            "nano",
+            "--data",
+            str(builtin_data),
+            "--out",
+            str(tmp_path / "two"),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
     one, two = result_of(tmp_path / "one"), result_of(tmp_path / "two")
     assert two["world_size"] == 2
@@ -113,8 +157,9 @@ def test_guard_stops_a_nan_design_with_a_recorded_reason(
     builtin_data: Path, tmp_path: Path
 ) -> None:
     design = REPO / "tests" / "data" / "designs" / "nan-output.py"
-    command = train_command(builtin_data, tmp_path / "nan", "--tokens", "65536", "--no-eval",
-                            "--no-slowdown-guard")  # fmt: skip
+    command = train_command(
+        builtin_data, tmp_path / "nan", "--tokens", "65536", "--no-eval", "--no-slowdown-guard"
+    )
     command[command.index("gpt2")] = str(design)
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -130,11 +175,21 @@ def test_lm_eval_random_model_near_chance_trained_above(
     torch.manual_seed(0)
     config = ModelConfig(**json.loads((full_run[0] / "config.json").read_text())["model"])
     model = LanguageModel(compose(load_seed("gpt2")), config)
-    random_scores = evaluate(model, ByteTokenizer(), data_dir=builtin_data,
-                             tasks=["genesys_cloze", "genesys_mqar"], limit=300)  # fmt: skip
+    random_scores = evaluate(
+        model,
+        ByteTokenizer(),
+        data_dir=builtin_data,
+        tasks=["genesys_cloze", "genesys_mqar"],
+        limit=300,
+    )
     model.load_state_dict(torch.load(full_run[0] / "model.pt", map_location="cpu"))
-    trained_scores = evaluate(model, ByteTokenizer(), data_dir=builtin_data,
-                              tasks=["genesys_cloze", "genesys_mqar"], limit=300)  # fmt: skip
+    trained_scores = evaluate(
+        model,
+        ByteTokenizer(),
+        data_dir=builtin_data,
+        tasks=["genesys_cloze", "genesys_mqar"],
+        limit=300,
+    )
     chance = 0.25
     assert abs(random_scores["genesys_mqar"]["acc"] - chance) < 0.08
     assert abs(random_scores["genesys_cloze"]["acc_norm"] - chance) < 0.12

@@ -111,8 +111,11 @@ def test_plan_must_name_a_waiting_unit_unless_there_is_only_one() -> None:
 def test_selection_by_unit_name_or_slot_path() -> None:
     tree = load_seed("gpt2")
     by_slot = resolve_selection(tree, "channel_mixer")
-    assert (by_slot.owner, by_slot.slot, by_slot.unit) == ("ResidualBlock", "channel_mixer",
-                                                            "SwiGLUMLP")  # fmt: skip
+    assert (by_slot.owner, by_slot.slot, by_slot.unit) == (
+        "ResidualBlock",
+        "channel_mixer",
+        "SwiGLUMLP",
+    )
     assert resolve_selection(tree, "SwiGLUMLP") == by_slot
     assert resolve_selection(tree, "block").owner is None
     with pytest.raises(TreeEditError, match="not in the parent"):
@@ -137,12 +140,20 @@ def test_mutation_protects_every_unit_outside_the_selected_subtree() -> None:
 def test_new_children_become_declarations_and_must_all_be_bound() -> None:
     source = script.block_source("Root")
     assert [slot.name for slot in declared_children(source)] == [
-        "seq_norm", "seq_mixer", "channel_norm", "channel_mixer"]  # fmt: skip
+        "seq_norm",
+        "seq_mixer",
+        "channel_norm",
+        "channel_mixer",
+    ]
     partial = WrittenUnit("Root", source, {"seq_norm": "RMSNorm"})
     with pytest.raises(TreeEditError, match="'seq_mixer' is not bound"):
         apply_unit(None, partial, target="Root")
-    bindings = {"seq_norm": "NewNorm", "seq_mixer": "NewMixer", "channel_norm": "NewNorm",
-                "channel_mixer": "NewMLP"}  # fmt: skip
+    bindings = {
+        "seq_norm": "NewNorm",
+        "seq_mixer": "NewMixer",
+        "channel_norm": "NewNorm",
+        "channel_mixer": "NewMLP",
+    }
     tree = apply_unit(None, WrittenUnit("Root", source, bindings), target="Root")
     assert pending_units(tree) == ["NewNorm", "NewMixer", "NewMLP"]
     assert tree.declarations["NewMixer"].requirements == "causal sequence mixer"
@@ -168,13 +179,21 @@ def run_session(store: LocalStore, base_url: str, sid: str = "s0001", **agents: 
     settings = SessionSettings.from_run(DiscoveryRun.model_validate(spec))
 
     def factory(ledger: Ledger, trace: Any) -> LLMClient:
-        return LLMClient(settings.agents, api_key="k", ledger=ledger, trace=trace,
-                         sleep=lambda seconds: None)  # fmt: skip
+        return LLMClient(
+            settings.agents, api_key="k", ledger=ledger, trace=trace, sleep=lambda seconds: None
+        )
 
     return run_llm_session(
-        store=store, session=sid, design_id=f"d{sid[1:]}", seq=1, operator="mutation",
-        parent_ids=["seed-gpt2"], seed=0, settings=settings, client_factory=factory,
-    )  # fmt: skip
+        store=store,
+        session=sid,
+        design_id=f"d{sid[1:]}",
+        seq=1,
+        operator="mutation",
+        parent_ids=["seed-gpt2"],
+        seed=0,
+        settings=settings,
+        client_factory=factory,
+    )
 
 
 def calls(store: LocalStore, sid: str = "s0001") -> list[dict[str, Any]]:
@@ -241,8 +260,17 @@ def test_budget_cap_mid_session_stops_with_budget_exhausted(tmp_path: Path) -> N
 def test_run_budget_counts_the_other_sessions_spend(tmp_path: Path) -> None:
     store = seeded_store(tmp_path)
     other = "sessions/s0000/state.json"
-    state = SessionState(session="s0000", design_id="d0000", seq=0, operator="scratch",
-                         parents=[], flow="gau", seed=0, models={}, spent_usd=0.999)  # fmt: skip
+    state = SessionState(
+        session="s0000",
+        design_id="d0000",
+        seq=0,
+        operator="scratch",
+        parents=[],
+        flow="gau",
+        seed=0,
+        models={},
+        spent_usd=0.999,
+    )
     write_document(store, other, state)
     with ScriptedLLMServer([script.proposal()]) as server:
         outcome = run_session(store, server.base_url, maxUsdPerRun=1.0)
@@ -276,10 +304,16 @@ def test_paper_search_without_network_is_noted_and_the_session_goes_on(tmp_path:
             return LLMClient(settings.agents, api_key="k", ledger=ledger, trace=trace)
 
         outcome = run_llm_session(
-            store=store, session="s0001", design_id="d0001", seq=1,
-            operator="mutation", parent_ids=["seed-gpt2"], seed=0, settings=settings,
+            store=store,
+            session="s0001",
+            design_id="d0001",
+            seq=1,
+            operator="mutation",
+            parent_ids=["seed-gpt2"],
+            seed=0,
+            settings=settings,
             client_factory=factory,
-        )  # fmt: skip
+        )
     state = json.loads(store.get_text("sessions/s0001/state.json"))
     [note] = state["searches"][0]["papers"]
     assert "paper search at arxiv" in note

@@ -17,8 +17,8 @@ import yaml
 
 from genesys.api.runconfig import RunIdentity
 from genesys.api.validation import parse_discovery_run
+from genesys.backends import manifests
 from genesys.backends.common import RunHandle, open_run
-from genesys.controller import builders
 from genesys.engine.actions import StartSession
 from genesys.store.base import LocalStore
 
@@ -61,12 +61,12 @@ def secret_references(value: Any) -> list[str]:
 
 
 def test_the_check_pod_holds_no_credential_and_is_restricted(tmp_path: Path) -> None:
-    job = builders.check_job(handle_for(tmp_path), ACTION, owner=OWNER, namespace="genesys")
+    job = manifests.check_job(handle_for(tmp_path), ACTION, owner=OWNER, namespace="genesys")
     assert valid(job)
     assert job["metadata"]["name"] == "check-paper-ladder-1234ab-s0003"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
     assert job["spec"]["activeDeadlineSeconds"] > 0
-    assert job["spec"]["ttlSecondsAfterFinished"] == builders.JOB_TTL_SECONDS
+    assert job["spec"]["ttlSecondsAfterFinished"] == manifests.JOB_TTL_SECONDS
     pod = job["spec"]["template"]["spec"]
     assert secret_references(job) == []
     assert pod["automountServiceAccountToken"] is False
@@ -86,9 +86,9 @@ def test_the_check_pod_holds_no_credential_and_is_restricted(tmp_path: Path) -> 
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["readOnlyRootFilesystem"] is True
-    assert [v["emptyDir"] for v in pod["volumes"]] == [{"sizeLimit": builders.CHECK_SCRATCH}]
+    assert [v["emptyDir"] for v in pod["volumes"]] == [{"sizeLimit": manifests.CHECK_SCRATCH}]
     args = container["args"]
-    assert args[:3] == ["check-server", "--listen", f"0.0.0.0:{builders.CHECK_PORT}"]
+    assert args[:3] == ["check-server", "--listen", f"0.0.0.0:{manifests.CHECK_PORT}"]
     # the sandbox limits of the spec are the server's ceiling, and the pod fits two sandboxes
     assert args[args.index("--max-memory") + 1] == "8192Mi"
     assert container["resources"]["limits"]["memory"] == f"{2 * 8192 + 1024}Mi"
@@ -96,38 +96,45 @@ def test_the_check_pod_holds_no_credential_and_is_restricted(tmp_path: Path) -> 
 
 def test_the_check_pod_takes_the_checks_runtime_class(tmp_path: Path) -> None:
     handle = handle_for(tmp_path, runtimeClassName="gvisor", sandboxMemory="2Gi")
-    job = builders.check_job(handle, ACTION, owner=OWNER, namespace="genesys")
+    job = manifests.check_job(handle, ACTION, owner=OWNER, namespace="genesys")
     pod = job["spec"]["template"]["spec"]
     assert pod["runtimeClassName"] == "gvisor"
     args = pod["containers"][0]["args"]
     assert args[args.index("--max-memory") + 1] == "2048Mi"
-    agent = builders.agent_job(handle, ACTION, owner=OWNER, namespace="genesys")
+    agent = manifests.agent_job(handle, ACTION, owner=OWNER, namespace="genesys")
     assert "runtimeClassName" not in agent["spec"]["template"]["spec"]
 
 
 def test_the_network_policy_lets_in_only_the_sessions_agent_and_nothing_out() -> None:
-    policy = builders.check_network_policy(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
+    policy = manifests.check_network_policy(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
     assert valid(policy)
     spec = policy["spec"]
-    check_labels = {"genesys.dev/run-uid": "1234-abcd", "genesys.dev/session": "s0003",
-                    "genesys.dev/role": "check"}  # fmt: skip
+    check_labels = {
+        "genesys.dev/run-uid": "1234-abcd",
+        "genesys.dev/session": "s0003",
+        "genesys.dev/role": "check",
+    }
     assert spec["podSelector"] == {"matchLabels": check_labels}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert spec["egress"] == []
     (rule,) = spec["ingress"]
     agent_labels = {**check_labels, "genesys.dev/role": "session"}
     assert rule["from"] == [{"podSelector": {"matchLabels": agent_labels}}]
-    assert rule["ports"] == [{"protocol": "TCP", "port": builders.CHECK_PORT}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": manifests.CHECK_PORT}]
 
 
 def test_the_selectors_match_the_pods_they_are_for(tmp_path: Path) -> None:
     handle = handle_for(tmp_path)
-    check = builders.check_job(handle, ACTION, owner=OWNER, namespace="genesys")
-    agent = builders.agent_job(handle, ACTION, owner=OWNER, namespace="genesys")
-    other = builders.agent_job(handle, StartSession("s0004", "d0004", 4, "mutation",
-                               ("seed-gpt2",), 12), owner=OWNER, namespace="genesys")  # fmt: skip
-    service = builders.check_service(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
-    policy = builders.check_network_policy(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
+    check = manifests.check_job(handle, ACTION, owner=OWNER, namespace="genesys")
+    agent = manifests.agent_job(handle, ACTION, owner=OWNER, namespace="genesys")
+    other = manifests.agent_job(
+        handle,
+        StartSession("s0004", "d0004", 4, "mutation", ("seed-gpt2",), 12),
+        owner=OWNER,
+        namespace="genesys",
+    )
+    service = manifests.check_service(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
+    policy = manifests.check_network_policy(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
     assert valid(service)
 
     def selects(selector: dict[str, str], job: dict[str, Any]) -> bool:
@@ -144,17 +151,19 @@ def test_the_selectors_match_the_pods_they_are_for(tmp_path: Path) -> None:
 
 
 def test_the_agent_sends_its_checks_to_its_own_check_pod(tmp_path: Path) -> None:
-    agent = builders.agent_job(handle_for(tmp_path), ACTION, owner=OWNER, namespace="genesys")
-    env = {item["name"]: item.get("value") for item in
-           agent["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    agent = manifests.agent_job(handle_for(tmp_path), ACTION, owner=OWNER, namespace="genesys")
+    env = {
+        item["name"]: item.get("value")
+        for item in agent["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["GENESYS_SANDBOX"] == "remote"
-    service = builders.check_service(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
+    service = manifests.check_service(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
     name = service["metadata"]["name"]
-    assert env["GENESYS_CHECK_SERVER"] == f"http://{name}.genesys.svc:{builders.CHECK_PORT}"
+    assert env["GENESYS_CHECK_SERVER"] == f"http://{name}.genesys.svc:{manifests.CHECK_PORT}"
 
 
 def test_check_names_are_dns_1035_labels_even_for_runs_named_with_a_digit_first() -> None:
     identity = RunIdentity(namespace="n", name="7-" + "x" * 80, uid="9f00-aa")
-    name = builders.check_name(identity, "s0001")
+    name = manifests.check_name(identity, "s0001")
     assert len(name) <= 63
     assert name[0].isalpha()

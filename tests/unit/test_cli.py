@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from genesys.cli import main
+from genesys.api.discoveryrun import FinishReason
+from genesys.cli import main, run_exit_code
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,3 +109,9 @@ def test_unknown_subcommand_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["frobnicate"])
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("reason", list(FinishReason), ids=lambda r: r.value)
+def test_run_exit_code_fails_only_a_run_without_result(reason: FinishReason) -> None:
+    expected = 1 if reason is FinishReason.ERROR else 0
+    assert run_exit_code(reason.value) == expected

@@ -14,8 +14,8 @@ import yaml
 from genesys.api.discoveryrun import DiscoveryRun, FinishReason, Phase
 from genesys.api.runconfig import RunIdentity
 from genesys.api.validation import parse_discovery_run
+from genesys.backends import manifests
 from genesys.backends.common import RunHandle, open_run
-from genesys.controller import builders
 from genesys.controller.reconcile import validate
 from genesys.controller.status import (
     ConditionSpec,
@@ -50,21 +50,26 @@ def test_agent_job_has_no_token_and_takes_credentials_from_secret_refs(tmp_path:
     run = parse_discovery_run(paper_run())
     action = StartSession("s0003", "d0003", 3, "mutation", ("seed-gpt2",), 11)
     handle = handle_for(run, tmp_path)
-    job = builders.agent_job(handle, action, owner=OWNER, namespace="genesys")
+    job = manifests.agent_job(handle, action, owner=OWNER, namespace="genesys")
     assert job["metadata"]["name"] == "paper-ladder-1234ab-s0003"
     assert job["metadata"]["labels"]["genesys.dev/run-uid"] == "1234-abcd"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
-    assert job["spec"]["ttlSecondsAfterFinished"] == builders.JOB_TTL_SECONDS
+    assert job["spec"]["ttlSecondsAfterFinished"] == manifests.JOB_TTL_SECONDS
     pod = job["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
     container = pod["containers"][0]
     env = {item["name"]: item for item in container["env"]}
-    assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llm-credentials",
-                                                                  "key": "api-key"}  # fmt: skip
+    assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "llm-credentials",
+        "key": "api-key",
+    }
     assert "value" not in env["OPENAI_API_KEY"]
-    assert all("value" not in item for name, item in env.items() if name.startswith("AWS_") and
-               "KEY" in name)  # fmt: skip
+    assert all(
+        "value" not in item
+        for name, item in env.items()
+        if name.startswith("AWS_") and "KEY" in name
+    )
     args = container["args"]
     assert args[:2] == ["agent", "design"]
     assert args[args.index("--store") + 1] == handle.store_uri
@@ -84,7 +89,7 @@ def test_offline_agent_job_runs_the_offline_proposer_without_llm_settings(
     document["spec"]["agents"] = {"offline": True}
     run = parse_discovery_run(document)
     action = StartSession("s0000", "d0000", 0, "scratch", (), 1)
-    job = builders.agent_job(handle_for(run, tmp_path), action, owner=OWNER, namespace="genesys")
+    job = manifests.agent_job(handle_for(run, tmp_path), action, owner=OWNER, namespace="genesys")
     container = job["spec"]["template"]["spec"]["containers"][0]
     config = read_run_config(container["args"][container["args"].index("--config") + 1])
     assert config.session_flow == "offline"
@@ -105,9 +110,10 @@ def test_runtime_classes_reach_the_agent_and_training_pods_only_when_set(
 
     def pods(document: dict[str, Any], store: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         handle = handle_for(parse_discovery_run(document), store)
-        agent = builders.agent_job(handle, session, owner=OWNER, namespace="genesys")
-        backend = KubernetesBackend(handle, OWNER, namespace="genesys",
-                                    api_client=client.ApiClient())  # fmt: skip
+        agent = manifests.agent_job(handle, session, owner=OWNER, namespace="genesys")
+        backend = KubernetesBackend(
+            handle, OWNER, namespace="genesys", api_client=client.ApiClient()
+        )
         job = render_job(backend.training_app(training), backend.scheduler_config(training))
         return agent["spec"]["template"]["spec"], job["spec"]["template"]["spec"]
 
@@ -146,15 +152,20 @@ def test_training_jobs_hold_no_credential_only_a_grant_to_their_own_prefix(
     run = parse_discovery_run(paper_run())
     data = "s3://genesys-artifacts/data/smollm-llama2"
     with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="AKIAOPERATOR",
-                          aws_secret_access_key=secret)  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            aws_access_key_id="AKIAOPERATOR",
+            aws_secret_access_key=secret,
+        )
         s3.create_bucket(Bucket="genesys-artifacts")
         for key in ("meta.json", "train-00000.bin", "tasks/genesys_cloze.jsonl"):
             s3.put_object(Bucket="genesys-artifacts", Key=f"data/smollm-llama2/{key}", Body=b"x")
         root = S3Store("genesys-artifacts", client=s3)
         handle, _ = open_run(run, IDENTITY, root, data_uri=data)
-        backend = KubernetesBackend(handle, OWNER, namespace="genesys",
-                                    api_client=client.ApiClient())  # fmt: skip
+        backend = KubernetesBackend(
+            handle, OWNER, namespace="genesys", api_client=client.ApiClient()
+        )
         training = StartVerification("d0002", "14M", 1)
         options = backend.scheduler_config(training)
         job = render_job(backend.training_app(training), options)
@@ -176,26 +187,28 @@ def test_training_jobs_hold_no_credential_only_a_grant_to_their_own_prefix(
     assert all(uri.startswith(f"{out}/") for uri in granted_puts(grant))
     reads = set(grant.objects) - set(granted_puts(grant))
     assert reads == {
-        handle.uri(design_key("d0002", "design.json")), handle.config_uri,
-        f"{data}/meta.json", f"{data}/train-00000.bin", f"{data}/tasks/genesys_cloze.jsonl",
-    }  # fmt: skip
+        handle.uri(design_key("d0002", "design.json")),
+        handle.config_uri,
+        f"{data}/meta.json",
+        f"{data}/train-00000.bin",
+        f"{data}/tasks/genesys_cloze.jsonl",
+    }
     lifetime = handle.config.rung("14M").deadline_seconds + 3600
     assert all(f"X-Amz-Expires={lifetime}&" in urls.get for urls in grant.objects.values())
 
 
 def test_names_are_deterministic_dns_labels() -> None:
-    assert builders.dns_name("Paper_Ladder", "seed-GPT2") == "paper-ladder-seed-gpt2"
-    long = builders.dns_name("r" * 80, "d0001")
+    assert manifests.dns_name("Paper_Ladder", "seed-GPT2") == "paper-ladder-seed-gpt2"
+    long = manifests.dns_name("r" * 80, "d0001")
     assert len(long) <= 63
-    assert long == builders.dns_name("r" * 80, "d0001")
-    assert long != builders.dns_name("r" * 80, "d0002")  # cut names keep a hash of the whole
-    assert builders.label_value("d0001.d0002") == "d0001.d0002"
+    assert long == manifests.dns_name("r" * 80, "d0001")
+    assert long != manifests.dns_name("r" * 80, "d0002")  # cut names keep a hash of the whole
+    assert manifests.label_value("d0001.d0002") == "d0001.d0002"
 
 
 def test_design_object_is_owned_and_labelled_with_lineage() -> None:
     record = DesignRecord("d0004", "A title", "crossover", ["d0001", "seed-gpt2"], 4, "s0004")
-    body = builders.design_object(IDENTITY, record, owner=OWNER, namespace="genesys",
-                                  flow="gau")  # fmt: skip
+    body = manifests.design_object(IDENTITY, record, owner=OWNER, namespace="genesys", flow="gau")
     labels = body["metadata"]["labels"]
     assert labels["genesys.dev/run"] == "paper-ladder"
     assert labels["genesys.dev/run-uid"] == "1234-abcd"
@@ -216,7 +229,10 @@ def test_invalid_and_local_only_specs_name_their_fields() -> None:
     run, problems = validate(local)
     assert run is None
     assert {p.split(":")[0] for p in problems} == {
-        "spec.verification.scheduler", "spec.storage.s3", "spec.verification.data.shards"}  # fmt: skip
+        "spec.verification.scheduler",
+        "spec.storage.s3",
+        "spec.verification.data.shards",
+    }
 
 
 def test_conditions_keep_their_transition_time_until_their_status_changes() -> None:
@@ -229,11 +245,26 @@ def test_conditions_keep_their_transition_time_until_their_status_changes() -> N
 
 
 def test_run_status_reports_phase_rungs_best_and_finish() -> None:
-    plan = Plan([], Phase.VERIFYING, [RungSummary("14M", 2, 2, 0), RungSummary("31M", 1, 1, 0)],
-                {"d0001": 0.5, "seed-gpt2": 0.1}, "d0001", 3, 0)  # fmt: skip
+    plan = Plan(
+        [],
+        Phase.VERIFYING,
+        [RungSummary("14M", 2, 2, 0), RungSummary("31M", 1, 1, 0)],
+        {"d0001": 0.5, "seed-gpt2": 0.1},
+        "d0001",
+        3,
+        0,
+    )
     archive = Archive("r")
-    status = run_status({}, plan, archive, now=NOW, generation=3,
-                        finish=FinishReason.BUDGETS_SPENT, llm_usd=1.5, gpu_hours=2.25)  # fmt: skip
+    status = run_status(
+        {},
+        plan,
+        archive,
+        now=NOW,
+        generation=3,
+        finish=FinishReason.BUDGETS_SPENT,
+        llm_usd=1.5,
+        gpu_hours=2.25,
+    )
     assert status["phase"] == "Succeeded"
     assert status["finishReason"] == "BudgetsSpent"
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -248,11 +279,16 @@ def test_run_status_reports_phase_rungs_best_and_finish() -> None:
 
 def test_design_status_follows_its_verifications() -> None:
     record = DesignRecord("d0001", "t", "mutation", ["seed-gpt2"], 1)
-    record.verifications["14M"] = Verification("14M", "succeeded", val_loss=3.0, params=10,
-                                               metrics={"x": {"acc": 0.5}})  # fmt: skip
-    common: dict[str, Any] = {"rung_order": ["14M", "31M"], "fitness": {"d0001": 0.2},
-                              "rank": ranks({"d0001": 0.2, "d0002": 0.9}),
-                              "rung_points": {"14M": 1, "31M": 2}, "artifact_uri": "s3://b/x"}  # fmt: skip
+    record.verifications["14M"] = Verification(
+        "14M", "succeeded", val_loss=3.0, params=10, metrics={"x": {"acc": 0.5}}
+    )
+    common: dict[str, Any] = {
+        "rung_order": ["14M", "31M"],
+        "fitness": {"d0001": 0.2},
+        "rank": ranks({"d0001": 0.2, "d0002": 0.9}),
+        "rung_points": {"14M": 1, "31M": 2},
+        "artifact_uri": "s3://b/x",
+    }
     running = design_status(record, running={("d0001", "31M")}, attempts={}, **common)
     assert running["phase"] == "Verifying"
     assert running["rank"] == 2
@@ -301,9 +337,20 @@ def _client_error(status: int, code: str) -> Exception:
         (lambda: TypeError("a programming error"), False),
         (lambda: KeyError("missing"), False),
     ],
-    ids=["api-503", "api-429", "api-403", "api-422", "s3-500", "s3-slowdown", "s3-no-bucket",
-         "connection", "timeout", "type-error", "key-error"],
-)  # fmt: skip
+    ids=[
+        "api-503",
+        "api-429",
+        "api-403",
+        "api-422",
+        "s3-500",
+        "s3-slowdown",
+        "s3-no-bucket",
+        "connection",
+        "timeout",
+        "type-error",
+        "key-error",
+    ],
+)
 def test_errors_are_classified_transient_or_permanent(make: Any, transient: bool) -> None:
     from genesys.controller.handlers import is_transient
 

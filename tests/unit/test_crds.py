@@ -158,11 +158,23 @@ def test_examples_satisfy_the_crd_schema(example: Path) -> None:
 
 # Fixtures whose error is structural, so the API server's schema must reject them at admission.
 STRUCTURAL_FIXTURES = [
-    "budget-zero", "rung-unknown-preset", "rung-name-bad", "selection-ratio-zero", "rungs-empty",
-    "operator-probability", "proposal-rating-high", "flow-unknown", "parallel-type",
-    "base-url-scheme", "selection-quantile", "scheduler-unknown", "memory-quantity",
-    "s3-bucket-name", "seed-negative", "unknown-field-typo",
-]  # fmt: skip
+    "budget-zero",
+    "rung-unknown-preset",
+    "rung-name-bad",
+    "selection-ratio-zero",
+    "rungs-empty",
+    "operator-probability",
+    "proposal-rating-high",
+    "flow-unknown",
+    "parallel-type",
+    "base-url-scheme",
+    "selection-quantile",
+    "scheduler-unknown",
+    "memory-quantity",
+    "s3-bucket-name",
+    "seed-negative",
+    "unknown-field-typo",
+]
 
 
 @pytest.mark.parametrize("fixture", STRUCTURAL_FIXTURES)

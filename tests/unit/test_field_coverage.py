@@ -31,11 +31,11 @@ from pydantic import BaseModel
 from genesys.api.discoveryrun import DiscoveryRun, DiscoveryRunSpec
 from genesys.api.runconfig import RunIdentity, config_json
 from genesys.api.validation import SpecValidationError, parse_discovery_run
+from genesys.backends import manifests
 from genesys.backends.common import open_run, session_arguments, verification_app
 from genesys.backends.driver import data_source, resolve_paths
 from genesys.backends.kubernetes import KubernetesBackend
 from genesys.backends.torchx_job import render_job
-from genesys.controller import builders
 from genesys.controller.reconcile import validate
 from genesys.engine.actions import StartSession, StartVerification
 from genesys.engine.plan import Observed, plan
@@ -50,9 +50,14 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 UID = "0f0e0d0c-aaaa-bbbb-cccc-000000000001"
 BASE: dict[str, Any] = {
     "seed": 3,
-    "ladder": {"nTarget": 4, "rungs": [{"name": "nano", "preset": "nano"},
-                                       {"name": "micro", "preset": "micro"},
-                                       {"name": "mini", "preset": "mini"}]},
+    "ladder": {
+        "nTarget": 4,
+        "rungs": [
+            {"name": "nano", "preset": "nano"},
+            {"name": "micro", "preset": "micro"},
+            {"name": "mini", "preset": "mini"},
+        ],
+    },
     "sessions": {"parallel": 2},
     "agents": {"apiKeySecret": {"name": "llm", "key": "api-key"}},
     "verification": {
@@ -61,16 +66,18 @@ BASE: dict[str, Any] = {
         "data": {"shards": "s3://bucket/data/byte", "tokenizer": "byte", "vocabSize": 256},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     },
-    "storage": {"s3": {"bucket": "bucket", "endpointUrl": "http://s3:9000",
-                       "credentialsSecret": "s3-creds"}},
-}  # fmt: skip
+    "storage": {
+        "s3": {"bucket": "bucket", "endpointUrl": "http://s3:9000", "credentialsSecret": "s3-creds"}
+    },
+}
 LOCAL: dict[str, Any] = {"storage": {"s3": None, "local": {"path": ".genesys"}}}
 BUILTIN_DATA: dict[str, Any] = {
     **LOCAL,
     "verification": {"scheduler": "local", "data": {"shards": None, "dataset": "builtin"}},
 }
-HF_DATA: dict[str, Any] = {"verification": {"data": {"shards": None, "dataset": "org/mix",
-                                                      "subsets": [{"name": "a"}]}}}  # fmt: skip
+HF_DATA: dict[str, Any] = {
+    "verification": {"data": {"shards": None, "dataset": "org/mix", "subsets": [{"name": "a"}]}}
+}
 
 # path -> (change, base patch): rungs[] means the first rung, tolerations[] the first toleration
 CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
@@ -156,7 +163,6 @@ CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
     "selection.proposalRatingWeight": (5.0, None),
     "checks.forwardBatchSize": (1, None),
     "checks.forwardLength": (512, None),
-    "checks.causalityBatchSize": (1, None),
     "checks.causalityLength": (64, None),
     "checks.effectivenessSteps": (4, None),
     "checks.maxLoss": (100.0, None),
@@ -229,8 +235,10 @@ CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
 ROLES = ("proposer", "reviewer", "planner", "coder", "observer")
 for _role in ROLES:
     CASES[f"agents.models.{_role}[].model"] = ("gpt-4o-mini", None)
-    CASES[f"agents.models.{_role}[].weight"] = (2.0, {"agents": {"models": {_role: [
-        {"model": "gpt-4o"}, {"model": "gpt-4o-mini"}]}}})  # fmt: skip
+    CASES[f"agents.models.{_role}[].weight"] = (
+        2.0,
+        {"agents": {"models": {_role: [{"model": "gpt-4o"}, {"model": "gpt-4o-mini"}]}}},
+    )
 
 EXCEPTIONS: dict[str, str] = {
     "storage.retention": "acts when the run is deleted: tests/operator/test_operator.py::"
@@ -313,25 +321,36 @@ def archive(designs: int, sessions: int) -> Archive:
     for index, seed in enumerate(("gpt2", "mamba2", "retnet", "rwkv6", "ttt")):
         record = DesignRecord(f"seed-{seed}", seed, "seed", [], index)
         record.verifications["nano"] = Verification(
-            "nano", "succeeded", val_loss=3.0 + index / 10,
+            "nano",
+            "succeeded",
+            val_loss=3.0 + index / 10,
             metrics={"genesys_cloze": {"acc": 0.3 + index / 50}},
-        )  # fmt: skip
+        )
         result.designs[record.id] = record
     for index in range(designs):
         record = DesignRecord(
-            f"d{index:04d}", f"design {index}", "mutation", ["seed-gpt2"], 5 + index,
-            f"s{index:04d}", proposal_rating=float(index % 5),
-        )  # fmt: skip
+            f"d{index:04d}",
+            f"design {index}",
+            "mutation",
+            ["seed-gpt2"],
+            5 + index,
+            f"s{index:04d}",
+            proposal_rating=float(index % 5),
+        )
         if index % 3:
             record.verifications["nano"] = Verification(
-                "nano", "succeeded", val_loss=2.5 + (index * 7 % 11) / 10,
+                "nano",
+                "succeeded",
+                val_loss=2.5 + (index * 7 % 11) / 10,
                 metrics={"genesys_cloze": {"acc": 0.28 + (index * 5 % 13) / 40}},
-            )  # fmt: skip
+            )
         if index % 7 == 1:
             record.verifications["micro"] = Verification(
-                "micro", "succeeded", val_loss=2.0 + index / 100,
+                "micro",
+                "succeeded",
+                val_loss=2.0 + index / 100,
                 metrics={"genesys_cloze": {"acc": 0.5}},
-            )  # fmt: skip
+            )
         result.designs[record.id] = record
     for index in range(sessions):
         result.sessions[f"s{index:04d}"] = SessionOutcome(
@@ -370,8 +389,12 @@ class Observer:
 
     def __call__(self, spec: dict[str, Any]) -> dict[str, Any]:
         metadata = {"name": "coverage", "namespace": "lab", "uid": UID, "generation": 1}
-        body = {"apiVersion": "genesys.dev/v1alpha1", "kind": "DiscoveryRun",
-                "metadata": metadata, "spec": spec}  # fmt: skip
+        body = {
+            "apiVersion": "genesys.dev/v1alpha1",
+            "kind": "DiscoveryRun",
+            "metadata": metadata,
+            "spec": spec,
+        }
         seen: dict[str, Any] = {}
         local: DiscoveryRun | None = None
         try:
@@ -408,14 +431,18 @@ class Observer:
         from kubernetes import client
 
         identity = RunIdentity(namespace="lab", name="coverage", uid=UID)
-        handle, _ = open_run(run, identity, self.store.child("cluster"),
-                             data_uri=run.spec.verification.data.shards or "")  # fmt: skip
+        handle, _ = open_run(
+            run,
+            identity,
+            self.store.child("cluster"),
+            data_uri=run.spec.verification.data.shards or "",
+        )
         backend = KubernetesBackend(handle, body, namespace="lab", api_client=client.ApiClient())
         session = StartSession("s0007", "d0007", 12, "mutation", ("seed-gpt2",), 99)
         training = StartVerification("d0002", run.spec.ladder.rungs[0].name, 1)
         return {
-            "agent job": builders.agent_job(handle, session, owner=body, namespace="lab"),
-            "check job": builders.check_job(handle, session, owner=body, namespace="lab"),
+            "agent job": manifests.agent_job(handle, session, owner=body, namespace="lab"),
+            "check job": manifests.check_job(handle, session, owner=body, namespace="lab"),
             "training job": render_job(
                 backend.training_app(training), backend.scheduler_config(training)
             ),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 
 from genesys.agents.knowledge import (
@@ -29,6 +30,7 @@ from genesys.agents.knowledge import (
     search_papers,
     tokenize,
 )
+from genesys.agents.knowledge.index import cosine_similarities
 from genesys.agents.library import LibraryUnit, build_library
 from genesys.store.base import LocalStore, Store, open_store
 from genesys_trainer.seeds import load_seed
@@ -93,7 +95,11 @@ def test_tokenize_splits_identifiers_and_drops_stop_words() -> None:
     assert tokenize("seq_mixer channel_norm") == ["seq", "mixer", "channel", "norm"]
     assert tokenize("Mamba2Mixer") == ["mamba", "2", "mixer", "mamba2mixer"]
     assert tokenize("The gating of the SwiGLUMLP, with x") == [
-        "gating", "swi", "glumlp", "swiglumlp"]  # fmt: skip
+        "gating",
+        "swi",
+        "glumlp",
+        "swiglumlp",
+    ]
     assert tokenize("TTTLinear: self.conv(X)") == ["ttt", "linear", "tttlinear", "conv"]
     assert tokenize("gating") == ["gating"]  # a plain word is not doubled
     assert tokenize("") == []
@@ -210,6 +216,29 @@ def test_embeddings_rank_by_cosine_and_embed_lazily() -> None:
     assert ids(kb.search("cherry", kinds={"proposal"})) == ["p:cherry"]
     assert kb.search("the of") == []
     assert kb.backend == "embeddings"
+
+
+def test_cosine_similarities_are_plain_floats_and_0_for_a_zero_vector() -> None:
+    query = np.array([1.0, 0.0])
+    vectors = [np.array([2.0, 0.0]), np.array([0.0, 3.0]), np.array([-1.0, 1.0]), np.zeros(2)]
+    similarities = cosine_similarities(query, vectors)
+    assert similarities == pytest.approx([1.0, 0.0, -math.sqrt(0.5), 0.0])
+    assert all(type(value) is float for value in similarities)
+    assert cosine_similarities(np.zeros(2), vectors) == [0.0, 0.0, 0.0, 0.0]
+    assert cosine_similarities(query, []) == []
+
+
+def test_embeddings_only_return_documents_that_point_the_query_way() -> None:
+    vectors = {"apple": [1.0, 0.0], "banana": [0.0, 1.0], "cherry": [0.0, 0.0], "query": [1.0, 0.1]}
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [vectors[text.split()[-1]] for text in texts]
+
+    documents = [doc(f"d:{name}", name, kind="design") for name in ("apple", "banana", "cherry")]
+    kb = KnowledgeBase(documents, embed=embed)
+    hits = kb.search("query")
+    assert ids(hits) == ["d:apple", "d:banana"]  # cherry's zero vector scores 0
+    assert hits[0].score == pytest.approx(1 / math.sqrt(1.01))
 
 
 def test_embeddings_are_sent_in_batches() -> None:

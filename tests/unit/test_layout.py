@@ -1,4 +1,4 @@
-"""Project layout and import hygiene: what ARCHITECTURE.md and HOUSE_STYLE.md require."""
+"""Project layout and import hygiene: the top-level folders, module docstrings and imports."""
 
 from __future__ import annotations
 

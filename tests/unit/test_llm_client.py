@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
+import time
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 
 from genesys.agents.llm import (
     BACKOFF_CAP_S,
+    RETRY_AFTER_CAP_S,
     ROLES,
     BudgetExhaustedError,
     CallRecord,
@@ -22,6 +25,7 @@ from genesys.agents.llm import (
     extract_code,
     extract_json,
     prompt_hash,
+    retry_after_s,
 )
 from genesys.api.discoveryrun import Agents
 from support.scripted_llm import TRUNCATED_JSON, ScriptedLLMServer
@@ -112,6 +116,70 @@ def test_chat_retries_after_429_and_records_one_call() -> None:
     assert [(r.attempt_count, r.error) for r in h.records] == [(2, None)]
     assert len(h.sleeps) == 1
     assert 0.5 <= h.sleeps[0] <= 0.5 * 1.25
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        pytest.param(429, {"Retry-After": "3"}, 3.0, id="seconds"),
+        pytest.param(429, {"Retry-After": "0.25"}, 0.25, id="fraction"),
+        pytest.param(429, {"retry-after-ms": "1500"}, 1.5, id="milliseconds"),
+        pytest.param(429, {"retry-after-ms": "250", "Retry-After": "9"}, 0.25, id="ms-first"),
+        pytest.param(503, {"Retry-After": "7"}, 7.0, id="503"),
+        pytest.param(429, {"Retry-After": "3600"}, RETRY_AFTER_CAP_S, id="capped"),
+    ],
+)
+def test_chat_waits_as_long_as_retry_after_asks(
+    status: int, headers: dict[str, str], expected: float
+) -> None:
+    script = [{"status": status, "headers": headers}, {"reply": "done"}]
+    with ScriptedLLMServer(script) as server, Harness(server) as h:
+        assert h.client.chat("proposer", "m1", PROMPT) == "done"
+    assert len(server.chat_requests) == 2
+    assert h.sleeps == [pytest.approx(expected)]
+    assert [(r.attempt_count, r.error) for r in h.records] == [(2, None)]
+
+
+def test_chat_retry_after_as_an_http_date() -> None:
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    script = [{"status": 429, "headers": {"Retry-After": later}}, {"reply": "done"}]
+    with ScriptedLLMServer(script) as server, Harness(server) as h:
+        assert h.client.chat("proposer", "m1", PROMPT) == "done"
+    (slept,) = h.sleeps
+    assert 27 < slept <= 30
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "nan", ""])
+def test_chat_retry_after_that_asks_for_nothing_gets_the_backoff(value: str) -> None:
+    script = [{"status": 429, "headers": {"Retry-After": value}}, {"reply": "done"}]
+    with ScriptedLLMServer(script) as server, Harness(server) as h:
+        assert h.client.chat("proposer", "m1", PROMPT) == "done"
+    assert len(h.sleeps) == 1
+    assert 0.5 <= h.sleeps[0] <= 0.5 * 1.25
+
+
+def test_chat_waits_what_retry_after_asks_between_attempts_only() -> None:
+    script = [{"status": 429, "headers": {"Retry-After": "2"}}] * 3
+    with (
+        ScriptedLLMServer(script) as server,
+        Harness(server, maxRetries=2) as h,
+        pytest.raises(LLMError, match="HTTP 429"),
+    ):
+        h.client.chat("proposer", "m1", PROMPT)
+    assert len(server.chat_requests) == 3
+    assert h.sleeps == [2.0, 2.0]  # no wait after the last attempt
+
+
+def test_retry_after_s_reads_http_dates_against_now() -> None:
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 12, usegmt=True)
+    assert retry_after_s({"retry-after": date}, now=now) == pytest.approx(12.0)
+    assert (
+        retry_after_s({"retry-after": email.utils.formatdate(now - 5, usegmt=True)}, now=now)
+        is None
+    )
+    assert retry_after_s({}, now=now) is None
+    assert retry_after_s({"retry-after-ms": "junk", "retry-after": "4"}, now=now) == 4.0
 
 
 def test_chat_gives_up_after_repeated_500() -> None:

@@ -328,17 +328,24 @@ def test_scratch_builds_valid_residual_blocks() -> None:
 
 def test_propose_writes_document_metadata_and_text() -> None:
     proposal = propose(
-        "mutation", [seed("rwkv6")], rng=random.Random(3), library=LIBRARY, known_hashes=set(),
+        "mutation",
+        [seed("rwkv6")],
+        rng=random.Random(3),
+        library=LIBRARY,
+        known_hashes=set(),
         name="d0001",
-    )  # fmt: skip
+    )
     document = proposal.document
     tree = tree_from_json(document)
     assert tree.name == "d0001"
     assert document["format"] == "genesys.design/v1"
     assert document["metadata"] == {
-        "title": proposal.title, "operator": "mutation", "parents": ["seed-rwkv6"],
-        "proposal": proposal.text, "hash": proposal.hash,
-    }  # fmt: skip
+        "title": proposal.title,
+        "operator": "mutation",
+        "parents": ["seed-rwkv6"],
+        "proposal": proposal.text,
+        "hash": proposal.hash,
+    }
     assert proposal.hash == structural_hash(document)
     assert proposal.text.startswith(f"# {proposal.title}\n")
     for heading in ("## What changed", "## Why", "## Unit tree", "d0001: "):
@@ -347,16 +354,28 @@ def test_propose_writes_document_metadata_and_text() -> None:
 
 def test_propose_motivation_contrasts_attention_and_recurrence() -> None:
     texts = [
-        propose("mutation", [seed("gpt2")], rng=random.Random(v), library=LIBRARY,
-                known_hashes=set(), name="d").text
+        propose(
+            "mutation",
+            [seed("gpt2")],
+            rng=random.Random(v),
+            library=LIBRARY,
+            known_hashes=set(),
+            name="d",
+        ).text
         for v in range(150)
-    ]  # fmt: skip
+    ]
     assert any("quadratic attention for a linear-time recurrence" in t for t in texts)
     texts = [
-        propose("mutation", [seed("mamba2")], rng=random.Random(v), library=LIBRARY,
-                known_hashes=set(), name="d").text
+        propose(
+            "mutation",
+            [seed("mamba2")],
+            rng=random.Random(v),
+            library=LIBRARY,
+            known_hashes=set(),
+            name="d",
+        ).text
         for v in range(150)
-    ]  # fmt: skip
+    ]
     assert any("linear-time recurrence for exact attention" in t for t in texts)
 
 
@@ -365,9 +384,14 @@ def test_propose_avoids_known_hashes() -> None:
     known = {tree_hash(parent)}
     for _ in range(11):  # 13 single mutations, one of them (ZeroMixer after RMSNorm) dead
         proposal = propose(
-            "mutation", [parent], rng=random.Random(0), library=LIBRARY, known_hashes=known,
-            name="d", attempts=200,
-        )  # fmt: skip
+            "mutation",
+            [parent],
+            rng=random.Random(0),
+            library=LIBRARY,
+            known_hashes=known,
+            name="d",
+            attempts=200,
+        )
         assert proposal.hash not in known
         assert "ZeroMixer" not in proposal.document["units"]
         known.add(proposal.hash)
@@ -378,8 +402,14 @@ def test_propose_raises_when_everything_is_known() -> None:
     parent = seed("gpt2")
     known = {tree_hash(mutate(parent, random.Random(v), LIBRARY)[0]) for v in range(600)}
     with pytest.raises(ProposalError, match="no new mutation candidate in 20 attempts"):
-        propose("mutation", [parent], rng=random.Random(1), library=LIBRARY, known_hashes=known,
-                name="d")  # fmt: skip
+        propose(
+            "mutation",
+            [parent],
+            rng=random.Random(1),
+            library=LIBRARY,
+            known_hashes=known,
+            name="d",
+        )
 
 
 @pytest.mark.parametrize(
@@ -387,8 +417,14 @@ def test_propose_raises_when_everything_is_known() -> None:
 )
 def test_propose_rejects_a_wrong_operator_or_parent_count(operator: str, count: int) -> None:
     with pytest.raises(ValueError, match=operator):
-        propose(operator, [seed("gpt2")] * count, rng=random.Random(0), library=LIBRARY,
-                known_hashes=set(), name="d")  # fmt: skip
+        propose(
+            operator,
+            [seed("gpt2")] * count,
+            rng=random.Random(0),
+            library=LIBRARY,
+            known_hashes=set(),
+            name="d",
+        )
 
 
 def proposal_sequence(seed_value: int, count: int) -> list[Proposal]:
@@ -402,8 +438,14 @@ def proposal_sequence(seed_value: int, count: int) -> list[Proposal]:
         operator = rng.choice(["mutation", "mutation", "mutation", "crossover", "scratch"])
         parents = rng.sample(pool, {"mutation": 1, "crossover": 2, "scratch": 0}[operator])
         try:
-            proposal = propose(operator, parents, rng=rng, library=LIBRARY, known_hashes=known,
-                               name=f"d{index:04d}")  # fmt: skip
+            proposal = propose(
+                operator,
+                parents,
+                rng=rng,
+                library=LIBRARY,
+                known_hashes=known,
+                name=f"d{index:04d}",
+            )
         except ProposalError:
             continue
         known.add(proposal.hash)
@@ -446,13 +488,24 @@ def test_known_hashes_reads_designs_claims_and_rejections(tmp_path: Path) -> Non
 
 def test_session_with_an_outcome_is_returned_unchanged(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    outcome = {"schema_version": 1, "status": "failed", "design": None, "reason": "earlier",
-               "candidates": 2}  # fmt: skip
+    outcome = {
+        "schema_version": 1,
+        "status": "failed",
+        "design": None,
+        "reason": "earlier",
+        "candidates": 2,
+    }
     store.put_text(session_key("s1"), json.dumps(outcome))
     again = run_offline_session(
-        store=store, session="s1", design_id="d0001", seq=1, operator="scratch",
-        parent_ids=[], seed=0, rung=preset_rung("nano"),
-    )  # fmt: skip
+        store=store,
+        session="s1",
+        design_id="d0001",
+        seq=1,
+        operator="scratch",
+        parent_ids=[],
+        seed=0,
+        rung=preset_rung("nano"),
+    )
     assert {key: again[key] for key in outcome} == outcome
     assert list(store.list()) == [session_key("s1")]
 
@@ -460,9 +513,15 @@ def test_session_with_an_outcome_is_returned_unchanged(tmp_path: Path) -> None:
 def test_session_with_a_missing_parent_records_a_failure(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     outcome = run_offline_session(
-        store=store, session="s1", design_id="d0001", seq=1, operator="mutation",
-        parent_ids=["d0404"], seed=0, rung=preset_rung("nano"),
-    )  # fmt: skip
+        store=store,
+        session="s1",
+        design_id="d0001",
+        seq=1,
+        operator="mutation",
+        parent_ids=["d0404"],
+        seed=0,
+        rung=preset_rung("nano"),
+    )
     assert outcome["status"] == "failed"
     assert "d0404" in outcome["reason"]
     assert json.loads(store.get_text(session_key("s1"))) == outcome
@@ -477,12 +536,23 @@ def test_session_with_a_missing_parent_records_a_failure(tmp_path: Path) -> None
         ["--operator", "scratch", "--config", "no-such-config.json"],
         ["--operator", "scratch", "--mode", "telepathy"],
     ],
-    ids=["mutation-without-parent", "crossover-one-parent", "unknown-operator",
-         "missing-config", "unknown-mode"],
-)  # fmt: skip
+    ids=[
+        "mutation-without-parent",
+        "crossover-one-parent",
+        "unknown-operator",
+        "missing-config",
+        "unknown-mode",
+    ],
+)
 def test_agent_design_bad_arguments_exit_2(tmp_path: Path, extra: list[str]) -> None:
-    base = {"--store": str(tmp_path / "run"), "--config": str(tmp_path / "config.json"),
-            "--session": "s", "--design-id": "d1", "--seq": "1", "--seed": "0"}  # fmt: skip
+    base = {
+        "--store": str(tmp_path / "run"),
+        "--config": str(tmp_path / "config.json"),
+        "--session": "s",
+        "--design-id": "d1",
+        "--seq": "1",
+        "--seed": "0",
+    }
     argv = [item for key, value in base.items() if key not in extra for item in (key, value)]
     assert main([*argv, *extra]) == 2
     assert list(open_store(tmp_path).list()) == []
@@ -494,6 +564,7 @@ def test_offline_proposer_never_imports_torch() -> None:
         "l.build_library()\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=False, cwd=REPO)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr

@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from genesys.api.discoveryrun import DiscoveryRunSpec, FinishReason, GeneticOperators, Phase
+from genesys.api.discoveryrun import (
+    DiscoveryRunSpec,
+    FinishReason,
+    GeneticOperators,
+    Phase,
+    Selection,
+)
+from genesys.api.seeds import SEED_NAMES
 from genesys.engine.actions import Finish, InitSeeds, RecordFailure, StartSession, StartVerification
-from genesys.engine.plan import SEED_NAMES, Observed, plan
+from genesys.engine.phase import NOTHING_RANKED_MESSAGE
+from genesys.engine.plan import Observed, plan
 from genesys.evolution.ranking import fitness, massey, ranking_matrix
 from genesys.evolution.selection import choose_operator, select_parents
 from genesys.store.archive import Archive, DesignRecord, Verification
@@ -22,32 +30,46 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 def make_spec(**overrides: Any) -> DiscoveryRunSpec:
     spec: dict[str, Any] = {
-        "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 4},
-                             {"name": "micro", "preset": "micro", "budget": 2}]},
+        "ladder": {
+            "rungs": [
+                {"name": "nano", "preset": "nano", "budget": 4},
+                {"name": "micro", "preset": "micro", "budget": 2},
+            ]
+        },
         "sessions": {"parallel": 2, "operators": {"crossoverWarmup": 2, "scratchWarmup": 3}},
         "agents": {"offline": True},
-        "verification": {"maxParallelJobsPerRung": 2, "maxRetries": 1,
-                         "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256}},
-    }  # fmt: skip
+        "verification": {
+            "maxParallelJobsPerRung": 2,
+            "maxRetries": 1,
+            "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
+        },
+    }
     for key, value in overrides.items():
         spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
     return DiscoveryRunSpec.model_validate(spec)
 
 
 def verification(rung: str, score: float, status: str = "succeeded") -> Verification:
-    return Verification(rung=rung, status=status, val_loss=3 - score,
-                        metrics={"genesys_cloze": {"acc_norm": score}})  # fmt: skip
+    return Verification(
+        rung=rung, status=status, val_loss=3 - score, metrics={"genesys_cloze": {"acc_norm": score}}
+    )
 
 
-def archive(designs: int = 0, *, nano: dict[str, float] | None = None,
-            micro: dict[str, float] | None = None, sessions: int | None = None) -> Archive:  # fmt: skip
+def archive(
+    designs: int = 0,
+    *,
+    nano: dict[str, float] | None = None,
+    micro: dict[str, float] | None = None,
+    sessions: int | None = None,
+) -> Archive:
     result = Archive("r")
     for seq, name in enumerate(SEED_NAMES):
         result.designs[f"seed-{name}"] = DesignRecord(f"seed-{name}", name, "seed", [], seq)
     for index in range(designs):
         design = f"d{index:04d}"
-        result.designs[design] = DesignRecord(design, design, "mutation", ["seed-gpt2"],
-                                              len(SEED_NAMES) + index)  # fmt: skip
+        result.designs[design] = DesignRecord(
+            design, design, "mutation", ["seed-gpt2"], len(SEED_NAMES) + index
+        )
     for design, score in (nano or {}).items():
         result.designs[design].verifications["nano"] = verification("nano", score)
     for design, score in (micro or {}).items():
@@ -100,8 +122,9 @@ def test_plan_respects_max_designs() -> None:
 
 
 def test_plan_operator_warmups_hold_back_crossover_and_scratch() -> None:
-    spec = make_spec(sessions={"parallel": 1, "operators": {"crossoverWarmup": 100,
-                                                           "scratchWarmup": 100}})  # fmt: skip
+    spec = make_spec(
+        sessions={"parallel": 1, "operators": {"crossoverWarmup": 100, "scratchWarmup": 100}}
+    )
     operators = set()
     for index in range(40):
         observed = Observed(archive(0, sessions=index))
@@ -129,18 +152,27 @@ def test_plan_verifies_designs_at_the_lowest_rung_in_creation_order_within_budge
 
 def test_plan_top_rung_waits_until_lower_budget_is_spent() -> None:
     seeds = {f"seed-{n}": 0.3 for n in SEED_NAMES}
-    partial = Observed(archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4}),
-                       running_jobs=frozenset({("d0002", "nano")}))  # fmt: skip
-    assert not [a for a in of(plan(make_spec(), partial, NOW).actions, StartVerification)
-                if a.rung == "micro"]  # fmt: skip
-    spent = Observed(archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6,
-                                      "d0003": 0.2}))  # fmt: skip
-    promoted = [a for a in of(plan(make_spec(), spent, NOW).actions, StartVerification)
-                if a.rung == "micro"]  # fmt: skip
+    partial = Observed(
+        archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4}),
+        running_jobs=frozenset({("d0002", "nano")}),
+    )
+    assert not [
+        a
+        for a in of(plan(make_spec(), partial, NOW).actions, StartVerification)
+        if a.rung == "micro"
+    ]
+    spent = Observed(
+        archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6, "d0003": 0.2})
+    )
+    promoted = [
+        a for a in of(plan(make_spec(), spent, NOW).actions, StartVerification) if a.rung == "micro"
+    ]
     assert len(promoted) == 2
     assert len({a.design_id for a in promoted}) == 2
-    assert all(spent.archive.designs[a.design_id].verifications["nano"].status == "succeeded"
-               for a in promoted)  # fmt: skip
+    assert all(
+        spent.archive.designs[a.design_id].verifications["nano"].status == "succeeded"
+        for a in promoted
+    )
 
 
 def test_plan_promotes_only_designs_that_passed_the_rung_below() -> None:
@@ -148,16 +180,22 @@ def test_plan_promotes_only_designs_that_passed_the_rung_below() -> None:
     record = archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6, "d0003": 0.2})
     for name in [*list(seeds), "d0000", "d0001", "d0003"]:
         record.designs[name].verifications["nano"].status = "failed"
-    promoted = [a.design_id for a in of(plan(make_spec(), Observed(record), NOW).actions,
-                                        StartVerification) if a.rung == "micro"]  # fmt: skip
+    promoted = [
+        a.design_id
+        for a in of(plan(make_spec(), Observed(record), NOW).actions, StartVerification)
+        if a.rung == "micro"
+    ]
     assert promoted == ["d0002"]
 
 
 def test_plan_retries_failed_jobs_then_records_the_failure() -> None:
     spec = make_spec(verification={"maxParallelJobsPerRung": 10})
     observed = Observed(archive(1), failed_attempts={("d0000", "nano"): 1})
-    retry = [a for a in of(plan(spec, observed, NOW).actions, StartVerification)
-             if a.design_id == "d0000"]  # fmt: skip
+    retry = [
+        a
+        for a in of(plan(spec, observed, NOW).actions, StartVerification)
+        if a.design_id == "d0000"
+    ]
     assert retry == [StartVerification("d0000", "nano", 1)]
     exhausted = Observed(archive(1), failed_attempts={("d0000", "nano"): 2})
     actions = plan(make_spec(), exhausted, NOW).actions
@@ -174,8 +212,11 @@ def test_plan_failed_sessions_consume_their_index() -> None:
 
 def test_plan_finishes_when_budgets_are_spent() -> None:
     seeds = {f"seed-{n}": 0.3 for n in SEED_NAMES}
-    record = archive(4, nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6, "d0003": 0.2},
-                     micro={"d0000": 0.5, "d0002": 0.6})  # fmt: skip
+    record = archive(
+        4,
+        nano={**seeds, "d0000": 0.5, "d0001": 0.4, "d0002": 0.6, "d0003": 0.2},
+        micro={"d0000": 0.5, "d0002": 0.6},
+    )
     result = plan(make_spec(), Observed(record), NOW)
     assert result.actions == [Finish(FinishReason.BUDGETS_SPENT)]
     assert result.phase == Phase.SUCCEEDED
@@ -229,8 +270,9 @@ def test_selector_first_parent_is_a_seed_until_warmup() -> None:
     scores = fitness(record)
     spec = make_spec()
     rng = random.Random(2)
-    picks = [select_parents(rng, record.ordered(), scores, {}, 1, spec.selection)[0]
-             for _ in range(500)]  # fmt: skip
+    picks = [
+        select_parents(rng, record.ordered(), scores, {}, 1, spec.selection)[0] for _ in range(500)
+    ]
     assert all(p.startswith("seed-") for p in picks)  # 3 verified < seed warm-up of 10
 
 
@@ -238,12 +280,21 @@ def test_selector_exploits_good_high_designs_after_warmup() -> None:
     scores_in = {f"d{i:04d}": 0.3 + 0.03 * i for i in range(16)}
     record = archive(16, nano=scores_in)
     scores = fitness(record)
-    spec = make_spec(selection={"seedWarmup": 0, "restartProbability": 0.0, "noise": 0.0,
-                                "exploreProbability": 0.0, "confidenceQuantile": 1.0})  # fmt: skip
+    spec = make_spec(
+        selection={
+            "seedWarmup": 0,
+            "restartProbability": 0.0,
+            "noise": 0.0,
+            "exploreProbability": 0.0,
+            "confidenceQuantile": 1.0,
+        }
+    )
     confidence = dict.fromkeys(scores, 5)
     rng = random.Random(3)
-    picks = Counter(select_parents(rng, record.ordered(), scores, confidence, 1,
-                                   spec.selection)[0] for _ in range(400))  # fmt: skip
+    picks = Counter(
+        select_parents(rng, record.ordered(), scores, confidence, 1, spec.selection)[0]
+        for _ in range(400)
+    )
     best_quarter = set(sorted(scores, key=lambda d: -scores[d])[:4])
     assert set(picks) <= best_quarter
 
@@ -252,13 +303,22 @@ def test_selector_explore_probability_is_honoured() -> None:
     scores_in = {f"d{i:04d}": 0.3 + 0.03 * i for i in range(16)}
     record = archive(16, nano=scores_in)
     scores = fitness(record)
-    spec = make_spec(selection={"seedWarmup": 0, "restartProbability": 0.0, "noise": 0.0,
-                                "exploreProbability": 0.2, "confidenceQuantile": 1.0})  # fmt: skip
+    spec = make_spec(
+        selection={
+            "seedWarmup": 0,
+            "restartProbability": 0.0,
+            "noise": 0.0,
+            "exploreProbability": 0.2,
+            "confidenceQuantile": 1.0,
+        }
+    )
     confidence = dict.fromkeys(scores, 5)
     rng = random.Random(4)
     best_quarter = set(sorted(scores, key=lambda d: -scores[d])[:4])  # the top 25% of 16
-    picks = [select_parents(rng, record.ordered(), scores, confidence, 1, spec.selection)[0]
-             for _ in range(4000)]  # fmt: skip
+    picks = [
+        select_parents(rng, record.ordered(), scores, confidence, 1, spec.selection)[0]
+        for _ in range(4000)
+    ]
     explored = sum(1 for p in picks if p not in best_quarter) / len(picks)
     assert explored == pytest.approx(0.2, abs=0.03)
 
@@ -284,8 +344,61 @@ def test_proposal_rating_weight_decides_how_much_the_rating_counts() -> None:
         item = DesignRecord(design, design, "mutation", [], 1, proposal_rating=rating)
         item.verifications["nano"] = Verification("nano", "succeeded", val_loss=val_loss)
         record.designs[design] = item
-    ignored = fitness(record, rating_weight=0.0)
+    ignored = fitness(record, Selection(proposal_rating_weight=0.0))
     assert ignored["low"] > ignored["rated"]  # the rating does not count
-    weighed = fitness(record, rating_weight=5.0)
+    weighed = fitness(record, Selection(proposal_rating_weight=5.0))
     assert weighed["rated"] > weighed["low"]  # the rating outweighs the loss
-    assert fitness(record) == fitness(record, rating_weight=1.0)  # the paper's equal weight
+    assert fitness(record) == fitness(record, Selection(proposal_rating_weight=1.0))  # the paper's
+
+
+def test_fitness_honours_the_baseline_margin_of_the_spec() -> None:
+    """``low`` wins on loss; ``acc`` on an accuracy that beats random by less than 0.02."""
+    record = Archive("r")
+    for design, val_loss, accuracy in (("low", 2.0, 0.255), ("acc", 2.01, 0.265)):
+        item = DesignRecord(design, design, "mutation", [], 1)
+        item.verifications["nano"] = Verification(
+            "nano", "succeeded", val_loss=val_loss, metrics={"genesys_cloze": {"acc": accuracy}}
+        )
+        record.designs[design] = item
+    paper = fitness(record, Selection())
+    assert paper["low"] > paper["acc"]  # the accuracy column is dropped: loss alone decides
+    kept = fitness(record, Selection(baseline_margin=0.0))
+    assert kept["low"] == pytest.approx(kept["acc"])  # one column each way: a draw
+    spec = make_spec(selection={"baselineMargin": 0.0})
+    assert plan(spec, Observed(record), NOW).fitness == kept  # the planner uses the spec's
+
+
+# ------------------------------------------------------------------------ the run fails
+
+
+def nothing_succeeded(designs: int = 1, status: str = "error") -> Archive:
+    record = archive(designs)
+    for design in record.designs.values():
+        design.verifications["nano"] = verification("nano", 0.3, status)
+    return record
+
+
+def test_plan_fails_a_run_that_ends_without_one_successful_verification() -> None:
+    spec = make_spec(sessions={"maxDesigns": 1})
+    result = plan(spec, Observed(nothing_succeeded()), NOW)
+    assert result.actions == [Finish(FinishReason.ERROR)]
+    assert result.phase == Phase.FAILED
+    assert result.finish == FinishReason.ERROR
+    assert result.message == NOTHING_RANKED_MESSAGE
+    assert result.best is None
+
+
+def test_plan_without_successes_still_does_its_work_first() -> None:
+    result = plan(make_spec(), Observed(nothing_succeeded(status="failed")), NOW)
+    assert [a.session for a in of(result.actions, StartSession)] == ["s0001", "s0002"]
+    assert result.phase == Phase.PROPOSING
+    assert result.finish is None
+
+
+def test_plan_with_one_seed_verified_finishes_as_it_would() -> None:
+    record = nothing_succeeded()
+    record.designs["seed-ttt"].verifications["nano"] = verification("nano", 0.3)
+    record.designs["seed-ttt"].verifications["micro"] = verification("micro", 0.3, "failed")
+    result = plan(make_spec(sessions={"maxDesigns": 1}), Observed(record), NOW)
+    assert result.actions == [Finish(FinishReason.MAX_DESIGNS_REACHED)]
+    assert result.phase == Phase.SUCCEEDED

@@ -18,10 +18,10 @@ from kubernetes.client import ApiClient
 
 from genesys.api.runconfig import RunIdentity
 from genesys.api.validation import parse_discovery_run
+from genesys.backends import manifests
 from genesys.backends.common import RunHandle, open_run
 from genesys.backends.kubernetes import KubernetesBackend
 from genesys.backends.torchx_job import render_job
-from genesys.controller import builders
 from genesys.engine.actions import StartSession, StartVerification
 from genesys.store.base import LocalStore
 from support.pod_security import read_only_root_violations, restricted_violations
@@ -54,8 +54,8 @@ def run_jobs(tmp_path: Path, *, trainer_image: bool = True) -> dict[str, dict[st
         backend.training_app(VERIFICATION), backend.scheduler_config(VERIFICATION)
     )
     return {
-        "agent": builders.agent_job(handle, SESSION, **where),
-        "check": builders.check_job(handle, SESSION, **where),
+        "agent": manifests.agent_job(handle, SESSION, **where),
+        "check": manifests.check_job(handle, SESSION, **where),
         "trainer": training,
     }
 
@@ -85,7 +85,7 @@ def test_every_job_and_its_pods_carry_the_standard_labels(tmp_path: Path, compon
     job = run_jobs(tmp_path)[component]
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
         assert all(f"app.kubernetes.io/{key}" in labels for key in STANDARD), labels
-        assert labels["app.kubernetes.io/managed-by"] == builders.MANAGED_BY
+        assert labels["app.kubernetes.io/managed-by"] == manifests.MANAGED_BY
         assert labels["app.kubernetes.io/component"] == component
         assert labels["app.kubernetes.io/instance"] == "paper-ladder"
         assert labels["app.kubernetes.io/part-of"] == "genesys"
@@ -93,33 +93,53 @@ def test_every_job_and_its_pods_carry_the_standard_labels(tmp_path: Path, compon
 
 def test_services_network_policies_and_designs_carry_the_same_managed_by() -> None:
     where = {"owner": OWNER, "namespace": "genesys"}
-    service = builders.check_service(IDENTITY, "s0003", **where)
-    policy = builders.check_network_policy(IDENTITY, "s0003", **where)
-    record = type("Record", (), {"id": "d0003", "operator": "mutation", "parents": ("seed-gpt2",),
-                                 "title": "t", "is_seed": False, "session": "s0003"})()  # fmt: skip
-    design = builders.design_object(IDENTITY, record, flow="mutation", **where)
+    service = manifests.check_service(IDENTITY, "s0003", **where)
+    policy = manifests.check_network_policy(IDENTITY, "s0003", **where)
+    record = type(
+        "Record",
+        (),
+        {
+            "id": "d0003",
+            "operator": "mutation",
+            "parents": ("seed-gpt2",),
+            "title": "t",
+            "is_seed": False,
+            "session": "s0003",
+        },
+    )()
+    design = manifests.design_object(IDENTITY, record, flow="mutation", **where)
     for obj in (service, policy, design):
         labels = obj["metadata"]["labels"]
-        assert labels["app.kubernetes.io/managed-by"] == builders.MANAGED_BY
+        assert labels["app.kubernetes.io/managed-by"] == manifests.MANAGED_BY
         assert all(f"app.kubernetes.io/{key}" in labels for key in STANDARD), labels
 
 
 BREAKAGES = [
     (lambda pod: pod.update(hostNetwork=True), "hostNetwork"),
     (lambda pod: pod["securityContext"].pop("runAsNonRoot"), "non-root"),
-    (lambda pod: pod["securityContext"].update(seccompProfile={"type": "Unconfined"}),
-     "Unconfined"),
+    (
+        lambda pod: pod["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+        "Unconfined",
+    ),
     (lambda pod: pod["containers"][0]["securityContext"].update(privileged=True), "privileged"),
-    (lambda pod: pod["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
-     "allowPrivilegeEscalation"),
-    (lambda pod: pod["containers"][0]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]),
-     "SYS_ADMIN"),
+    (
+        lambda pod: pod["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+        "allowPrivilegeEscalation",
+    ),
+    (
+        lambda pod: pod["containers"][0]["securityContext"]["capabilities"].update(
+            add=["SYS_ADMIN"]
+        ),
+        "SYS_ADMIN",
+    ),
     (lambda pod: pod["containers"][0]["securityContext"].update(capabilities={}), "drop ALL"),
     (lambda pod: pod["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "hostPath"),
-    (lambda pod: pod["containers"][0].update(ports=[{"containerPort": 1, "hostPort": 1}]),
-     "hostPort"),
+    (
+        lambda pod: pod["containers"][0].update(ports=[{"containerPort": 1, "hostPort": 1}]),
+        "hostPort",
+    ),
     (lambda pod: pod["securityContext"].update(runAsUser=0), "runAsUser=0"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("breakage", "reason"), BREAKAGES)
@@ -138,8 +158,9 @@ def test_a_writable_root_is_found() -> None:
 
 def images(tmp_path: Path, *, trainer_image: bool = False) -> tuple[str, str, str]:
     jobs = run_jobs(tmp_path, trainer_image=trainer_image)
-    return tuple(pod_of(jobs[kind])["containers"][0]["image"]
-                 for kind in ("agent", "check", "trainer"))  # type: ignore[return-value]  # fmt: skip
+    return tuple(
+        pod_of(jobs[kind])["containers"][0]["image"] for kind in ("agent", "check", "trainer")
+    )  # type: ignore[return-value]
 
 
 def test_pods_take_the_operators_default_images_unless_the_spec_names_them(
@@ -147,11 +168,17 @@ def test_pods_take_the_operators_default_images_unless_the_spec_names_them(
 ) -> None:
     monkeypatch.delenv("GENESYS_AGENT_IMAGE", raising=False)
     monkeypatch.delenv("GENESYS_TRAINER_IMAGE", raising=False)
-    assert images(tmp_path / "a") == ("genesys-agent:0.1.0", "genesys-agent:0.1.0",
-                                      "genesys-trainer:0.1.0")  # fmt: skip
+    assert images(tmp_path / "a") == (
+        "genesys-agent:0.1.0",
+        "genesys-agent:0.1.0",
+        "genesys-trainer:0.1.0",
+    )
     monkeypatch.setenv("GENESYS_AGENT_IMAGE", "registry.example/agent:7")
     monkeypatch.setenv("GENESYS_TRAINER_IMAGE", "registry.example/trainer:7")
-    assert images(tmp_path / "b") == ("registry.example/agent:7", "registry.example/agent:7",
-                                      "registry.example/trainer:7")  # fmt: skip
+    assert images(tmp_path / "b") == (
+        "registry.example/agent:7",
+        "registry.example/agent:7",
+        "registry.example/trainer:7",
+    )
     # examples/paper-ladder.yaml names its trainer image: the spec wins over the default
     assert images(tmp_path / "c", trainer_image=True)[2] == "genesys-trainer:0.1.0"

@@ -44,15 +44,22 @@ LEAK = "leak guard: not causal in eval mode on real validation data at length 25
 
 
 def ok(rung: str, loss: float, cloze: float = 0.4) -> Verification:
-    return Verification(rung=rung, status="succeeded", val_loss=loss,
-                        metrics={"genesys_cloze": {"acc_norm": cloze}})  # fmt: skip
+    return Verification(
+        rung=rung, status="succeeded", val_loss=loss, metrics={"genesys_cloze": {"acc_norm": cloze}}
+    )
 
 
 def record(design_id: str, seq: int, *verifications: Verification) -> DesignRecord:
     operator = "seed" if design_id.startswith("seed-") else "mutation"
     parents = [] if operator == "seed" else ["seed-gpt2"]
-    return DesignRecord(design_id, design_id, operator, parents, seq,
-                        verifications={v.rung: v for v in verifications})  # fmt: skip
+    return DesignRecord(
+        design_id,
+        design_id,
+        operator,
+        parents,
+        seq,
+        verifications={v.rung: v for v in verifications},
+    )
 
 
 def make_archive() -> Archive:
@@ -94,11 +101,17 @@ def test_unknown_losses_are_never_quarantined(loss: float | None, seed: float | 
 
 
 def test_best_seed_losses_take_the_lowest_success_per_rung() -> None:
-    best = best_seed_losses([
-        ("nano", "succeeded", 2.3), ("nano", "succeeded", 1.4), ("nano", "failed", 0.1),
-        ("nano", "succeeded", math.nan), ("micro", "quarantined", 0.5), ("mini", "succeeded", None),
-        ("micro", "succeeded", 2.0),
-    ])  # fmt: skip
+    best = best_seed_losses(
+        [
+            ("nano", "succeeded", 2.3),
+            ("nano", "succeeded", 1.4),
+            ("nano", "failed", 0.1),
+            ("nano", "succeeded", math.nan),
+            ("micro", "quarantined", 0.5),
+            ("mini", "succeeded", None),
+            ("micro", "succeeded", 2.0),
+        ]
+    )
     assert best == {"nano": 1.4, "micro": 2.0}
 
 
@@ -113,8 +126,9 @@ def test_result_documents_stay_backward_compatible() -> None:
 
 
 def test_a_leak_guard_result_reads_as_quarantined_with_its_reason() -> None:
-    result = VerificationResult(design="d", rung="nano", status="failed", reason=LEAK,
-                                val_loss=0.05, quarantine=LEAK)  # fmt: skip
+    result = VerificationResult(
+        design="d", rung="nano", status="failed", reason=LEAK, val_loss=0.05, quarantine=LEAK
+    )
     verification = Verification.from_result("nano", result)
     assert verification.status == QUARANTINED
     assert verification.quarantined
@@ -143,18 +157,25 @@ def test_implausible_successes_are_quarantined_and_seeds_never() -> None:
 def test_load_archive_applies_both_rules(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     results = {
-        "seed-gpt2": VerificationResult(design="gpt2", rung="nano", status="succeeded",
-                                        val_loss=2.3),
+        "seed-gpt2": VerificationResult(
+            design="gpt2", rung="nano", status="succeeded", val_loss=2.3
+        ),
         "d0000": VerificationResult(design="a", rung="nano", status="succeeded", val_loss=0.3),
-        "d0001": VerificationResult(design="b", rung="nano", status="failed", reason=LEAK,
-                                    val_loss=2.0, quarantine=LEAK),
+        "d0001": VerificationResult(
+            design="b", rung="nano", status="failed", reason=LEAK, val_loss=2.0, quarantine=LEAK
+        ),
         "d0002": VerificationResult(design="c", rung="nano", status="succeeded", val_loss=2.1),
-    }  # fmt: skip
+    }
     for seq, (design_id, result) in enumerate(results.items()):
-        metadata = DesignMetadata(operator="seed" if design_id.startswith("seed-") else "mutation",
-                                  seq=seq)  # fmt: skip
-        document = DesignDocument(name=design_id, root="Block",
-                                  units={"Block": UnitEntry(source="pass")}, metadata=metadata)  # fmt: skip
+        metadata = DesignMetadata(
+            operator="seed" if design_id.startswith("seed-") else "mutation", seq=seq
+        )
+        document = DesignDocument(
+            name=design_id,
+            root="Block",
+            units={"Block": UnitEntry(source="pass")},
+            metadata=metadata,
+        )
         write_document(store, f"designs/{design_id}/design.json", document)
         write_document(store, f"designs/{design_id}/verifications/nano/result.json", result)
     archive = load_archive(store, "r")
@@ -192,14 +213,23 @@ def test_quarantined_designs_are_never_parents_even_as_a_fallback() -> None:
 
 
 def test_quarantined_designs_never_climb() -> None:
-    spec = DiscoveryRunSpec.model_validate({
-        "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 2},
-                             {"name": "micro", "preset": "micro", "budget": 9},
-                             {"name": "mini", "preset": "mini", "budget": 1}]},
-        "agents": {"offline": True}, "sessions": {"maxDesigns": 2},
-        "verification": {"maxParallelJobsPerRung": 9,
-                         "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256}},
-    })  # fmt: skip
+    spec = DiscoveryRunSpec.model_validate(
+        {
+            "ladder": {
+                "rungs": [
+                    {"name": "nano", "preset": "nano", "budget": 2},
+                    {"name": "micro", "preset": "micro", "budget": 9},
+                    {"name": "mini", "preset": "mini", "budget": 1},
+                ]
+            },
+            "agents": {"offline": True},
+            "sessions": {"maxDesigns": 2},
+            "verification": {
+                "maxParallelJobsPerRung": 9,
+                "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
+            },
+        }
+    )
     archive = Archive("r")
     for seq, name in enumerate(("gpt2", "mamba2", "retnet", "rwkv6", "ttt")):
         archive.designs[f"seed-{name}"] = record(f"seed-{name}", seq, ok("nano", 2.3))
@@ -229,8 +259,9 @@ def test_the_report_shows_quarantined_designs_last_with_their_reason() -> None:
     assert "d0001" in text.splitlines()[-2]
     assert QUARANTINED in text.splitlines()[-2]
     assert text.splitlines()[-1].startswith("quarantined d0001: nano: implausible validation")
-    html_text = render_html(archive, scores, ["nano", "micro"], {"nano": 4, "micro": 2},
-                            title="run")  # fmt: skip
+    html_text = render_html(
+        archive, scores, ["nano", "micro"], {"nano": 4, "micro": 2}, title="run"
+    )
     assert "<h2>Quarantined</h2>" in html_text
     assert "<dt>quarantined designs</dt><dd>1</dd>" in html_text
     assert "<dt>best design</dt><dd>d0001" not in html_text

@@ -18,7 +18,7 @@ from genesys.report import (
     margin_over,
     render_html,
     render_text,
-    write_report,
+    write_html,
 )
 from genesys.store.archive import Archive, DesignRecord, Rejection, Verification
 
@@ -98,15 +98,23 @@ def make_archive() -> Archive:
         designs={record.id: record for record in records},
         rejections=[
             Rejection(
-                id="r-001", session="s1", operator="mutation", parents=["seed-gpt2"],
-                reason="not causal: output at t depends on t+1", check="causality",
+                id="r-001",
+                session="s1",
+                operator="mutation",
+                parents=["seed-gpt2"],
+                reason="not causal: output at t depends on t+1",
+                check="causality",
             ),
             Rejection(
-                id="r-002", session="s2", operator="scratch", parents=[],
-                reason="too many parameters <4x budget>", check="size",
+                id="r-002",
+                session="s2",
+                operator="scratch",
+                parents=[],
+                reason="too many parameters <4x budget>",
+                check="size",
             ),
         ],
-    )  # fmt: skip
+    )
 
 
 FITNESS = {
@@ -143,9 +151,20 @@ def by_id(rows: list[LeaderboardRow]) -> dict[str, LeaderboardRow]:
 
 def test_leaderboard_orders_by_fitness_then_unscored_by_seq(rows: list[LeaderboardRow]) -> None:
     assert [row.id for row in rows] == [
-        "d-005", "d-007", "d-009", "seed-gpt2", "seed-mamba2", "d-006", "seed-retnet",
-        "seed-rwkv", "d-008", "seed-hyena", "d-010", "d-011", "d-012",
-    ]  # fmt: skip
+        "d-005",
+        "d-007",
+        "d-009",
+        "seed-gpt2",
+        "seed-mamba2",
+        "d-006",
+        "seed-retnet",
+        "seed-rwkv",
+        "d-008",
+        "seed-hyena",
+        "d-010",
+        "d-011",
+        "d-012",
+    ]
     assert [row.rank for row in rows] == list(range(1, 14))
     assert rows[0].fitness == pytest.approx(0.62)
     assert [row.fitness for row in rows[-3:]] == [None, None, None]
@@ -179,8 +198,10 @@ def test_leaderboard_metrics_average_succeeded_rungs_preferring_acc_norm(
 def test_leaderboard_row_keeps_lineage(rows: list[LeaderboardRow]) -> None:
     row = by_id(rows)["d-007"]
     assert (row.title, row.operator, row.parents) == (
-        "Design d-007", "crossover", ["d-005", "seed-mamba2"],
-    )  # fmt: skip
+        "Design d-007",
+        "crossover",
+        ["d-005", "seed-mamba2"],
+    )
 
 
 def test_leaderboard_rung_order_decides_highest_rung(archive: Archive) -> None:
@@ -228,8 +249,16 @@ def test_render_text_lists_ids_aligned(rows: list[LeaderboardRow]) -> None:
     for row in rows:
         assert row.id in text
     assert lines[0].split() == [
-        "#", "id", "operator", "fitness", "rung", "val", "loss", "genesys_cloze", "genesys_mqar",
-    ]  # fmt: skip
+        "#",
+        "id",
+        "operator",
+        "fitness",
+        "rung",
+        "val",
+        "loss",
+        "genesys_cloze",
+        "genesys_mqar",
+    ]
     assert set(lines[1]) <= {"-", " "}
     first = lines[2].split()
     assert first == ["1", "d-005", "mutation", "0.620", "micro", "2.700", "0.480", "0.280"]
@@ -389,7 +418,7 @@ def test_render_html_escapes_title_and_text(archive: Archive) -> None:
     html_text = page(archive, title="<script>alert(1)</script>", summary={"<k>": "<v>"})
     assert "<script>" not in html_text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
-    assert "Gated &lt;b&gt;&quot;attention&quot;&lt;/b&gt;" in html_text
+    assert "Gated &lt;b&gt;&#34;attention&#34;&lt;/b&gt;" in html_text  # Jinja2 autoescape
     assert "<dt>&lt;k&gt;</dt><dd>&lt;v&gt;</dd>" in html_text
 
 
@@ -405,8 +434,8 @@ def test_render_html_empty_archive_renders() -> None:
     assert "<dt>margin over seed-gpt2</dt><dd>-</dd>" in html_text
 
 
-def test_write_report_creates_folders_and_writes_utf8(tmp_path: Path) -> None:
+def test_write_html_creates_folders_and_writes_utf8(tmp_path: Path) -> None:
     target = tmp_path / "out" / "nested" / "report.html"
-    write_report(target, "<p>fitness ≥ 0.5</p>\n")
+    write_html(target, "<p>fitness ≥ 0.5</p>\n")
     assert target.read_text(encoding="utf-8") == "<p>fitness ≥ 0.5</p>\n"
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]

@@ -104,8 +104,10 @@ def test_a_hash_claim_is_won_once_and_kept_by_its_holder(tmp_path: Path) -> None
 def test_sessions_get_the_run_store_and_the_config_with_a_freely_named_rung(
     tmp_path: Path,
 ) -> None:
-    spec = {"ladder": {"rungs": [{"name": "small", "preset": "nano", "budget": 3}]},
-            "agents": {"offline": True}}  # fmt: skip
+    spec = {
+        "ladder": {"rungs": [{"name": "small", "preset": "nano", "budget": 3}]},
+        "agents": {"offline": True},
+    }
     handle, _ = open_run(run(**spec), FIRST, LocalStore(tmp_path), data_uri="/data")
     arguments = session_arguments(handle, StartSession("s0001", "d0001", 6, "scratch", (), 5))
     assert arguments[arguments.index("--store") + 1].endswith("/runs/team-a/alpha")
@@ -121,9 +123,12 @@ def test_both_backends_run_the_same_training_job(tmp_path: Path) -> None:
 
     spec = {
         "ladder": {"rungs": [{"name": "small", "preset": "nano", "budget": 3}]},
-        "verification": {"resources": {"cpu": "500m", "memory": "3Gi", "gpus": 0},
-                         "evalLimit": 25, "training": {"checkpointEveryMinutes": 4.0}},
-    }  # fmt: skip
+        "verification": {
+            "resources": {"cpu": "500m", "memory": "3Gi", "gpus": 0},
+            "evalLimit": 25,
+            "training": {"checkpointEveryMinutes": 4.0},
+        },
+    }
     handle, _ = open_run(run(**spec), FIRST, LocalStore(tmp_path), data_uri="/data")
     action = StartVerification("d0004", "small", 2)
     body = {"metadata": {"name": "alpha", "uid": FIRST.uid}}

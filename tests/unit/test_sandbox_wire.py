@@ -46,8 +46,11 @@ def passing_report() -> dict[str, object]:
 
 def test_a_frame_round_trips() -> None:
     blob = np.arange(12, dtype=np.float32).tobytes()
-    result = {"stage": "probes", "report": passing_report(), "probes": [
-        {"name": "p", "rows": 1, "length": 3, "width": 4, "offset": 0}]}  # fmt: skip
+    result = {
+        "stage": "probes",
+        "report": passing_report(),
+        "probes": [{"name": "p", "rows": 1, "length": 3, "width": 4, "offset": 0}],
+    }
     frame = read_frame(io.BytesIO(encode_frame(result, blob)))
     assert frame is not None
     decoded, data = frame
@@ -113,12 +116,37 @@ def digests_of(tokens: np.ndarray, block) -> list[list[str]]:  # type: ignore[no
     return [[str(v) for v in block(row)] for row in tokens]
 
 
+@pytest.mark.parametrize("longest", [2, 24, 100, 128, 300])
+def test_the_short_probe_length_follows_causality_length(longest: int) -> None:
+    lengths = set()
+    for seed in range(40):
+        plan = plan_probes(context_length=512, vocab_size=256, seed=seed, longest_short=longest)
+        short = next(p for p in plan.probes if p.name == "short-eval")
+        lengths.add(short.reference.shape[1])
+    assert min(lengths) >= max(2, (longest + 1) // 2)
+    assert max(lengths) <= longest
+    assert len(lengths) > 1 or longest == 2  # drawn at random, so a design cannot rely on it
+
+
+def test_the_short_probe_never_exceeds_the_context() -> None:
+    plan = plan_probes(context_length=48, vocab_size=256, seed=3, longest_short=128)
+    short = next(p for p in plan.probes if p.name == "short-eval")
+    assert short.reference.shape[1] == 48
+
+
 def test_the_plan_covers_every_short_cut_and_the_full_context() -> None:
     plan = plan_probes(context_length=512, vocab_size=256, seed=7)
     names = {probe.name for probe in plan.probes}
     repeats = {f"repeat{i}-{'train' if i % 2 else 'eval'}" for i in range(REPEATS)}
-    assert names == {"batch-eval", "batch-train", "short-eval", "short-train", "full-eval",
-                     "full-train", *repeats}  # fmt: skip
+    assert names == {
+        "batch-eval",
+        "batch-train",
+        "short-eval",
+        "short-train",
+        "full-eval",
+        "full-train",
+        *repeats,
+    }
     seeds = [probe.forward_seed for probe in plan.probes]
     assert len(set(seeds)) == len(seeds)  # a leak drawn from the shared random state is redrawn
     short = next(p for p in plan.probes if p.name == "short-eval")
@@ -231,11 +259,24 @@ def test_bubblewrap_is_refused_with_advice_where_it_cannot_run(
 def test_the_bwrap_command_isolates_and_clears_the_environment(tmp_path: object) -> None:
     from pathlib import Path
 
-    argv = bwrap_command(["python", "-c", "pass"], scratch=Path(str(tmp_path)),
-                         env={"HOME": "/sandbox"}, seccomp_fd=9)  # fmt: skip
+    argv = bwrap_command(
+        ["python", "-c", "pass"],
+        scratch=Path(str(tmp_path)),
+        env={"HOME": "/sandbox"},
+        seccomp_fd=9,
+    )
     text = " ".join(argv)
-    for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-                 "--cap-drop ALL", "--uid 65534", "--seccomp 9", "--tmpfs /tmp", "--proc /proc"):  # fmt: skip
+    for flag in (
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--cap-drop ALL",
+        "--uid 65534",
+        "--seccomp 9",
+        "--tmpfs /tmp",
+        "--proc /proc",
+    ):
         assert flag in text
     assert "--share-net" not in text
     assert argv[-4:] == ["--", "python", "-c", "pass"]
@@ -251,10 +292,13 @@ def test_verdicts_stay_when_a_later_check_fails() -> None:
     def report(*checks: tuple[str, Status]) -> Report:
         return Report(checks=[Finding(name, status, "-") for name, status in checks])
 
-    verdicts = [Finding("batch_independence", Status.PASS, "-"),
-                Finding("causality", Status.PASS, "-")]  # fmt: skip
-    late = report(("forward", Status.PASS), ("unit_tests", Status.PASS),
-                  ("effectiveness", Status.FAIL))  # fmt: skip
+    verdicts = [
+        Finding("batch_independence", Status.PASS, "-"),
+        Finding("causality", Status.PASS, "-"),
+    ]
+    late = report(
+        ("forward", Status.PASS), ("unit_tests", Status.PASS), ("effectiveness", Status.FAIL)
+    )
     names = [f.name for f in with_verdicts(late, list(verdicts)).checks]
     assert names == ["forward", "unit_tests", "batch_independence", "causality", "effectiveness"]
     early = report(("forward", Status.FAIL), ("unit_tests", Status.PASS))

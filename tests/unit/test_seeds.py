@@ -23,8 +23,13 @@ def composed(name: str) -> ComposedDesign:
 
 def nano_model(name: str, seed: int = 0) -> LanguageModel:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=VOCAB, n_embd=NANO.n_embd, n_layer=NANO.n_layer,
-                         n_head=NANO.n_head, block_size=NANO.block_size)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=VOCAB,
+        n_embd=NANO.n_embd,
+        n_layer=NANO.n_layer,
+        n_head=NANO.n_head,
+        block_size=NANO.block_size,
+    )
     return LanguageModel(composed(name), config)
 
 
@@ -41,8 +46,11 @@ def test_seeds_share_the_top_level_shape(seed: str) -> None:
     tree = load_seed(seed)
     assert tree.root == "ResidualBlock"
     assert set(tree.units["ResidualBlock"].children) == {
-        "seq_norm", "seq_mixer", "channel_norm", "channel_mixer",
-    }  # fmt: skip
+        "seq_norm",
+        "seq_mixer",
+        "channel_norm",
+        "channel_mixer",
+    }
     assert tree.units["ResidualBlock"].source == load_seed("gpt2").units["ResidualBlock"].source
 
 
@@ -55,8 +63,13 @@ def test_seed_fits_rung_and_keeps_shape(seed: str, rung: str) -> None:
     fit = fit_design(design, preset, rung=rung, vocab_size=vocab)
     assert fit.within, fit
     assert abs(fit.rel_error) <= 0.2
-    config = ModelConfig(vocab_size=vocab, n_embd=fit.n_embd, n_layer=fit.n_layer,
-                         n_head=fit.n_head, block_size=preset.block_size)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=vocab,
+        n_embd=fit.n_embd,
+        n_layer=fit.n_layer,
+        n_head=fit.n_head,
+        block_size=preset.block_size,
+    )
     device = "cpu" if preset.cpu_sized else "meta"  # meta: nothing allocated for big rungs
     with torch.device(device):
         model = LanguageModel(design, config)

@@ -59,10 +59,11 @@ def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     ("data", "offset"),
     [
         pytest.param(b"\xff\xfeapiVersion: x", 0, id="utf16-bom"),
-        pytest.param("kind: DiscoveryRun\nmetadata: {name: caf\xe9}\n".encode("latin-1"), 39,
-                     id="latin1"),
+        pytest.param(
+            "kind: DiscoveryRun\nmetadata: {name: caf\xe9}\n".encode("latin-1"), 39, id="latin1"
+        ),
     ],
-)  # fmt: skip
+)
 def test_validate_non_utf8_file_names_the_offset(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, offset: int
 ) -> None:
@@ -213,18 +214,29 @@ def test_validate_file_at_the_size_cap_is_read(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param(QUICKSTART + "spec:\n  seed: 1\n",
-                     f"line {QUICKSTART.count(chr(10)) + 1}, column 1: duplicate key 'spec' "
-                     "(first on line 8)", id="spec"),
-        pytest.param(QUICKSTART.replace("budget: 12\n", "budget: 12\n        budget: 1\n"),
-                     "line 16, column 9: duplicate key 'budget' (first on line 15)",
-                     id="rung-budget"),
-        pytest.param(QUICKSTART.replace("seed: 0\n", "seed: 0\n  'seed': 0\n"),
-                     "line 10, column 3: duplicate key 'seed' (first on line 9)", id="quoted"),
-        pytest.param("a: 1\n01: x\n1: y\n",
-                     "line 3, column 1: duplicate key 1 (first on line 2)", id="same-int"),
+        pytest.param(
+            QUICKSTART + "spec:\n  seed: 1\n",
+            f"line {QUICKSTART.count(chr(10)) + 1}, column 1: duplicate key 'spec' "
+            "(first on line 8)",
+            id="spec",
+        ),
+        pytest.param(
+            QUICKSTART.replace("budget: 12\n", "budget: 12\n        budget: 1\n"),
+            "line 16, column 9: duplicate key 'budget' (first on line 15)",
+            id="rung-budget",
+        ),
+        pytest.param(
+            QUICKSTART.replace("seed: 0\n", "seed: 0\n  'seed': 0\n"),
+            "line 10, column 3: duplicate key 'seed' (first on line 9)",
+            id="quoted",
+        ),
+        pytest.param(
+            "a: 1\n01: x\n1: y\n",
+            "line 3, column 1: duplicate key 1 (first on line 2)",
+            id="same-int",
+        ),
     ],
-)  # fmt: skip
+)
 def test_validate_duplicate_key_names_key_and_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
 ) -> None:

@@ -80,9 +80,15 @@ def test_rendered_manifests_validate_strictly(version: str) -> None:
     two_nodes = cpu_app(nnodes=2, nproc_per_node=2, max_retries=3)
     full_cfg = {
         **GPU_CFG,
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                    ]
+                }
+            }
+        },
         "service_account": "trainer",
         "runtime_class_name": "gvisor",
         "image_pull_secrets": "regcred,other",
@@ -90,7 +96,7 @@ def test_rendered_manifests_validate_strictly(version: str) -> None:
         "active_deadline_seconds": 3600,
         "ttl_seconds_after_finished": 600,
         "shm_size": "8Gi",
-    }  # fmt: skip
+    }
     for app, cfg in [(gpu_app(), GPU_CFG), (two_nodes, full_cfg), (cpu_app(), {})]:
         manifest = render_job(app, cfg)
         assert kubernetes_validate.validate(manifest, desired_version=version, strict=True)
@@ -114,9 +120,14 @@ def test_two_replicas_render_an_indexed_job_with_index_macros() -> None:
 
 
 def test_replica_id_macro_becomes_the_completion_index() -> None:
-    role = specs.Role(name="worker", image="img", entrypoint="run",
-                      args=["--rank", specs.macros.replica_id, "--app", specs.macros.app_id],
-                      num_replicas=3, resource=specs.Resource(cpu=1, gpu=0, memMB=512))  # fmt: skip
+    role = specs.Role(
+        name="worker",
+        image="img",
+        entrypoint="run",
+        args=["--rank", specs.macros.replica_id, "--app", specs.macros.app_id],
+        num_replicas=3,
+        resource=specs.Resource(cpu=1, gpu=0, memMB=512),
+    )
     args = container(render_job(specs.AppDef(name="my-app", roles=[role]), {}))["args"]
     assert args == ["--rank", "$(JOB_COMPLETION_INDEX)", "--app", "my-app"]
     role.num_replicas = 1
@@ -183,14 +194,17 @@ def test_cpu_job_has_no_gpu_and_no_shm_unless_asked() -> None:
 def test_pods_are_restricted_with_a_writable_tmp_only() -> None:
     manifest = render_job(cpu_app(), {})
     assert pod_spec(manifest)["securityContext"] == {
-        "runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "runAsGroup": 65534,
         "seccompProfile": {"type": "RuntimeDefault"},
-    }  # fmt: skip
+    }
     assert pod_spec(manifest)["enableServiceLinks"] is False
     assert container(manifest)["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
-    }  # fmt: skip
+    }
     env = {item["name"]: item.get("value") for item in container(manifest)["env"]}
     assert (env["HOME"], env["TMPDIR"]) == ("/tmp", "/tmp")
     own_home = render_job(cpu_app(env={"HOME": "/home/me"}), {"run_as_user": 1000})
@@ -211,22 +225,26 @@ def test_managed_by_is_an_option_and_listing_does_not_depend_on_it() -> None:
 
 
 def test_string_forms_of_structured_options_parse_like_their_values() -> None:
-    as_text = job_options({
-        "node_selector": "pool=gpu, zone=a",
-        "tolerations": '[{"key": "k", "operator": "Exists"}]',
-        "affinity": '{"nodeAffinity": {}}',
-        "labels": "team=x;tier=y",
-        "image_pull_secrets": "a,b",
-        "env_from_secrets": "TOKEN=creds:token",
-    })  # fmt: skip
-    as_values = job_options({
-        "node_selector": {"pool": "gpu", "zone": "a"},
-        "tolerations": [{"key": "k", "operator": "Exists"}],
-        "affinity": {"nodeAffinity": {}},
-        "labels": {"team": "x", "tier": "y"},
-        "image_pull_secrets": ["a", "b"],
-        "env_from_secrets": {"TOKEN": "creds:token"},
-    })  # fmt: skip
+    as_text = job_options(
+        {
+            "node_selector": "pool=gpu, zone=a",
+            "tolerations": '[{"key": "k", "operator": "Exists"}]',
+            "affinity": '{"nodeAffinity": {}}',
+            "labels": "team=x;tier=y",
+            "image_pull_secrets": "a,b",
+            "env_from_secrets": "TOKEN=creds:token",
+        }
+    )
+    as_values = job_options(
+        {
+            "node_selector": {"pool": "gpu", "zone": "a"},
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "affinity": {"nodeAffinity": {}},
+            "labels": {"team": "x", "tier": "y"},
+            "image_pull_secrets": ["a", "b"],
+            "env_from_secrets": {"TOKEN": "creds:token"},
+        }
+    )
     assert as_text == as_values
 
 
@@ -279,9 +297,15 @@ def test_valid_names_are_kept() -> None:
 
 @pytest.mark.parametrize(
     "app_name",
-    ["Verify-D0001-14M-A1", "x" * 80, "Verify_" + "Design.With.Dots-" * 6, "0-starts-with-digit",
-     "---", "UPPER"],
-)  # fmt: skip
+    [
+        "Verify-D0001-14M-A1",
+        "x" * 80,
+        "Verify_" + "Design.With.Dots-" * 6,
+        "0-starts-with-digit",
+        "---",
+        "UPPER",
+    ],
+)
 def test_other_names_become_deterministic_dns_labels(app_name: str) -> None:
     name = job_name_for(app_name)
     assert name == job_name_for(app_name)
@@ -312,12 +336,16 @@ def job(status: dict[str, Any], **spec: Any) -> dict[str, Any]:
         (job({"failed": 1}), specs.AppState.PENDING),
         (job({"conditions": [{"type": "Failed", "status": "True"}]}), specs.AppState.FAILED),
         (job({"conditions": [{"type": "Complete", "status": "True"}]}), specs.AppState.SUCCEEDED),
-        (job({"conditions": [{"type": "Failed", "status": "False"}], "active": 1}),
-         specs.AppState.RUNNING),
-        ({**job({"active": 1}), "metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}},
-         specs.AppState.CANCELLED),
+        (
+            job({"conditions": [{"type": "Failed", "status": "False"}], "active": 1}),
+            specs.AppState.RUNNING,
+        ),
+        (
+            {**job({"active": 1}), "metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}},
+            specs.AppState.CANCELLED,
+        ),
     ],
-)  # fmt: skip
+)
 def test_job_status_maps_to_app_state(body: dict[str, Any], state: specs.AppState) -> None:
     assert job_state(body) == state
 
@@ -326,7 +354,11 @@ def test_role_reads_back_from_the_manifest() -> None:
     role = role_from_job(render_job(gpu_app(), GPU_CFG))
     original = gpu_app().roles[0]
     assert (role.name, role.image, role.entrypoint, role.args) == (
-        original.name, original.image, original.entrypoint, original.args)  # fmt: skip
+        original.name,
+        original.image,
+        original.entrypoint,
+        original.args,
+    )
     assert (role.resource.cpu, role.resource.gpu, role.resource.memMB) == (8, 1, 32768)
     assert role.env == {**original.env, "HOME": "/tmp", "TMPDIR": "/tmp"}
 
@@ -336,8 +368,11 @@ def test_newest_pod_of_a_replica_is_picked() -> None:
         labels = {} if index is None else {"batch.kubernetes.io/job-completion-index": index}
         return {"metadata": {"name": name, "creationTimestamp": created, "labels": labels}}
 
-    pods = [pod("a", "2025-01-01T00:00:01Z", "0"), pod("b", "2025-01-01T00:00:02Z", "1"),
-            pod("c", "2025-01-01T00:00:03Z", "0")]  # fmt: skip
+    pods = [
+        pod("a", "2025-01-01T00:00:01Z", "0"),
+        pod("b", "2025-01-01T00:00:02Z", "1"),
+        pod("c", "2025-01-01T00:00:03Z", "0"),
+    ]
     assert pod_for_replica(pods, 0) == "c"
     assert pod_for_replica(pods, 1) == "b"
     assert pod_for_replica(pods, 2) is None

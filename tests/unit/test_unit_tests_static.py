@@ -68,16 +68,32 @@ def test_interface_documentation_example_passes() -> None:
         (("Y, Z = unit(X)", "Y, Z = unit(X); open('/etc/passwd')"), "forbidden", "'open'", 11),
         (("Y, Z = unit(X)", "Y, Z = unit(X); X.__class__"), "forbidden", "__class__", 11),
         (("Y, Z = unit(X)", "Y, Z = unit(X); torch.save(Y, 'y')"), "forbidden", "torch.save", 11),
-        (("def helper(Y):", "class Helper:\n    pass\n\n\ndef helper(Y):"), "unit_tests",
-         "define class 'Helper'", 6),
-        (("def test_keeps_shape(unit, X):", "def test_keeps_shape(unit):"), "unit_tests",
-         "test_keeps_shape must be a plain function of (unit, X)", 10),
-        (("def test_unit_rms(unit, X):", "async def test_unit_rms(unit, X):"), "unit_tests",
-         "test_unit_rms must be a plain function", 15),
-        (("def test_keeps_shape(unit, X):", "def test_keeps_shape(unit X):"), "unit_tests",
-         "syntax error in the unit tests", 10),
+        (
+            ("def helper(Y):", "class Helper:\n    pass\n\n\ndef helper(Y):"),
+            "unit_tests",
+            "define class 'Helper'",
+            6,
+        ),
+        (
+            ("def test_keeps_shape(unit, X):", "def test_keeps_shape(unit):"),
+            "unit_tests",
+            "test_keeps_shape must be a plain function of (unit, X)",
+            10,
+        ),
+        (
+            ("def test_unit_rms(unit, X):", "async def test_unit_rms(unit, X):"),
+            "unit_tests",
+            "test_unit_rms must be a plain function",
+            15,
+        ),
+        (
+            ("def test_keeps_shape(unit, X):", "def test_keeps_shape(unit X):"),
+            "unit_tests",
+            "syntax error in the unit tests",
+            10,
+        ),
     ],
-)  # fmt: skip
+)
 def test_rule(edit: tuple[str, str], check: str, message: str, line: int) -> None:
     old, new = edit
     assert old in PASSING

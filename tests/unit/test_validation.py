@@ -115,8 +115,11 @@ def test_deadline_with_time_zone_is_accepted() -> None:
 
 
 def test_defaults_fill_an_empty_spec_except_the_api_key() -> None:
-    document = {"apiVersion": "genesys.dev/v1alpha1", "kind": "DiscoveryRun",
-                "metadata": {"name": "bare"}}  # fmt: skip
+    document = {
+        "apiVersion": "genesys.dev/v1alpha1",
+        "kind": "DiscoveryRun",
+        "metadata": {"name": "bare"},
+    }
     (error,) = errors_of(document)
     assert error.path == "spec.agents.apiKeySecret"
     document["spec"] = {"agents": {"apiKeySecret": {"name": "llm", "key": "api-key"}}}

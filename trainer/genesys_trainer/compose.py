@@ -133,9 +133,10 @@ def compose(tree: UnitTree) -> ComposedDesign:
         undeclared = [slot for slot in spec.children if slot not in declared]
         if unbound:
             raise DesignError(
-                f"declares children {unbound} that the tree does not bind", design=tree.name,
+                f"declares children {unbound} that the tree does not bind",
+                design=tree.name,
                 unit=name,
-            )  # fmt: skip
+            )
         if undeclared:
             raise DesignError(
                 f"the tree binds children {undeclared} that the unit's CHILDREN does not "

@@ -75,8 +75,10 @@ def cmd_params(args: argparse.Namespace) -> int:
     from genesys_trainer.fit import fit_design
 
     if args.rung not in SCALE_PRESETS:
-        print(f"unknown rung {args.rung!r}; expected one of {', '.join(SCALE_PRESETS)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"unknown rung {args.rung!r}; expected one of {', '.join(SCALE_PRESETS)}",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     preset = SCALE_PRESETS[args.rung]
     vocab = args.vocab or (256 if preset.cpu_sized else 32000)
@@ -96,8 +98,10 @@ def cmd_params(args: argparse.Namespace) -> int:
         print(f"{'design':<10}{'n_embd':>8}{'n_layer':>9}{'n_head':>8}{'params':>14}{'error':>9}")
         for r in results:
             flag = "" if r.within else f"  outside ±{r.tolerance:.0%}"
-            print(f"{r.design:<10}{r.n_embd:>8}{r.n_layer:>9}{r.n_head:>8}{r.params:>14,}"
-                  f"{r.rel_error:>+9.1%}{flag}")  # fmt: skip
+            print(
+                f"{r.design:<10}{r.n_embd:>8}{r.n_layer:>9}{r.n_head:>8}{r.params:>14,}"
+                f"{r.rel_error:>+9.1%}{flag}"
+            )
     return EXIT_OK if all(r.within for r in results) else EXIT_FAILED
 
 
@@ -119,8 +123,10 @@ def cmd_sync_seeds(args: argparse.Namespace) -> int:
             if not args.check:
                 path.write_text(text, encoding="utf-8")
     if args.check and stale:
-        print(f"stale seed designs: {', '.join(stale)}; run `genesys designs sync-seeds`",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"stale seed designs: {', '.join(stale)}; run `genesys designs sync-seeds`",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     state = f"rewrote {', '.join(stale)}" if stale and not args.check else "current"
     print(f"seed designs in {folder}: {state}")
@@ -142,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("design", nargs="?", metavar="NAME|FILE")
     target.add_argument("--all", action="store_true", help="every seed design")
     params.add_argument("--rung", required=True, help=f"one of {', '.join(SCALE_PRESETS)}")
-    params.add_argument("--vocab", type=int, default=None,
-                        help="vocabulary size (default 32000; 256 for CPU rungs)")  # fmt: skip
+    params.add_argument(
+        "--vocab", type=int, default=None, help="vocabulary size (default 32000; 256 for CPU rungs)"
+    )
     params.add_argument("--tolerance", type=float, default=0.2, help="allowed relative error")
     params.add_argument("--json", action="store_true", help="print JSON")
     params.set_defaults(handler=cmd_params)

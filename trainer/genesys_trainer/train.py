@@ -57,6 +57,7 @@ from torch import nn
 from genesys.api.discoveryrun import Training
 from genesys.api.ladder import RungConfig, preset_rung
 from genesys.api.presets import SCALE_PRESETS, reference_params
+from genesys.progress import format_duration
 from genesys.store import Store, open_store
 from genesys.store.configs import read_run_config
 from genesys.store.documents import (
@@ -186,8 +187,9 @@ def plan_run(design: ComposedDesign, cfg: TrainConfig, vocab: int, world: int) -
     micro = max(1, min(per_rank, cfg.micro_batch or default_micro))
     accumulation = math.ceil(per_rank / micro)
     steps = max(1, math.ceil(tokens / (per_step * block)))
-    return Plan(fit, config, fit.params, steps * per_step * block, steps, per_step, micro,
-                accumulation)  # fmt: skip
+    return Plan(
+        fit, config, fit.params, steps * per_step * block, steps, per_step, micro, accumulation
+    )
 
 
 def learning_rate(
@@ -410,12 +412,6 @@ def validation_loss(
     return validate(model, sampler, windows, micro, device, guard=False)[0]
 
 
-def format_eta(seconds: float) -> str:
-    """H:MM:SS."""
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 # ---------------------------------------------------------------------------------- the run
 
 
@@ -631,7 +627,7 @@ class Run:
                     eta = (plan.steps - self.step) * tokens_per_step / max(speed, 1e-9)
                     self.log(
                         f"step {self.step}/{plan.steps} | loss {loss:.4f} | grad {grad_norm:.3f} "
-                        f"| {speed:,.0f} tok/s | ETA {format_eta(eta)}",
+                        f"| {speed:,.0f} tok/s | ETA {format_duration(eta)}",
                         {
                             "step": self.step,
                             "loss": loss,
@@ -798,13 +794,17 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     parser = _parser()
     args = parser.parse_args(argv)
     common = {
-        "design": args.design, "out": args.out, "micro_batch": args.micro_batch,
-        "device": args.device, "compile": args.compile,
-        "checkpoint_every_steps": args.checkpoint_every_steps, "log_every": args.log_every,
+        "design": args.design,
+        "out": args.out,
+        "micro_batch": args.micro_batch,
+        "device": args.device,
+        "compile": args.compile,
+        "checkpoint_every_steps": args.checkpoint_every_steps,
+        "log_every": args.log_every,
         "slowdown_guard": not args.no_slowdown_guard,
         "reference_tokens_per_second": args.reference_tokens_per_second,
         "evaluate": not args.no_eval,
-    }  # fmt: skip
+    }
     if args.config is not None:
         given = [f"--{name.replace('_', '-')}" for name in HAND_ONLY if getattr(args, name)]
         if given:
@@ -820,10 +820,15 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
         except KeyError as exc:
             parser.error(str(exc.args[0]))
         return TrainConfig(
-            **common, data=args.data or config.data.uri, rung=rung, training=config.training,
-            seed=config.seed, eval_tasks=list(config.eval.tasks), eval_limit=config.eval.limit,
+            **common,
+            data=args.data or config.data.uri,
+            rung=rung,
+            training=config.training,
+            seed=config.seed,
+            eval_tasks=list(config.eval.tasks),
+            eval_limit=config.eval.limit,
             config_digest=config_digest(config),
-        )  # fmt: skip
+        )
     if args.data is None:
         parser.error("--data is required without --config")
     try:
@@ -832,10 +837,13 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
         parser.error(str(exc))
     rung = rung.model_copy(update={"tokens": args.tokens or rung.tokens, "lr": args.lr or rung.lr})
     return TrainConfig(
-        **common, data=args.data, rung=rung, seed=args.seed or 0,
+        **common,
+        data=args.data,
+        rung=rung,
+        seed=args.seed or 0,
         eval_tasks=args.eval_tasks.split(",") if args.eval_tasks else None,
         eval_limit=args.eval_limit,
-    )  # fmt: skip
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

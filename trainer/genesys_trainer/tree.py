@@ -154,8 +154,12 @@ def tree_from_json(document: Any) -> UnitTree:
             design=name,
             unit=unit_name,
         )
-        _require(isinstance(hyper, dict), "'hyperparameters' must be an object", design=name,
-                 unit=unit_name)  # fmt: skip
+        _require(
+            isinstance(hyper, dict),
+            "'hyperparameters' must be an object",
+            design=name,
+            unit=unit_name,
+        )
         units[unit_name] = UnitSpec(
             source=source,
             children=dict(children),
@@ -184,8 +188,12 @@ def validate_tree(tree: UnitTree) -> None:
     for name in tree.units.keys() & tree.declarations.keys():
         raise DesignError("is both implemented and declared", design=design, unit=name)
     for unit_name, unit in tree.units.items():
-        _require(unit_name.isidentifier(), "unit names must be Python identifiers",
-                 design=design, unit=unit_name)  # fmt: skip
+        _require(
+            unit_name.isidentifier(),
+            "unit names must be Python identifiers",
+            design=design,
+            unit=unit_name,
+        )
         for slot, child in unit.children.items():
             _require(
                 child in tree.units or child in tree.declarations,

@@ -74,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if exc.code == 0 else 2
     parents = [p.strip() for p in args.parents.split(",") if p.strip()]
     if offline.OPERATORS[args.operator] != len(parents):
-        print(f"error: {args.operator} takes {offline.OPERATORS[args.operator]} parent(s), "
-              f"got {len(parents)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {args.operator} takes {offline.OPERATORS[args.operator]} parent(s), "
+            f"got {len(parents)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         config = read_run_config(args.config)
@@ -114,19 +117,31 @@ def run_session(
     try:
         if flow == "offline":
             outcome = offline.run_offline_session(
-                store=store, session=args.session, design_id=args.design_id, seq=args.seq,
-                operator=args.operator, parent_ids=parents, seed=args.seed,
-                rung=config.lowest, checks=config.checks,
-            )  # fmt: skip
+                store=store,
+                session=args.session,
+                design_id=args.design_id,
+                seq=args.seq,
+                operator=args.operator,
+                parent_ids=parents,
+                seed=args.seed,
+                rung=config.lowest,
+                checks=config.checks,
+            )
         else:
             from genesys.agents.session import SessionSettings, run_llm_session
 
             outcome = run_llm_session(
-                store=store, session=args.session, design_id=args.design_id, seq=args.seq,
-                operator=args.operator, parent_ids=parents, seed=args.seed,
-                settings=SessionSettings.from_config(config), flow=flow,
+                store=store,
+                session=args.session,
+                design_id=args.design_id,
+                seq=args.seq,
+                operator=args.operator,
+                parent_ids=parents,
+                seed=args.seed,
+                settings=SessionSettings.from_config(config),
+                flow=flow,
                 progress=None if args.quiet else _progress,
-            )  # fmt: skip
+            )
     except OSError as exc:  # the store is unreachable: infrastructure failure
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -87,11 +87,6 @@ class LibraryUnit:
     requirements: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # __init__ keyword defaults (parsed)
 
-    @property
-    def source_hash(self) -> str:
-        """sha256 of the source text."""
-        return sha256_text(self.source)
-
 
 Library = Mapping[str, LibraryUnit]
 

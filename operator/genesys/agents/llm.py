@@ -13,9 +13,14 @@ What must stay true:
   :class:`BudgetExhaustedError` and sends nothing, so spend can pass a cap by at most the
   difference between one call's estimate and its real usage;
 - a model missing from the price table costs 0 USD (e.g. a local vLLM);
-- the ``openai`` client never retries on its own (``max_retries=0``): retries happen here, on rate
-  limits, timeouts, connection errors, 5xx and malformed bodies only, with capped exponential
-  backoff and jitter from the injected ``rng``; any other API error fails at once;
+- the ``openai`` client never retries on its own (``max_retries=0``): retries happen here (so
+  that a malformed body is retried too, every wait goes through the injected ``sleep`` and
+  ``attempt_count`` counts HTTP attempts), on rate limits, timeouts, connection errors, 5xx and
+  malformed bodies only; any other API error fails at once;
+- the wait before a retry is what the server asked for when its error reply says
+  (``retry-after-ms``, else ``Retry-After`` in seconds or as an HTTP date), capped at
+  :data:`RETRY_AFTER_CAP_S`; otherwise capped exponential backoff with jitter from the injected
+  ``rng``;
 - every :meth:`LLMClient.chat` emits exactly one :class:`CallRecord` to ``trace``, whether it
   succeeded, failed or was refused by the budget; ``attempt_count`` counts HTTP attempts.
 """
@@ -23,14 +28,17 @@ What must stay true:
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import json
+import math
 import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -45,6 +53,8 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_FACTOR = 2.0
 BACKOFF_CAP_S = 20.0
 BACKOFF_JITTER = 0.25  # up to this fraction of the delay is added at random
+RETRY_AFTER_CAP_S = 60.0
+"""The longest wait a server's ``Retry-After`` gets; a longer one is cut to this."""
 CHARS_PER_TOKEN = 4
 
 Messages = list[dict[str, str]]
@@ -188,35 +198,41 @@ class Ledger:
 
 _FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _LANGUAGE_ALIASES = {"python": {"python", "py", "python3"}, "json": {"json", "jsonc"}}
+_CLOSERS = {"{": "}", "[": "]"}
 
 
 def _fenced_blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(2)) for m in _FENCE_RE.finditer(text)]
 
 
+def _string_end(text: str, start: int) -> int:
+    """Index after the quote closing the string opened at ``start`` (``len(text)`` if none)."""
+    index = start + 1
+    while index < len(text):
+        char = text[index]
+        if char == '"':
+            return index + 1
+        index += 2 if char == "\\" else 1  # an escape hides the character after it
+    return len(text)
+
+
 def _balanced_end(text: str, start: int) -> int | None:
     """Index after the bracket closing the one at ``start`` (strings respected), or None."""
     stack: list[str] = []
-    in_string = False
-    escaped = False
-    for index in range(start, len(text)):
+    index = start
+    while index < len(text):
         char = text[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            stack.append("}" if char == "{" else "]")
+        if char == '"':
+            index = _string_end(text, index)
+            continue
+        if char in _CLOSERS:
+            stack.append(_CLOSERS[char])
         elif char in "}]":
             if not stack or stack.pop() != char:
                 return None
             if not stack:
                 return index + 1
+        index += 1
     return None
 
 
@@ -262,6 +278,56 @@ def extract_code(text: str, language: str = "python") -> str:
     return blocks[0][1]
 
 
+# ------------------------------------------------------------------------------------ retry-after
+
+
+def _seconds(value: str | None) -> float | None:
+    """``value`` as a finite number, or None."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _seconds_until(date: str, now: float) -> float | None:
+    """Seconds from ``now`` until an HTTP date, or None when ``date`` is not one."""
+    try:
+        moment = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # HTTP dates are in GMT
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() - now
+
+
+def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The wait an error reply asks for, in seconds; None when it asks for none (or for <= 0).
+
+    ``retry-after-ms`` (milliseconds) comes first, then ``Retry-After`` in seconds or as an
+    HTTP date (counted from ``now``, by default the current time). ``headers`` must look names
+    up without regard to case, as ``httpx.Headers`` do.
+    """
+    milliseconds = _seconds(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        seconds: float | None = milliseconds / 1000.0
+    else:
+        value = headers.get("retry-after")
+        seconds = _seconds(value)
+        if seconds is None and value:
+            seconds = _seconds_until(value, time.time() if now is None else now)
+    return seconds if seconds is not None and seconds > 0 else None
+
+
+def _asked_wait_s(error: Exception) -> float | None:
+    """The wait the endpoint asked for in its error reply, if it did."""
+    if not isinstance(error, openai.APIStatusError):
+        return None
+    return retry_after_s(error.response.headers)
+
+
 # ----------------------------------------------------------------------------------------- client
 
 
@@ -293,7 +359,7 @@ class LLMClient:
             base_url=self.base_url,
             api_key=key,
             timeout=agents.timeout_seconds,
-            max_retries=0,  # retries are ours: see chat()
+            max_retries=0,  # retries are ours: see _send()
         )
 
     def close(self) -> None:
@@ -315,6 +381,11 @@ class LLMClient:
         """Delay before retry number ``retry`` (0-based): exponential, jittered, capped."""
         delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * BACKOFF_FACTOR**retry)
         return min(BACKOFF_CAP_S, delay * (1.0 + BACKOFF_JITTER * self._rng.random()))
+
+    def retry_delay_s(self, error: Exception, retry: int) -> float:
+        """Delay before retry number ``retry`` after ``error``: the server's ask, else backoff."""
+        asked = _asked_wait_s(error)
+        return min(asked, RETRY_AFTER_CAP_S) if asked is not None else self.backoff_s(retry)
 
     def chat(
         self,
@@ -369,7 +440,7 @@ class LLMClient:
                 reason = _describe(error)
                 if attempt + 1 >= attempts:
                     raise LLMError(f"{reason} (gave up after {attempts} attempts)") from error
-                self._sleep(self.backoff_s(attempt))
+                self._sleep(self.retry_delay_s(error, attempt))
                 continue
             except openai.OpenAIError as error:
                 raise LLMError(_describe(error)) from error
@@ -399,8 +470,9 @@ class LLMClient:
         Raises BudgetExhaustedError or LLMError like :meth:`chat`.
         """
         text = "\n".join(texts)
-        record = CallRecord("embeddings", model, prompt_hash([{"content": text}]), 0, 0, 0.0,
-                            0.0, 1)  # fmt: skip
+        record = CallRecord(
+            "embeddings", model, prompt_hash([{"content": text}]), 0, 0, 0.0, 0.0, 1
+        )
         with self._traced(record):
             self.ledger.check(cost_usd(self.agents.prices, model, len(text) / CHARS_PER_TOKEN, 0))
             try:
@@ -463,10 +535,15 @@ class LLMClient:
         Raises ReplyError (an LLMError) when no reply parses.
         """
         return self.ask(
-            role, model, messages, extract_json, reasks=reasks,
+            role,
+            model,
+            messages,
+            extract_json,
+            reasks=reasks,
             hint=f"Reply with only a JSON object matching: {schema_hint}",
-            max_tokens=max_tokens, temperature=temperature,
-        )  # fmt: skip
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
 
 
 def _describe(error: BaseException) -> str:

@@ -176,8 +176,7 @@ class PlanStep:
         reuse = data.get("reuse") or []
         if isinstance(reuse, str):
             reuse = [reuse]
-        return cls(unit, [str(r) for r in reuse if str(r).strip()],
-                   _text(data.get("instructions")))  # fmt: skip
+        return cls(unit, [str(r) for r in reuse if str(r).strip()], _text(data.get("instructions")))
 
 
 def _text(value: Any) -> str:
@@ -231,9 +230,13 @@ def parse_unit_reply(text: str) -> WrittenUnit:
     if not isinstance(hyper, dict):
         raise ValueError('"hyperparameters" must be an object')
     return WrittenUnit(
-        name, source, {str(k): v for k, v in children.items()}, dict(hyper),
-        _text(meta.get("requirements")), tests,
-    )  # fmt: skip
+        name,
+        source,
+        {str(k): v for k, v in children.items()},
+        dict(hyper),
+        _text(meta.get("requirements")),
+        tests,
+    )
 
 
 def parse_block_reply(text: str) -> WrittenUnit:

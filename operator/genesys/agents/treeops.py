@@ -143,9 +143,11 @@ def _child_slot(call: ast.Call) -> ChildSlot | None:
     if not name:
         return None
     return ChildSlot(
-        name, _string(fields["requirements"]), _strings(fields["inputs"]),
+        name,
+        _string(fields["requirements"]),
+        _strings(fields["inputs"]),
         _strings(fields["outputs"]),
-    )  # fmt: skip
+    )
 
 
 def declared_children(source: str) -> list[ChildSlot]:
@@ -293,8 +295,9 @@ def apply_unit(
         if written.name != target and target not in protected:
             new.units.pop(target, None)
     new.declarations.pop(written.name, None)
-    new.units[written.name] = UnitSpec(written.source, {}, dict(written.hyperparameters),
-                                       written.requirements)  # fmt: skip
+    new.units[written.name] = UnitSpec(
+        written.source, {}, dict(written.hyperparameters), written.requirements
+    )
     new.units[written.name].children = _bind_children(new, written, pool)
     new = prune(new)
     try:

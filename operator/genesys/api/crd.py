@@ -52,67 +52,140 @@ def _without_none(value: Any) -> Any:
     return value
 
 
-def structural(node: JsonSchemaValue, defs: dict[str, Schema], *, keep_defaults: bool) -> Schema:
-    """Convert one pydantic JSON-schema node into a structural OpenAPI v3.0 schema."""
+def _inlined(node: JsonSchemaValue, defs: dict[str, Schema], *, keep_defaults: bool) -> Schema:
+    """``node`` with its ``$ref``, single-member ``allOf`` and ``anyOf`` merged in.
+
+    Outer keys win (field descriptions); a multi-member ``allOf`` is dropped.
+    """
     node = dict(node)
-    # -- references and single-member allOf are inlined, outer keys win (field descriptions)
     ref = node.pop("$ref", None)
     if ref is not None:
-        target = defs[ref.rsplit("/", 1)[-1]]
-        node = {**target, **node}
+        node = {**defs[ref.rsplit("/", 1)[-1]], **node}
     all_of = node.pop("allOf", None)
     if all_of is not None and len(all_of) == 1:
         node = {**structural(all_of[0], defs, keep_defaults=keep_defaults), **node}
-    # -- Optional[X] -> X, nullable
     any_of = node.pop("anyOf", None)
     if any_of is not None:
-        options = [option for option in any_of if option != {"type": "null"}]
-        if len(options) != 1:
-            raise ValueError(f"union of several types is not structural: {any_of}")
-        inner = structural(options[0], defs, keep_defaults=keep_defaults)
-        node = {**inner, **node}
-        if len(options) < len(any_of):
-            node["nullable"] = True
-    if "$ref" in node or "allOf" in node:
-        return structural(node, defs, keep_defaults=keep_defaults)
+        node = _without_null_option(node, any_of, defs, keep_defaults=keep_defaults)
+    return node
 
-    result: Schema = {}
-    for key, value in node.items():
-        if key in _DROPPED_KEYS:
-            continue
-        if key == "const":
-            result["enum"] = [value]
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
-            result[bound] = value
-            result[key] = True
-        elif key == "properties":
-            result[key] = {
-                name: structural(prop, defs, keep_defaults=keep_defaults)
-                for name, prop in value.items()
-            }
-        elif key == "additionalProperties" and value is False:
-            continue  # structural schemas forbid it beside properties; the API server prunes
-        elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
-            result[key] = structural(value, defs, keep_defaults=keep_defaults)
-        elif key == "default":
-            if keep_defaults and value is not None:
-                result[key] = _without_none(value)
-        else:
-            result[key] = value
-    for key, label in (("items", "One item of"), ("additionalProperties", "One value of")):
+
+def _without_null_option(
+    node: Schema, any_of: list[Any], defs: dict[str, Schema], *, keep_defaults: bool
+) -> Schema:
+    """``Optional[X]`` -> ``X`` with ``nullable: true``; any other union is refused."""
+    options = [option for option in any_of if option != {"type": "null"}]
+    if len(options) != 1:
+        raise ValueError(f"union of several types is not structural: {any_of}")
+    merged = {**structural(options[0], defs, keep_defaults=keep_defaults), **node}
+    if len(options) < len(any_of):
+        merged["nullable"] = True
+    return merged
+
+
+# -- how each key of a JSON-schema node becomes entries of the structural schema
+
+_Converter = Callable[[str, Any, dict[str, Schema], bool], Schema]
+
+
+def _kept(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
+    return {key: value}
+
+
+def _const(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
+    return {"enum": [value]}
+
+
+def _exclusive(bound: str) -> _Converter:
+    """Numeric ``exclusiveMinimum: n`` -> ``minimum: n`` plus ``exclusiveMinimum: true``."""
+
+    def convert(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
+        if isinstance(value, bool):
+            return {key: value}
+        return {bound: value, key: True}
+
+    return convert
+
+
+def _properties(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
+    return {
+        key: {
+            name: structural(prop, defs, keep_defaults=keep_defaults)
+            for name, prop in value.items()
+        }
+    }
+
+
+def _child(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
+    return {key: structural(value, defs, keep_defaults=keep_defaults)}
+
+
+def _additional(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
+    if value is False:
+        return {}  # structural schemas forbid it beside properties; the API server prunes
+    if isinstance(value, dict):
+        return _child(key, value, defs, keep_defaults)
+    return {key: value}
+
+
+def _default(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
+    if keep_defaults and value is not None:
+        return {key: _without_none(value)}
+    return {}
+
+
+_CONVERTERS: dict[str, _Converter] = {
+    "const": _const,
+    "exclusiveMinimum": _exclusive("minimum"),
+    "exclusiveMaximum": _exclusive("maximum"),
+    "properties": _properties,
+    "additionalProperties": _additional,
+    "items": _child,
+    "default": _default,
+}
+
+_CHILD_LABELS = (("items", "One item of"), ("additionalProperties", "One value of"))
+
+
+def _with_child_descriptions(schema: Schema) -> Schema:
+    """Items and values without a description of their own get one from their parent."""
+    result = dict(schema)
+    for key, label in _CHILD_LABELS:
         child = result.get(key)
         if isinstance(child, dict) and "description" not in child and "description" in result:
             result[key] = _ordered({**child, "description": f"{label}: {result['description']}"})
-    if "enum" in result and "type" not in result:
-        types = {type(item) for item in result["enum"]}
-        if types == {str}:
-            result["type"] = "string"
+    return result
+
+
+def _is_untyped_string_enum(schema: Schema) -> bool:
+    if "enum" not in schema or "type" in schema:
+        return False
+    return {type(item) for item in schema["enum"]} == {str}
+
+
+def _with_implied_type(schema: Schema) -> Schema:
+    """A string enum is a string; a schema with properties is an object (default ``{}``)."""
+    result = dict(schema)
+    if _is_untyped_string_enum(result):
+        result["type"] = "string"
     if "properties" in result:
         result.setdefault("type", "object")
         if isinstance(result.get("default"), dict):
             result["default"] = {}  # the API server then applies the nested defaults
-    return _ordered(result)
+    return result
+
+
+def structural(node: JsonSchemaValue, defs: dict[str, Schema], *, keep_defaults: bool) -> Schema:
+    """Convert one pydantic JSON-schema node into a structural OpenAPI v3.0 schema."""
+    node = _inlined(node, defs, keep_defaults=keep_defaults)
+    if "$ref" in node or "allOf" in node:
+        return structural(node, defs, keep_defaults=keep_defaults)
+    result: Schema = {}
+    for key, value in node.items():
+        if key not in _DROPPED_KEYS:
+            convert = _CONVERTERS.get(key, _kept)
+            result.update(convert(key, value, defs, keep_defaults))
+    return _ordered(_with_implied_type(_with_child_descriptions(result)))
 
 
 _KEY_ORDER = ("type", "format", "description", "nullable", "enum", "default")

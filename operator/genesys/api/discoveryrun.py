@@ -160,9 +160,11 @@ class GeneticOperators(ApiModel):
         description="Crossover is enabled once this many designs are implemented (paper: 10).",
     )
     scratch_warmup: int = Field(
-        default=20, ge=0, le=100_000,
+        default=20,
+        ge=0,
+        le=100_000,
         description="Scratch is enabled once this many designs are implemented (paper: 20).",
-    )  # fmt: skip
+    )
 
 
 class Sessions(ApiModel):
@@ -175,40 +177,54 @@ class Sessions(ApiModel):
     )
     parallel: int = Field(default=1, ge=1, le=1024, description="Design sessions run at once.")
     max_designs: int | None = Field(
-        default=None, ge=1, le=1_000_000,
+        default=None,
+        ge=1,
+        le=1_000_000,
         description="Stop proposing after this many designs. Unset: until the ladder is spent.",
-    )  # fmt: skip
+    )
     operators: GeneticOperators = Field(
         default_factory=GeneticOperators, description="Genetic-operator probabilities."
     )
     search_rounds: int = Field(
-        default=3, ge=0, le=10,
+        default=3,
+        ge=0,
+        le=10,
         description="Literature-search rounds before a proposal is written (paper: 2-3).",
-    )  # fmt: skip
+    )
     proposal_pass_rating: float = Field(
-        default=4.0, ge=0, le=5,
+        default=4.0,
+        ge=0,
+        le=5,
         description="Reviewer rating (0-5) at or above which a proposal passes (paper: 4).",
-    )  # fmt: skip
+    )
     observer_pass_rating: float = Field(
-        default=3.0, ge=0, le=5,
+        default=3.0,
+        ge=0,
+        le=5,
         description="Observer rating (0-5) at or above which a unit is accepted (paper: 3).",
-    )  # fmt: skip
+    )
     max_proposal_attempts: int = Field(
-        default=10, ge=1, le=100,
+        default=10,
+        ge=1,
+        le=100,
         description="Proposal refinements with the review before giving up (paper: 10).",
-    )  # fmt: skip
+    )
     max_unit_attempts: int = Field(
         default=7, ge=1, le=100, description="Attempts to implement one unit (paper: 7)."
     )
     max_failed_rounds: int = Field(
-        default=3, ge=0, le=100,
+        default=3,
+        ge=0,
+        le=100,
         description="A design is abandoned after more than this many failed rounds (paper: 3).",
-    )  # fmt: skip
+    )
     max_implementation_sessions: int = Field(
-        default=3, ge=1, le=100,
+        default=3,
+        ge=1,
+        le=100,
         description="A proposal failing more implementation sessions than this is marked "
         "challenging and skipped (paper: 3).",
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------------- agents
@@ -271,13 +287,17 @@ class AgentPod(ApiModel):
     cpu: Quantity = Field(default="2", description="CPU request (the sandboxed checks run here).")
     memory: Quantity = Field(default="8Gi", description="Memory request and limit.")
     deadline_seconds: int = Field(
-        default=21_600, ge=60, le=604_800,
+        default=21_600,
+        ge=60,
+        le=604_800,
         description="activeDeadlineSeconds of the Job; a session past it is failed.",
-    )  # fmt: skip
+    )
     backoff_limit: int = Field(
-        default=2, ge=0, le=20,
+        default=2,
+        ge=0,
+        le=20,
         description="Pod retries of the Job; a retried session resumes where it stopped.",
-    )  # fmt: skip
+    )
     runtime_class_name: DnsSubdomain | None = Field(
         default=None,
         description="RuntimeClass of the agent pods (e.g. gvisor or kata); design code runs in "
@@ -365,17 +385,23 @@ class Selection(ApiModel):
         default=0.05, description="Probability a parent restarts from a seed (paper: 0.05)."
     )
     seed_warmup: int = Field(
-        default=10, ge=0, le=100_000,
+        default=10,
+        ge=0,
+        le=100_000,
         description="Until this many designs are verified the first parent is a seed (paper: 10).",
-    )  # fmt: skip
+    )
     baseline_margin: float = Field(
-        default=0.02, ge=0, le=1,
+        default=0.02,
+        ge=0,
+        le=1,
         description="A metric column is dropped when no design beats random by this (paper: 0.02).",
-    )  # fmt: skip
+    )
     proposal_rating_weight: float = Field(
-        default=1.0, ge=0, le=100,
+        default=1.0,
+        ge=0,
+        le=100,
         description="Weight of the proposal-rating/5 column in the ranking matrix.",
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -388,9 +414,14 @@ class Checks(ApiModel):
     forward_length: int = Field(
         default=2048, ge=1, le=1_048_576, description="Forward check sequence length (paper: 2048)."
     )
-    causality_batch_size: int = Field(default=2, ge=1, le=64, description="Causality batch.")
     causality_length: int = Field(
-        default=100, ge=2, le=65_536, description="Causality check length (paper: 100)."
+        default=128,
+        ge=2,
+        le=65_536,
+        description="Longest sequence of the exhaustive causality probe, where every position "
+        "is a cut; its length is drawn at random from half of this to all of it, so a design "
+        "cannot special-case it (the paper checks 100 positions). Random cuts over the rung's "
+        "whole context are probed as well.",
     )
     effectiveness_steps: int = Field(
         default=10, ge=2, le=10_000, description="Training steps of the effectiveness check."
@@ -475,10 +506,22 @@ class Data(ApiModel):
 
 
 PAPER_EVAL_TASKS = (
-    "lambada_openai", "hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande",
-    "openbookqa", "sciq", "mathqa", "swag", "wsc273", "qa4mre", "glue", "blimp",
+    "lambada_openai",
+    "hellaswag",
+    "piqa",
+    "arc_easy",
+    "arc_challenge",
+    "winogrande",
+    "openbookqa",
+    "sciq",
+    "mathqa",
+    "swag",
+    "wsc273",
+    "qa4mre",
+    "glue",
+    "blimp",
     "inverse_scaling",
-)  # fmt: skip
+)
 
 
 class Toleration(ApiModel):
@@ -657,7 +700,11 @@ class DiscoveryRunSpec(ApiModel):
 
 
 class Phase(enum.StrEnum):
-    """Lifecycle phase of a DiscoveryRun."""
+    """Lifecycle phase of a DiscoveryRun.
+
+    The engine decides every phase but ``SpecInvalid`` (:func:`genesys.engine.phase.decide_phase`);
+    the operator sets ``SpecInvalid`` for a spec that does not validate.
+    """
 
     PENDING = "Pending"
     PROPOSING = "Proposing"
@@ -668,12 +715,25 @@ class Phase(enum.StrEnum):
     SPEC_INVALID = "SpecInvalid"
 
     def is_terminal(self) -> bool:
-        """True when the run does no more work unless its spec changes."""
-        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.SPEC_INVALID)
+        """True when the run does no more work unless its spec changes (:data:`TERMINAL_PHASES`)."""
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SPEC_INVALID})
+"""The phases in which a run does no more work unless its spec changes: the one definition.
+
+``Succeeded`` and ``Failed`` hold a result that a later spec edit never changes; ``SpecInvalid``
+holds none, and the next spec edit is validated again. A phase is a ``str``, so a status's raw
+``phase`` string can be looked up here too.
+"""
 
 
 class FinishReason(enum.StrEnum):
-    """Why a run finished."""
+    """Why a run finished; ``Error`` ends it ``Failed``, every other reason ``Succeeded``.
+
+    ``Error``: the run had nothing left to do and not one verification succeeded (no design, not
+    even a seed, has a fitness), so it has no result to rank (see :mod:`genesys.engine.phase`).
+    """
 
     BUDGETS_SPENT = "BudgetsSpent"
     USD_CAP_REACHED = "UsdCapReached"
@@ -745,6 +805,7 @@ class DiscoveryRun(ApiModel):
 __all__ = [
     "PAPER_EVAL_TASKS",
     "SMOLLM_SUBSETS",
+    "TERMINAL_PHASES",
     "AgentPod",
     "Agents",
     "Checks",

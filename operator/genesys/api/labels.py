@@ -1,4 +1,4 @@
-"""Label and annotation keys, defined once (house style: KubeRay, kopf).
+"""Label and annotation keys, defined once (as KubeRay and kopf do).
 
 What must stay true: every object the operator creates carries ``genesys.dev/run`` and
 ``genesys.dev/run-uid`` (a run is found by both, so a re-created run of the same name never

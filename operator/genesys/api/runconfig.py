@@ -14,7 +14,7 @@ What must stay true:
 - ``schemaVersion`` changes whenever a reader would misread an older document.
 - Run identity: a run is ``(namespace, name, uid)``; :attr:`RunIdentity.store_prefix` is
   ``runs/<namespace>/<name>`` on a cluster and ``runs/<name>`` for ``genesys run`` (no
-  namespace). The uid binds the prefix to one run (see :mod:`genesys.store.binding`).
+  namespace). The uid binds the prefix to one run (see :mod:`genesys.store.claims`).
 """
 
 from __future__ import annotations

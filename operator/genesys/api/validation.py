@@ -29,7 +29,16 @@ from pydantic import BaseModel
 
 from genesys.api.base import API_GROUP_VERSION, PATTERN_MEANINGS
 from genesys.api.design import Design
-from genesys.api.discoveryrun import Agents, Checks, DiscoveryRun, DiscoveryRunSpec, Verification
+from genesys.api.discoveryrun import (
+    Agents,
+    Checks,
+    Data,
+    DiscoveryRun,
+    DiscoveryRunSpec,
+    Rung,
+    Toleration,
+    Verification,
+)
 from genesys.api.ladder import derive_budgets, rung_shape
 from genesys.api.presets import reference_params
 
@@ -175,47 +184,43 @@ def pydantic_errors(
 # ---------------------------------------------------------------------- rules that span fields
 
 
-def _ladder_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
-    rungs = spec.ladder.rungs
-    base = "spec.ladder.rungs"
-    first_index: dict[str, int] = {}
-    for index, rung in enumerate(rungs):
-        if rung.name in first_index:
-            yield SpecError(
-                f"{base}[{index}].name",
-                f"duplicate rung name, also used by rungs[{first_index[rung.name]}]; "
-                "expected unique names",
-                rung.name,
-            )
-        first_index.setdefault(rung.name, index)
-        if rung.preset is None and rung.model is None:
-            yield SpecError(
-                f"{base}[{index}].preset",
-                "expected a preset name or an explicit model shape (model.nEmbd, model.nLayer)",
-            )
-        if rung.preset is None and rung.lr is None:
-            yield SpecError(f"{base}[{index}].lr", "expected a learning rate when no preset is set")
-        if rung.tokens is not None and rung.tokens_per_param is not None:
-            yield SpecError(
-                f"{base}[{index}].tokens",
-                "expected either tokens or tokensPerParam, not both",
-                rung.tokens,
-            )
-        if rung.model is not None and rung.model.n_embd % rung.model.n_head != 0:
-            yield SpecError(
-                f"{base}[{index}].model.nHead",
-                f"expected a divisor of model.nEmbd={rung.model.n_embd}",
-                rung.model.n_head,
-            )
-        context = rung.context_length
-        if rung.batch_tokens is not None and context is not None and rung.batch_tokens < context:
-            yield SpecError(
-                f"{base}[{index}].batchTokens",
-                f"expected at least one sequence per step (>= contextLength={context})",
-                rung.batch_tokens,
-            )
+_RUNGS = "spec.ladder.rungs"
 
-    vocab = spec.verification.data.vocab_size
+
+def _rung_recipe_errors(path: str, rung: Rung) -> Iterator[SpecError]:
+    """A rung without a preset names its shape and learning rate; tokens are given one way."""
+    if rung.preset is None and rung.model is None:
+        yield SpecError(
+            f"{path}.preset",
+            "expected a preset name or an explicit model shape (model.nEmbd, model.nLayer)",
+        )
+    if rung.preset is None and rung.lr is None:
+        yield SpecError(f"{path}.lr", "expected a learning rate when no preset is set")
+    if rung.tokens is not None and rung.tokens_per_param is not None:
+        yield SpecError(
+            f"{path}.tokens", "expected either tokens or tokensPerParam, not both", rung.tokens
+        )
+
+
+def _rung_shape_errors(path: str, rung: Rung) -> Iterator[SpecError]:
+    """A rung's heads divide its width, and one step holds at least one sequence."""
+    if rung.model is not None and rung.model.n_embd % rung.model.n_head != 0:
+        yield SpecError(
+            f"{path}.model.nHead",
+            f"expected a divisor of model.nEmbd={rung.model.n_embd}",
+            rung.model.n_head,
+        )
+    context = rung.context_length
+    if rung.batch_tokens is not None and context is not None and rung.batch_tokens < context:
+        yield SpecError(
+            f"{path}.batchTokens",
+            f"expected at least one sequence per step (>= contextLength={context})",
+            rung.batch_tokens,
+        )
+
+
+def _rung_growth_errors(rungs: Sequence[Rung], vocab: int) -> Iterator[SpecError]:
+    """Each rung with a known shape has more reference params than the one below it."""
     previous: tuple[int, str] | None = None
     for index, rung in enumerate(rungs):
         shape = rung_shape(rung)
@@ -225,23 +230,46 @@ def _ladder_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
         if previous is not None and size <= previous[0]:
             field = "model" if rung.model is not None else "preset"
             yield SpecError(
-                f"{base}[{index}].{field}",
+                f"{_RUNGS}[{index}].{field}",
                 f"rungs must grow strictly: {size:,} reference params is not larger than "
                 f"rung {previous[1]!r} ({previous[0]:,})",
             )
         previous = (size, rung.name)
 
+
+def _rung_budget_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
+    """Each rung verifies at most as many designs as the one below it."""
+    rungs = spec.ladder.rungs
     budgets = derive_budgets(
         [rung.budget for rung in rungs], spec.ladder.n_target, spec.ladder.selection_ratio
     )
     for index in range(1, len(rungs)):
         if budgets[index] > budgets[index - 1]:
             yield SpecError(
-                f"{base}[{index}].budget",
+                f"{_RUNGS}[{index}].budget",
                 f"expected at most the budget of the rung below ({budgets[index - 1]}); "
                 "each rung verifies fewer designs",
                 budgets[index],
             )
+
+
+def _ladder_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
+    rungs = spec.ladder.rungs
+    first_index: dict[str, int] = {}
+    for index, rung in enumerate(rungs):
+        path = f"{_RUNGS}[{index}]"
+        if rung.name in first_index:
+            yield SpecError(
+                f"{path}.name",
+                f"duplicate rung name, also used by rungs[{first_index[rung.name]}]; "
+                "expected unique names",
+                rung.name,
+            )
+        first_index.setdefault(rung.name, index)
+        yield from _rung_recipe_errors(path, rung)
+        yield from _rung_shape_errors(path, rung)
+    yield from _rung_growth_errors(rungs, spec.verification.data.vocab_size)
+    yield from _rung_budget_errors(spec)
 
 
 def _session_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
@@ -306,52 +334,67 @@ def _check_errors(checks: Checks) -> Iterator[SpecError]:
             )
 
 
-def _verification_errors(verification: Verification) -> Iterator[SpecError]:
-    base = "spec.verification"
-    data = verification.data
+def _tokenizer_errors(data: Data) -> Iterator[SpecError]:
+    """The vocabulary size matches the tokenizer (256 for bytes, N for ``bpe:N``)."""
+    base = "spec.verification.data"
     tokenizer = data.tokenizer
     if tokenizer == "byte" and data.vocab_size != 256:
+        yield SpecError(f"{base}.vocabSize", "expected 256 for tokenizer 'byte'", data.vocab_size)
+    if not tokenizer.startswith("bpe:"):
+        return
+    size = tokenizer.removeprefix("bpe:")
+    if not size.isdigit() or int(size) < 257:
+        yield SpecError(f"{base}.tokenizer", "expected 'bpe:<vocab size>', size >= 257", tokenizer)
+    elif int(size) != data.vocab_size:
         yield SpecError(
-            f"{base}.data.vocabSize", "expected 256 for tokenizer 'byte'", data.vocab_size
+            f"{base}.vocabSize",
+            f"expected {size} to match tokenizer {tokenizer!r}",
+            data.vocab_size,
         )
-    if tokenizer.startswith("bpe:"):
-        size = tokenizer.removeprefix("bpe:")
-        if not size.isdigit() or int(size) < 257:
-            yield SpecError(
-                f"{base}.data.tokenizer", "expected 'bpe:<vocab size>', size >= 257", tokenizer
-            )
-        elif int(size) != data.vocab_size:
-            yield SpecError(
-                f"{base}.data.vocabSize",
-                f"expected {size} to match tokenizer {tokenizer!r}",
-                data.vocab_size,
-            )
-    if data.shards is None and data.dataset != "builtin":
-        if not data.subsets:
-            yield SpecError(f"{base}.data.subsets", "expected at least one subset")
-        elif sum(subset.weight for subset in data.subsets) <= 0:
-            yield SpecError(f"{base}.data.subsets", "expected weights with a positive sum")
+
+
+def _subset_errors(data: Data) -> Iterator[SpecError]:
+    """A dataset read without prepared shards has subsets with a positive total weight."""
+    if data.shards is not None or data.dataset == "builtin":
+        return
+    if not data.subsets:
+        yield SpecError("spec.verification.data.subsets", "expected at least one subset")
+    elif sum(subset.weight for subset in data.subsets) <= 0:
+        yield SpecError("spec.verification.data.subsets", "expected weights with a positive sum")
+
+
+def _eval_task_errors(tasks: Sequence[str]) -> Iterator[SpecError]:
     seen: set[str] = set()
-    for index, task in enumerate(verification.eval_tasks):
+    for index, task in enumerate(tasks):
         if task in seen:
-            yield SpecError(f"{base}.evalTasks[{index}]", "expected each task once", task)
+            yield SpecError(
+                f"spec.verification.evalTasks[{index}]", "expected each task once", task
+            )
         seen.add(task)
+
+
+def _toleration_errors(path: str, toleration: Toleration) -> Iterator[SpecError]:
+    """Exists takes no value and is the only keyless operator; seconds only with NoExecute."""
+    if toleration.operator == "Exists" and toleration.value:
+        yield SpecError(f"{path}.value", "expected no value with operator Exists", toleration.value)
+    if toleration.key is None and toleration.operator != "Exists":
+        yield SpecError(
+            f"{path}.operator", "expected Exists when key is empty", toleration.operator
+        )
+    if toleration.toleration_seconds is not None and toleration.effect != "NoExecute":
+        yield SpecError(
+            f"{path}.tolerationSeconds",
+            "expected only with effect NoExecute",
+            toleration.toleration_seconds,
+        )
+
+
+def _verification_errors(verification: Verification) -> Iterator[SpecError]:
+    yield from _tokenizer_errors(verification.data)
+    yield from _subset_errors(verification.data)
+    yield from _eval_task_errors(verification.eval_tasks)
     for index, toleration in enumerate(verification.tolerations):
-        path = f"{base}.tolerations[{index}]"
-        if toleration.operator == "Exists" and toleration.value:
-            yield SpecError(
-                f"{path}.value", "expected no value with operator Exists", toleration.value
-            )
-        if toleration.key is None and toleration.operator != "Exists":
-            yield SpecError(
-                f"{path}.operator", "expected Exists when key is empty", toleration.operator
-            )
-        if toleration.toleration_seconds is not None and toleration.effect != "NoExecute":
-            yield SpecError(
-                f"{path}.tolerationSeconds",
-                "expected only with effect NoExecute",
-                toleration.toleration_seconds,
-            )
+        yield from _toleration_errors(f"spec.verification.tolerations[{index}]", toleration)
 
 
 def _other_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:

@@ -35,9 +35,9 @@ from typing import Any
 from genesys import __version__
 from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.runconfig import RunConfig, RunIdentity, resolve_run_config
+from genesys.api.seeds import SEED_NAMES
 from genesys.engine.actions import RecordFailure, StartSession, StartVerification
-from genesys.engine.plan import SEED_NAMES
-from genesys.store.archive import design_key, session_key, verification_prefix
+from genesys.store.archive import design_key, load_archive, session_key, verification_prefix
 from genesys.store.base import Store
 from genesys.store.claims import Binding, bind_run, claim_hash
 from genesys.store.configs import write_run_config
@@ -92,11 +92,25 @@ def open_run(
 def session_arguments(handle: RunHandle, action: StartSession) -> list[str]:
     """``genesys`` arguments of one design session (its flow comes from the run config)."""
     return [
-        "agent", "design", "--store", handle.store_uri, "--config", handle.config_uri,
-        "--session", action.session, "--design-id", action.design_id, "--seq", str(action.seq),
-        "--operator", action.operator, "--parents", ",".join(action.parents),
-        "--seed", str(action.seed),
-    ]  # fmt: skip
+        "agent",
+        "design",
+        "--store",
+        handle.store_uri,
+        "--config",
+        handle.config_uri,
+        "--session",
+        action.session,
+        "--design-id",
+        action.design_id,
+        "--seq",
+        str(action.seq),
+        "--operator",
+        action.operator,
+        "--parents",
+        ",".join(action.parents),
+        "--seed",
+        str(action.seed),
+    ]
 
 
 def job_stem(identity: RunIdentity, design_id: str) -> str:
@@ -112,15 +126,21 @@ TRAINER_IMAGE_VAR = "GENESYS_TRAINER_IMAGE"
 def agent_image(run: DiscoveryRun, environ: Mapping[str, str] | None = None) -> str:
     """The image of a run's agent and check pods: the spec's, else the operator's default."""
     variables = os.environ if environ is None else environ
-    return (run.spec.agents.pod.image or variables.get(AGENT_IMAGE_VAR)
-            or f"genesys-agent:{__version__}")  # fmt: skip
+    return (
+        run.spec.agents.pod.image
+        or variables.get(AGENT_IMAGE_VAR)
+        or f"genesys-agent:{__version__}"
+    )
 
 
 def trainer_image(run: DiscoveryRun, environ: Mapping[str, str] | None = None) -> str:
     """The image of a run's training pods: the spec's, else the operator's default."""
     variables = os.environ if environ is None else environ
-    return (run.spec.verification.image or variables.get(TRAINER_IMAGE_VAR)
-            or f"genesys-trainer:{__version__}")  # fmt: skip
+    return (
+        run.spec.verification.image
+        or variables.get(TRAINER_IMAGE_VAR)
+        or f"genesys-trainer:{__version__}"
+    )
 
 
 def verification_app(
@@ -218,6 +238,31 @@ def write_failure(store: Store, action: RecordFailure) -> None:
     write_document(store, key, result)
 
 
+def publish_report(handle: RunHandle) -> tuple[str, list[Any]]:
+    """Render the run's HTML report into its store; (html, leaderboard rows)."""
+    from genesys.evolution.ranking import fitness as compute_fitness
+    from genesys.report import leaderboard, render_html
+
+    run, config = handle.run, handle.config
+    archive = load_archive(handle.store, run.metadata.name)
+    fitness = compute_fitness(archive, run.spec.selection)
+    order = config.rung_names()
+    rows = leaderboard(archive, fitness, order)
+    html = render_html(
+        archive,
+        fitness,
+        order,
+        {r.name: r.budget for r in config.rungs},
+        title=f"genesys run {run.metadata.name}",
+        summary={
+            "designs": str(len(archive.designs)),
+            "rejected candidates": str(len(archive.rejections)),
+        },
+    )
+    handle.store.put_text("report.html", html)
+    return html, rows
+
+
 __all__ = [
     "AGENT_IMAGE_VAR",
     "TRAINER_IMAGE_VAR",
@@ -227,6 +272,7 @@ __all__ = [
     "failed_attempts",
     "job_stem",
     "open_run",
+    "publish_report",
     "record_session_end",
     "record_verification_end",
     "session_arguments",

@@ -24,10 +24,11 @@ from typing import Any, TextIO
 
 from genesys.api.discoveryrun import Data, DiscoveryRun
 from genesys.api.runconfig import RunIdentity
-from genesys.backends.common import RunHandle, open_run
+from genesys.backends.common import RunHandle, open_run, publish_report
 from genesys.engine.actions import Finish, StartSession, StartVerification
 from genesys.engine.plan import Plan, plan
-from genesys.store.archive import SPEC_KEY, Archive, load_archive
+from genesys.progress import format_duration
+from genesys.store.archive import SPEC_KEY, Archive
 from genesys.store.base import Store, open_store
 
 POLL_SECONDS = 1.0
@@ -91,13 +92,6 @@ def ensure_data(run: DiscoveryRun, data_uri: str, out: TextIO) -> None:
     )
 
 
-def format_seconds(seconds: float) -> str:
-    """M:SS or H:MM:SS."""
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
 def progress_line(result: Plan, archive: Archive, elapsed: float, jobs: int) -> str:
     """One status line."""
     rejected = len(archive.rejections)
@@ -110,48 +104,19 @@ def progress_line(result: Plan, archive: Archive, elapsed: float, jobs: int) -> 
     best = f"{result.best} {result.fitness[result.best]:+.3f}" if result.best else "-"
     left = sum(max(0, r.budget - r.used) for r in result.rungs)
     done = sum(r.used for r in result.rungs)
-    eta = f" | ETA ~{format_seconds(elapsed / done * left)}" if done and left else ""
+    eta = f" | ETA ~{format_duration(elapsed / done * left)}" if done and left else ""
     return (
-        f"[{format_seconds(elapsed)}] sessions {result.sessions_running} running / "
+        f"[{format_duration(elapsed)}] sessions {result.sessions_running} running / "
         f"{result.sessions_done} done ({failed} failed) | designs {implemented} "
         f"(checks rejected {rejected}) | {rungs} | jobs {jobs} | best {best}{eta}"
     )
-
-
-def write_report(handle: RunHandle) -> tuple[str, list[Any]]:
-    """Render the run's HTML report into its store; (html, leaderboard rows)."""
-    from genesys.evolution.ranking import fitness as compute_fitness
-    from genesys.report import leaderboard, render_html
-
-    run, config = handle.run, handle.config
-    archive = load_archive(handle.store, run.metadata.name)
-    fitness = compute_fitness(
-        archive,
-        margin=run.spec.selection.baseline_margin,
-        rating_weight=run.spec.selection.proposal_rating_weight,
-    )
-    order = config.rung_names()
-    rows = leaderboard(archive, fitness, order)
-    html = render_html(
-        archive,
-        fitness,
-        order,
-        {r.name: r.budget for r in config.rungs},
-        title=f"genesys run {run.metadata.name}",
-        summary={
-            "designs": str(len(archive.designs)),
-            "rejected candidates": str(len(archive.rejections)),
-        },
-    )
-    handle.store.put_text("report.html", html)
-    return html, rows
 
 
 def finish_report(handle: RunHandle, workdir: Path, out: TextIO) -> Path:
     """Leaderboard to the terminal, HTML report to the store and the workdir."""
     from genesys.report import margin_over, render_text
 
-    html, rows = write_report(handle)
+    html, rows = publish_report(handle)
     print(render_text(rows), file=out)
     margin = margin_over(rows, REFERENCE)
     if margin is not None:
@@ -172,8 +137,9 @@ def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[st
     from genesys.backends.local import LocalBackend
 
     paths = resolve_paths(run, workdir)
-    handle, _ = open_run(run, local_identity(run), open_store(paths.store_uri),
-                         data_uri=paths.data_uri)  # fmt: skip
+    handle, _ = open_run(
+        run, local_identity(run), open_store(paths.store_uri), data_uri=paths.data_uri
+    )
     ensure_data(run, paths.data_uri, out)
     backend = LocalBackend(handle, workdir=workdir)
     started = time.monotonic()
@@ -197,7 +163,8 @@ def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[st
             if finish is not None:
                 print(
                     f"finished: {finish.reason.value} in "
-                    f"{format_seconds(time.monotonic() - started)}",
+                    f"{format_duration(time.monotonic() - started)}"
+                    + (f": {result.message}" if result.message else ""),
                     file=out,
                 )
                 break
@@ -252,5 +219,4 @@ __all__ = [
     "progress_line",
     "resolve_paths",
     "run_stores",
-    "write_report",
 ]

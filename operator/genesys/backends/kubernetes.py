@@ -4,7 +4,7 @@ It executes the engine's actions in one namespace and observes their results, li
 backend does with processes:
 
 - ``StartSession`` creates the session's check pod (a Job, a Service and a NetworkPolicy: the
-  only place its design code runs) and its agent Job (:func:`~genesys.controller.builders.
+  only place its design code runs) and its agent Job (:func:`~genesys.backends.manifests.
   agent_job`); its outcome is the run store's ``session.json``. A Job that ends without one
   gets a failed outcome with the Job's reason; either way the check pod's objects are deleted.
 - ``StartVerification`` submits the verification AppDef every backend shares
@@ -41,6 +41,7 @@ from typing import Any
 from genesys.api.base import API_GROUP, API_VERSION
 from genesys.api.labels import LABEL_DESIGN, LABEL_ROLE, LABEL_RUNG
 from genesys.api.runconfig import RunIdentity
+from genesys.backends import manifests
 from genesys.backends.common import (
     RunHandle,
     failed_attempts,
@@ -50,7 +51,6 @@ from genesys.backends.common import (
     write_failure,
     write_seeds,
 )
-from genesys.controller import builders
 from genesys.engine.actions import (
     Action,
     InitSeeds,
@@ -234,13 +234,13 @@ class KubernetesBackend:
         for job in jobs:
             role = job.labels.get(LABEL_ROLE)
             done = job.name in self.ingested or ANNOTATION_INGESTED in job.annotations
-            if role == builders.ROLE_SESSION:
-                session = job.labels.get(builders.LABEL_SESSION, "")
+            if role == manifests.ROLE_SESSION:
+                session = job.labels.get(manifests.LABEL_SESSION, "")
                 if job.finished is None:
                     running_sessions.add(session)
                 elif not done:
                     happenings += self._session_ended(job, session)
-            elif role == builders.ROLE_VERIFICATION:
+            elif role == manifests.ROLE_VERIFICATION:
                 key = (job.labels.get(LABEL_DESIGN, ""), job.labels.get(LABEL_RUNG, ""))
                 if job.finished is None:
                     running_jobs.add(key)
@@ -278,11 +278,15 @@ class KubernetesBackend:
         )
         state = f"{job.finished} ({job.reason})"
         if record_verification_end(self.store, design, rung, state, job=job.name):
-            happenings.append(Happening(
-                "design", builders.design_name(self.name, design), "Warning",
-                "TrainingAttemptFailed",
-                f"training Job {job.name} ended {job.finished} ({job.reason}) without a result",
-            ))  # fmt: skip
+            happenings.append(
+                Happening(
+                    "design",
+                    manifests.design_name(self.name, design),
+                    "Warning",
+                    "TrainingAttemptFailed",
+                    f"training Job {job.name} ended {job.finished} ({job.reason}) without a result",
+                )
+            )
             self._mark_ingested(job)  # a restarted operator must not count it again
         self.ingested.add(job.name)
         return happenings
@@ -297,22 +301,37 @@ class KubernetesBackend:
                 write_seeds(self.store)
             elif isinstance(action, StartSession):
                 if self.start_session(action):
-                    happenings.append(Happening(
-                        "run", self.name, "Normal", "SessionStarted",
-                        f"{action.session}: {action.operator} of {list(action.parents)}",
-                    ))  # fmt: skip
+                    happenings.append(
+                        Happening(
+                            "run",
+                            self.name,
+                            "Normal",
+                            "SessionStarted",
+                            f"{action.session}: {action.operator} of {list(action.parents)}",
+                        )
+                    )
             elif isinstance(action, StartVerification):
                 if self.start_verification(action):
-                    happenings.append(Happening(
-                        "design", builders.design_name(self.name, action.design_id), "Normal",
-                        "TrainingStarted", f"rung {action.rung}, attempt {action.attempt}",
-                    ))  # fmt: skip
+                    happenings.append(
+                        Happening(
+                            "design",
+                            manifests.design_name(self.name, action.design_id),
+                            "Normal",
+                            "TrainingStarted",
+                            f"rung {action.rung}, attempt {action.attempt}",
+                        )
+                    )
             elif isinstance(action, RecordFailure):
                 write_failure(self.store, action)
-                happenings.append(Happening(
-                    "design", builders.design_name(self.name, action.design_id), "Warning",
-                    "VerificationFailed", f"rung {action.rung}: {action.reason}",
-                ))  # fmt: skip
+                happenings.append(
+                    Happening(
+                        "design",
+                        manifests.design_name(self.name, action.design_id),
+                        "Warning",
+                        "VerificationFailed",
+                        f"rung {action.rung}: {action.reason}",
+                    )
+                )
         return happenings
 
     def start_session(self, action: StartSession) -> bool:
@@ -323,21 +342,22 @@ class KubernetesBackend:
         """
         owner, namespace = self.body, self.namespace
         session = action.session
-        check = builders.check_job(self.handle, action, owner=owner, namespace=namespace)
-        policy = builders.check_network_policy(self.identity, session, owner=owner,
-                                               namespace=namespace)  # fmt: skip
-        service = builders.check_service(self.identity, session, owner=owner, namespace=namespace)
+        check = manifests.check_job(self.handle, action, owner=owner, namespace=namespace)
+        policy = manifests.check_network_policy(
+            self.identity, session, owner=owner, namespace=namespace
+        )
+        service = manifests.check_service(self.identity, session, owner=owner, namespace=namespace)
         self._create(self.networking.create_namespaced_network_policy, namespace, policy)
         self._create(self.core.create_namespaced_service, namespace, service)
         self._create(self.batch.create_namespaced_job, namespace, check)
-        job = builders.agent_job(self.handle, action, owner=owner, namespace=namespace)
+        job = manifests.agent_job(self.handle, action, owner=owner, namespace=namespace)
         return self._create(self.batch.create_namespaced_job, namespace, job)
 
     def end_checks(self, session: str) -> None:
         """Remove a finished session's check pod, Service and NetworkPolicy (gone: fine)."""
         from kubernetes.client.exceptions import ApiException
 
-        name = builders.check_name(self.identity, session)
+        name = manifests.check_name(self.identity, session)
         deletions: tuple[tuple[Any, dict[str, Any]], ...] = (
             (self.batch.delete_namespaced_job, {"propagation_policy": "Background"}),
             (self.core.delete_namespaced_service, {}),
@@ -357,8 +377,9 @@ class KubernetesBackend:
         store's credentials, a grant issued now (:meth:`store_grant`): presigned URLs to read
         its inputs and write its own output prefix, nothing else.
         """
-        env = {item["name"]: item["value"] for item in builders.store_env(self.run)
-               if "value" in item}  # fmt: skip
+        env = {
+            item["name"]: item["value"] for item in manifests.store_env(self.run) if "value" in item
+        }
         grant = self.store_grant(action)
         if grant is not None:
             env.update(grant_env(grant))
@@ -385,33 +406,34 @@ class KubernetesBackend:
         """The ``kubernetes_job`` run options of one verification (no Secret reaches the pod)."""
         verification = self.run.spec.verification
         # name and managed-by are the scheduler's labels (genesys-trainer, the option below)
-        standard = builders.standard_labels(self.identity, builders.COMPONENT_TRAINER)
+        standard = manifests.standard_labels(self.identity, manifests.COMPONENT_TRAINER)
         labels = {
             **{
                 key: value
                 for key, value in standard.items()
-                if key not in (builders.LABEL_NAME, builders.LABEL_MANAGED_BY)
+                if key not in (manifests.LABEL_NAME, manifests.LABEL_MANAGED_BY)
             },
-            **builders.run_labels(self.identity),
-            LABEL_ROLE: builders.ROLE_VERIFICATION,
-            LABEL_DESIGN: builders.label_value(action.design_id),
-            LABEL_RUNG: builders.label_value(action.rung),
+            **manifests.run_labels(self.identity),
+            LABEL_ROLE: manifests.ROLE_VERIFICATION,
+            LABEL_DESIGN: manifests.label_value(action.design_id),
+            LABEL_RUNG: manifests.label_value(action.rung),
             LABEL_ATTEMPT: str(action.attempt),
         }
         cfg: dict[str, Any] = {
             "namespace": self.namespace,
             "labels": labels,
             "node_selector": dict(verification.node_selector),
-            "tolerations": [t.model_dump(by_alias=True, exclude_none=True)
-                            for t in verification.tolerations],
+            "tolerations": [
+                t.model_dump(by_alias=True, exclude_none=True) for t in verification.tolerations
+            ],
             "shm_size": verification.resources.shm_size,
             "backoff_limit": 0,
-            "owner_references": [builders.owner_reference(self.body)],
-            "managed_by": builders.MANAGED_BY,
-            "run_as_user": builders.NOBODY,
+            "owner_references": [manifests.owner_reference(self.body)],
+            "managed_by": manifests.MANAGED_BY,
+            "run_as_user": manifests.NOBODY,
             "active_deadline_seconds": self.handle.config.rung(action.rung).deadline_seconds,
-            "ttl_seconds_after_finished": builders.JOB_TTL_SECONDS,
-        }  # fmt: skip
+            "ttl_seconds_after_finished": manifests.JOB_TTL_SECONDS,
+        }
         if verification.queue_name:
             cfg["queue"] = verification.queue_name
         if verification.priority_class_name:
@@ -477,11 +499,12 @@ class KubernetesBackend:
         happenings: list[Happening] = []
         flow = self.handle.config.session_flow
         for design_id, record in sorted(archive.designs.items()):
-            name = builders.design_name(self.name, design_id)
+            name = manifests.design_name(self.name, design_id)
             current = existing.get(name)
             if current is None:
-                body = builders.design_object(self.identity, record, owner=self.body,
-                                              namespace=self.namespace, flow=flow)  # fmt: skip
+                body = manifests.design_object(
+                    self.identity, record, owner=self.body, namespace=self.namespace, flow=flow
+                )
                 self._create_design(body)
                 message = f"{record.operator}: {record.title}"[:200]
                 happenings.append(Happening("design", name, "Normal", "Created", message))
@@ -530,7 +553,7 @@ class KubernetesBackend:
 
 
 def _labelled(labels: Mapping[str, str], identity: RunIdentity) -> bool:
-    wanted = builders.run_labels(identity)
+    wanted = manifests.run_labels(identity)
     return all(labels.get(key) == value for key, value in wanted.items())
 
 
@@ -542,7 +565,7 @@ def owned_by(obj: Mapping[str, Any], identity: RunIdentity) -> bool:
 
 def list_run_jobs(batch: Any, namespace: str, identity: RunIdentity) -> list[JobView]:
     """The Jobs of one run (by name and uid labels, checked again here)."""
-    listed = batch.list_namespaced_job(namespace, label_selector=builders.run_selector(identity))
+    listed = batch.list_namespaced_job(namespace, label_selector=manifests.run_selector(identity))
     views = [job_view(job) for job in listed.items]
     return [view for view in views if _labelled(view.labels, identity)]
 
@@ -552,13 +575,24 @@ def list_run_designs(
 ) -> dict[str, dict[str, Any]]:
     """The Design resources of one run by name."""
     listed = custom.list_namespaced_custom_object(
-        API_GROUP, API_VERSION, namespace, DESIGNS, label_selector=builders.run_selector(identity)
+        API_GROUP, API_VERSION, namespace, DESIGNS, label_selector=manifests.run_selector(identity)
     )
     return {
         item["metadata"]["name"]: item
         for item in listed.get("items", [])
         if _labelled((item.get("metadata") or {}).get("labels") or {}, identity)
     }
+
+
+def _delete_if_present(delete: Any, *args: Any, **kwargs: Any) -> None:
+    """Call a client's delete; an object already gone (404) is not an error."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        delete(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) -> tuple[int, int]:
@@ -568,38 +602,28 @@ def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) 
     It needs only the run's identity, so a run whose spec is invalid is cleaned up too.
     """
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     batch, custom = client.BatchV1Api(api_client), client.CustomObjectsApi(api_client)
     core, networking = client.CoreV1Api(api_client), client.NetworkingV1Api(api_client)
     jobs = list_run_jobs(batch, namespace, identity)
     for job in jobs:
-        try:
-            batch.delete_namespaced_job(job.name, namespace, propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-    selector = builders.run_selector(identity)
+        _delete_if_present(
+            batch.delete_namespaced_job, job.name, namespace, propagation_policy="Background"
+        )
+    selector = manifests.run_selector(identity)
     kinds = (
         (core.list_namespaced_service, core.delete_namespaced_service),
         (networking.list_namespaced_network_policy, networking.delete_namespaced_network_policy),
     )
     for list_kind, delete in kinds:
         for item in list_kind(namespace, label_selector=selector).items:
-            if not _labelled(item.metadata.labels or {}, identity):
-                continue
-            try:
-                delete(item.metadata.name, namespace)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            if _labelled(item.metadata.labels or {}, identity):
+                _delete_if_present(delete, item.metadata.name, namespace)
     designs = list_run_designs(custom, namespace, identity)
     for name in designs:
-        try:
-            custom.delete_namespaced_custom_object(API_GROUP, API_VERSION, namespace, DESIGNS, name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        _delete_if_present(
+            custom.delete_namespaced_custom_object, API_GROUP, API_VERSION, namespace, DESIGNS, name
+        )
     return len(jobs), len(designs)
 
 

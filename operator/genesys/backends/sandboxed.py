@@ -64,9 +64,12 @@ from genesys.store.grant import GRANT_VARIABLE
 #: The variables a remote store needs (its grant, no credential); copied into the sandbox only
 #: when its network is shared.
 STORE_VARIABLES = (
-    GRANT_VARIABLE, "GENESYS_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
+    GRANT_VARIABLE,
+    "GENESYS_S3_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
     "AWS_REGION",
-)  # fmt: skip
+)
 #: Set by TorchX for a replica that asked for GPUs; always copied in when present.
 DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES",)
 LAUNCHER = ("-I", "-m", "genesys.sandbox.launch")

@@ -57,6 +57,13 @@ from torchx.schedulers.api import (
     split_lines,
 )
 
+from genesys.backends.podsecurity import (
+    NOBODY,
+    SCRATCH_PATH,
+    SCRATCH_VOLUME,
+    restricted_container,
+    restricted_pod_security,
+)
 from genesys.quantities import MIB, cpus, memory_bytes
 
 SCHEDULER_NAME = "kubernetes_job"
@@ -75,13 +82,17 @@ COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # pod label and a
 NAME_VALUE = "genesys-trainer"
 MANAGED_BY_VALUE = "torchx-kubernetes-job"
 RESERVED_LABELS = frozenset(
-    {LABEL_NAME, LABEL_MANAGED_BY, LABEL_APP_NAME, LABEL_ROLE_NAME, LABEL_KUEUE_QUEUE,
-     LABEL_SCHEDULER}
-)  # fmt: skip
-DEFAULT_RUN_AS_USER = 65534
+    {
+        LABEL_NAME,
+        LABEL_MANAGED_BY,
+        LABEL_APP_NAME,
+        LABEL_ROLE_NAME,
+        LABEL_KUEUE_QUEUE,
+        LABEL_SCHEDULER,
+    }
+)
+DEFAULT_RUN_AS_USER = NOBODY
 """The non-root uid (and gid) of the pods, unless ``run_as_user`` says otherwise."""
-SCRATCH_VOLUME = "scratch"
-SCRATCH_PATH = "/tmp"
 
 RANK0_ENV = "TORCHX_RANK0_HOST"
 INDEX_REFERENCE = "$(JOB_COMPLETION_INDEX)"
@@ -433,8 +444,11 @@ def render_container(role: specs.Role, options: JobOptions, shm: bool) -> dict[s
     }
     if role.args:
         container["args"] = [str(arg) for arg in role.args]
-    scratch = {key: SCRATCH_PATH for key in ("HOME", "TMPDIR")
-               if key not in role.env and key not in options.env_from_secrets}  # fmt: skip
+    scratch = {
+        key: SCRATCH_PATH
+        for key in ("HOME", "TMPDIR")
+        if key not in role.env and key not in options.env_from_secrets
+    }
     variables = container_env({**role.env, **scratch}, options.env_from_secrets)
     if variables:
         container["env"] = variables
@@ -445,11 +459,7 @@ def render_container(role: specs.Role, options: JobOptions, shm: bool) -> dict[s
         container["ports"] = [
             {"name": name, "containerPort": port} for name, port in sorted(role.port_map.items())
         ]
-    container["securityContext"] = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    container["securityContext"] = restricted_container()
     mounts = [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}]
     if shm:
         mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
@@ -464,12 +474,7 @@ def render_pod_spec(role: specs.Role, options: JobOptions, job_name: str) -> dic
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": options.run_as_user,
-            "runAsGroup": options.run_as_user,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(options.run_as_user),
         "containers": [render_container(role, options, shm=shm_size is not None)],
     }
     if role.num_replicas > 1:

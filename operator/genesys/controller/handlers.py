@@ -1,6 +1,6 @@
 """The kopf handlers of ``genesys operator``: DiscoveryRuns in, Jobs and Designs out.
 
-Handlers (explicit ids, house style "Reconcile code"):
+Handlers (each with an explicit ``id``, so renaming a function keeps kopf's stored progress):
 
 - ``genesys-create`` / ``genesys-resume`` / ``genesys-update`` (spec changes) and the timer
   ``genesys-tick`` each run one :func:`~genesys.controller.reconcile.reconcile` of the run and
@@ -14,6 +14,7 @@ Handlers (explicit ids, house style "Reconcile code"):
 - ``genesys-health``: a liveness probe (``genesys operator --liveness``).
 
 Reconciles of one run never overlap (a lock per run), and all share one Kubernetes API client.
+Events go through kopf's own poster (:func:`post_events`), named ``genesys-operator-*``.
 Kopf keeps its own state in annotations under ``kopf.genesys.dev``.
 
 Errors are classified (:func:`is_transient`): a transient failure of the cluster or the store
@@ -37,13 +38,13 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from genesys import __version__
 from genesys.api.base import API_GROUP, API_GROUP_VERSION, API_VERSION
-from genesys.api.discoveryrun import Storage
+from genesys.api.discoveryrun import TERMINAL_PHASES, Storage
 from genesys.api.labels import ANNOTATION_PREFIX, FINALIZER, LABEL_RUN
 from genesys.backends.kubernetes import (
     ANNOTATION_INGESTED,
@@ -121,38 +122,29 @@ def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- events
 
 
-def post_events(
-    happenings: Iterable[Happening], *, namespace: str, run_uid: str | None, client: Any
-) -> None:
-    """Post Kubernetes Events for what a reconcile did (best effort: never fails a reconcile)."""
-    from kubernetes import client as k8s
+def involved_object(happening: Happening, *, namespace: str, run_uid: str | None) -> kopf.Body:
+    """The object an Event is about, as kopf wants it: the run (with its uid) or a Design."""
+    kind = "DiscoveryRun" if happening.kind == "run" else "Design"
+    metadata = {"name": happening.name, "namespace": namespace}
+    if happening.kind == "run" and run_uid:
+        metadata["uid"] = run_uid
+    raw = {"apiVersion": API_GROUP_VERSION, "kind": kind, "metadata": metadata}
+    return kopf.Body(cast(kopf.RawBody, raw))
 
-    core = k8s.CoreV1Api(client)
+
+def post_events(happenings: Iterable[Happening], *, namespace: str, run_uid: str | None) -> None:
+    """Post Kubernetes Events for what a reconcile did, through kopf's event poster.
+
+    kopf posts them in the background and never fails the handler for them: events are
+    informative, and the status is the record.
+    """
     for happening in happenings:
-        kind = "DiscoveryRun" if happening.kind == "run" else "Design"
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        involved = {"apiVersion": API_GROUP_VERSION, "kind": kind, "name": happening.name,
-                    "namespace": namespace}  # fmt: skip
-        if happening.kind == "run" and run_uid:
-            involved["uid"] = run_uid
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{happening.name}.{time.time_ns():x}", "namespace": namespace},
-            "involvedObject": involved,
-            "reason": happening.reason,
-            "message": happening.message[:1024],
-            "type": happening.type,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            core.create_namespaced_event(namespace, event)
-        except Exception as exc:  # events are informative; the status is the record
-            logging.getLogger(__name__).debug("event not posted: %s", exc)
+        kopf.event(
+            involved_object(happening, namespace=namespace, run_uid=run_uid),
+            type=happening.type,
+            reason=happening.reason,
+            message=happening.message,
+        )
 
 
 # ---------------------------------------------------------------------------------- reconcile
@@ -221,8 +213,8 @@ def _permanent(
     if first.get("reason") != "ReconcileError" or not str(first.get("message", "")).startswith(
         f"{type(exc).__name__}: {exc}"[:200]
     ):
-        post_events([Happening("run", name, "Warning", "ReconcileError", message)],
-                    namespace=namespace, run_uid=metadata.get("uid"), client=client)  # fmt: skip
+        happening = Happening("run", name, "Warning", "ReconcileError", message)
+        post_events([happening], namespace=namespace, run_uid=metadata.get("uid"))
     write_status(name, namespace, status, client)
     logger.error(f"reconcile of {namespace}/{name} failed permanently: {message}")
 
@@ -268,8 +260,7 @@ def reconcile_and_write(body: Mapping[str, Any], logger: logging.Logger | Any) -
             _permanent(key, plain, exc, client, logger)
             return None
         _held.pop(key, None)
-        post_events(outcome.happenings, namespace=namespace, run_uid=metadata.get("uid"),
-                    client=client)  # fmt: skip
+        post_events(outcome.happenings, namespace=namespace, run_uid=metadata.get("uid"))
     _reconciles["count"] += 1
     logger.info(f"reconciled {namespace}/{name}: phase {outcome.phase}")
     return outcome
@@ -292,6 +283,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = COMPONENT
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME", COMPONENT)
+    settings.posting.event_name_prefix = f"{COMPONENT}-"
     settings.execution.max_workers = int(os.environ.get("GENESYS_WORKERS", "8"))
 
 
@@ -303,13 +297,14 @@ def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     reconcile_and_write(body, logger)
 
 
-@kopf.timer(API_GROUP, API_VERSION, RUNS, id="genesys-tick", interval=TICK_SECONDS,
-            initial_delay=1.0)  # fmt: skip
+@kopf.timer(
+    API_GROUP, API_VERSION, RUNS, id="genesys-tick", interval=TICK_SECONDS, initial_delay=1.0
+)
 def on_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Periodic observe -> plan -> apply."""
     status = body.get("status") or {}
     metadata = body.get("metadata") or {}
-    settled = status.get("phase") in ("Succeeded", "Failed", "SpecInvalid")
+    settled = status.get("phase") in TERMINAL_PHASES
     if (
         metadata.get("deletionTimestamp")
         or held_back(body)
@@ -321,8 +316,9 @@ def on_tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 def _job_ended(body: Mapping[str, Any]) -> bool:
     conditions = (body.get("status") or {}).get("conditions") or []
-    ended = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                for c in conditions)  # fmt: skip
+    ended = any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
+    )
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return ended and ANNOTATION_INGESTED not in annotations
 
@@ -359,8 +355,9 @@ def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         raise
     for registry in (_caches, _ingested, _held):
         registry.pop(str(identity.uid), None)
-    logger.info(f"{identity.describe()}: deleted {jobs} jobs, {designs} designs, "
-                f"{removed} store objects")  # fmt: skip
+    logger.info(
+        f"{identity.describe()}: deleted {jobs} jobs, {designs} designs, {removed} store objects"
+    )
 
 
 def delete_artifacts(plain: Mapping[str, Any], logger: Any) -> int:

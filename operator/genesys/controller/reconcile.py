@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from genesys.api.discoveryrun import DiscoveryRun, FinishReason, Phase
+from genesys.api.discoveryrun import TERMINAL_PHASES, DiscoveryRun, FinishReason, Phase
 from genesys.api.runconfig import RunIdentity
 from genesys.api.validation import SpecError, SpecValidationError, parse_discovery_run
-from genesys.backends.common import BindError, RunHandle, open_run
+from genesys.backends import manifests
+from genesys.backends.common import BindError, RunHandle, open_run, publish_report
 from genesys.backends.kubernetes import Happening, KubernetesBackend, Observation
-from genesys.controller import builders
 from genesys.controller.status import (
     conflict_status,
     design_status,
@@ -41,12 +41,9 @@ from genesys.controller.status import (
     ranks,
     run_status,
 )
-from genesys.engine.actions import Finish
 from genesys.engine.plan import plan
 from genesys.store.archive import DocumentCache, design_key
 from genesys.store.base import Store, open_store
-
-TERMINAL = {Phase.SUCCEEDED.value, Phase.FAILED.value}
 
 
 @dataclass
@@ -112,7 +109,7 @@ def open_root_store(run: DiscoveryRun) -> Store:
     """The S3 store a cluster run names (its root; the run's own prefix is below it)."""
     s3 = run.spec.storage.s3
     assert s3 is not None
-    return open_store(builders.store_uri(run), endpoint_url=s3.endpoint_url)
+    return open_store(manifests.store_uri(run), endpoint_url=s3.endpoint_url)
 
 
 def reconcile(
@@ -134,7 +131,7 @@ def reconcile(
     old = dict(body.get("status") or {})
     name = str(metadata.get("name"))
     run, problems = validate(body)
-    if old.get("phase") in TERMINAL:
+    if _holds_result(old.get("phase")):
         if old.get("observedGeneration") == generation:
             return Outcome(old)
         message = (
@@ -162,27 +159,38 @@ def reconcile(
     if binding.adopted:
         happenings.append(Happening("run", name, "Normal", "ArchiveAdopted", binding.message))
     namespace = str(metadata.get("namespace") or "default")
-    backend = KubernetesBackend(handle, body, namespace=namespace, api_client=api_client,
-                                cache=cache, ingested=ingested)  # fmt: skip
+    backend = KubernetesBackend(
+        handle, body, namespace=namespace, api_client=api_client, cache=cache, ingested=ingested
+    )
     backend.set_suspended(run.spec.suspend)
     observation = backend.observe(now)
     result = plan(run.spec, observation.observed, now)
     happenings += observation.happenings + backend.apply(result.actions)
-    finish = next((a.reason for a in result.actions if isinstance(a, Finish)), None)
+    finish = result.finish
     archive = observation.observed.archive
-    happenings += backend.sync_designs(archive, design_statuses(handle, observation,
-                                                                result.fitness))  # fmt: skip
+    happenings += backend.sync_designs(
+        archive, design_statuses(handle, observation, result.fitness)
+    )
     if finish is not None:
-        from genesys.backends.driver import write_report
-
-        write_report(handle)
+        publish_report(handle)
     status = run_status(
-        old, result, archive, now=now, generation=generation, finish=finish,
-        llm_usd=observation.observed.spend_usd, gpu_hours=observation.gpu_hours,
-    )  # fmt: skip
+        old,
+        result,
+        archive,
+        now=now,
+        generation=generation,
+        finish=finish,
+        llm_usd=observation.observed.spend_usd,
+        gpu_hours=observation.gpu_hours,
+    )
     if status["phase"] != old.get("phase"):
         happenings.append(_phase_event(name, status["phase"], finish))
     return Outcome(status, happenings)
+
+
+def _holds_result(phase: object) -> bool:
+    """True for a terminal phase with a result (``SpecInvalid`` has none: it is validated again)."""
+    return phase in TERMINAL_PHASES and phase != Phase.SPEC_INVALID
 
 
 def _phase_event(name: str, phase: str, finish: FinishReason | None) -> Happening:
@@ -203,10 +211,15 @@ def design_statuses(
     statuses = {}
     for design_id, record in observed.archive.designs.items():
         statuses[design_id] = design_status(
-            record, rung_order=order, fitness=fitness, rank=rank,
-            running=set(observed.running_jobs), attempts=observed.failed_attempts,
-            rung_points=points, artifact_uri=handle.uri(design_key(design_id)).rstrip("/"),
-        )  # fmt: skip
+            record,
+            rung_order=order,
+            fitness=fitness,
+            rank=rank,
+            running=set(observed.running_jobs),
+            attempts=observed.failed_attempts,
+            rung_points=points,
+            artifact_uri=handle.uri(design_key(design_id)).rstrip("/"),
+        )
     return statuses
 
 

@@ -9,10 +9,12 @@ condition's ``lastTransitionTime`` changes only when its status does.
 
 Run conditions: ``SpecValid``, ``Progressing`` (work is under way; ``False`` with reason
 ``ArchiveConflict`` or ``ReconcileError`` when the run is held back), ``Ready`` (finished with
-results), ``BudgetExhausted`` (the ladder or the USD cap is spent) and ``Failed``.
+results), ``BudgetExhausted`` (the ladder or the USD cap is spent) and ``Failed`` (finished with
+reason ``Error``: every seed design failed its verification).
 
 What must stay true: these functions read nothing and write nothing; the same inputs give the
-same status (apart from transition times of changed conditions).
+same status (apart from transition times of changed conditions). A valid run's phase and finish
+reason are the engine's (:mod:`genesys.engine.phase`), never derived again here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from genesys.api.discoveryrun import (
     RungStatus,
     Spend,
 )
+from genesys.engine.phase import reported_phase
 from genesys.engine.plan import Plan
 from genesys.evolution.selection import confidence
 from genesys.store.archive import Archive, DesignRecord
@@ -68,9 +71,11 @@ def read_run_status(old: Mapping[str, Any]) -> DiscoveryRunStatus:
 
 
 def merge_conditions(
-    old: Sequence[Mapping[str, Any]], wanted: Sequence[ConditionSpec], now: datetime,
+    old: Sequence[Mapping[str, Any]],
+    wanted: Sequence[ConditionSpec],
+    now: datetime,
     generation: int | None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """The conditions list: transition times kept for conditions whose status did not change."""
     previous = {str(c.get("type")): c for c in old}
     merged = []
@@ -79,12 +84,16 @@ def merge_conditions(
         before = previous.get(spec.type)
         changed = before is None or before.get("status") != status
         kept = before.get("lastTransitionTime") if before and not changed else None
-        condition = Condition.model_validate({
-            "type": spec.type, "status": status, "reason": spec.reason,
-            "message": spec.message[:1024],
-            "lastTransitionTime": str(kept) if kept else _timestamp(now),
-            "observedGeneration": generation,
-        })  # fmt: skip
+        condition = Condition.model_validate(
+            {
+                "type": spec.type,
+                "status": status,
+                "reason": spec.reason,
+                "message": spec.message[:1024],
+                "lastTransitionTime": str(kept) if kept else _timestamp(now),
+                "observedGeneration": generation,
+            }
+        )
         merged.append(as_json(condition))
     return merged
 
@@ -98,8 +107,8 @@ def _with_conditions(
 ) -> dict[str, Any]:
     """The previous status with new conditions (by type) and ``changes``; other fields kept."""
     previous = read_run_status(old)
-    kept = [c for c in as_json(previous).get("conditions", [])
-            if c["type"] not in {w.type for w in wanted}]  # fmt: skip
+    replaced = {w.type for w in wanted}
+    kept = [c for c in as_json(previous).get("conditions", []) if c["type"] not in replaced]
     merged = merge_conditions(old.get("conditions") or [], wanted, now, generation)
     conditions = sorted(kept + merged, key=lambda c: CONDITION_ORDER.get(c["type"], 99))
     status = previous.model_copy(
@@ -194,18 +203,29 @@ def design_counts(archive: Archive, running_sessions: int) -> DesignCounts:
 
 
 def run_status(
-    old: Mapping[str, Any], plan: Plan, archive: Archive, *, now: datetime,
-    generation: int | None, finish: FinishReason | None, llm_usd: float, gpu_hours: float,
-) -> dict[str, Any]:  # fmt: skip
-    """The status of a valid run after one reconcile."""
-    phase = plan.phase
-    if finish is not None:
-        phase = Phase.FAILED if finish is FinishReason.ERROR else Phase.SUCCEEDED
-    rungs = [RungStatus(name=r.name, budget=r.budget, used=r.used, running=r.running)
-             for r in plan.rungs]  # fmt: skip
+    old: Mapping[str, Any],
+    plan: Plan,
+    archive: Archive,
+    *,
+    now: datetime,
+    generation: int | None,
+    finish: FinishReason | None = None,
+    llm_usd: float,
+    gpu_hours: float,
+) -> dict[str, Any]:
+    """The status of a valid run after one reconcile.
+
+    The phase and finish reason are the plan's (:mod:`genesys.engine.phase` decides both);
+    ``finish`` (default: the plan's) is the reason of the ``Finish`` the backend applied.
+    """
+    finish = finish if finish is not None else plan.finish
+    phase = reported_phase(plan.phase, finish)
+    rungs = [
+        RungStatus(name=r.name, budget=r.budget, used=r.used, running=r.running) for r in plan.rungs
+    ]
     current = next((r.name for r in reversed(rungs) if r.used or r.running), None)
     best = plan.best
-    message = f"{plan.sessions_done} sessions done, {plan.sessions_running} running"
+    message = plan.message or f"{plan.sessions_done} sessions done, {plan.sessions_running} running"
     previous = read_run_status(old)
     conditions = merge_conditions(
         old.get("conditions") or [], run_conditions(phase, finish, message), now, generation
@@ -249,17 +269,24 @@ def _rung_result(record: DesignRecord, rung: str, running: bool, attempts: int) 
 
 
 def design_status(
-    record: DesignRecord, *, rung_order: Sequence[str], fitness: Mapping[str, float],
-    rank: Mapping[str, int], running: set[tuple[str, str]], attempts: Mapping[tuple[str, str], int],
-    rung_points: Mapping[str, int], artifact_uri: str,
-) -> dict[str, Any]:  # fmt: skip
+    record: DesignRecord,
+    *,
+    rung_order: Sequence[str],
+    fitness: Mapping[str, float],
+    rank: Mapping[str, int],
+    running: set[tuple[str, str]],
+    attempts: Mapping[tuple[str, str], int],
+    rung_points: Mapping[str, int],
+    artifact_uri: str,
+) -> dict[str, Any]:
     """The status of one Design resource."""
     rungs = [
         _rung_result(record, rung, (record.id, rung) in running, attempts.get((record.id, rung), 0))
         for rung in rung_order
-        if rung in record.verifications or (record.id, rung) in running
+        if rung in record.verifications
+        or (record.id, rung) in running
         or attempts.get((record.id, rung), 0)
-    ]  # fmt: skip
+    ]
     verified = [r.rung for r in rungs if r.phase == "Succeeded"]
     if any(r.phase == "Running" for r in rungs):
         phase = DesignPhase.VERIFYING

@@ -4,13 +4,16 @@ Rows are designs with at least one successful verification and none quarantined
 (:mod:`genesys.store.quarantine`: a design that saw the future never ranks). Columns are
 per-task accuracy (``acc_norm`` when present, else ``acc``) averaged over the rungs a design
 verified, the negated validation loss, and the proposal rating / 5. An accuracy column is
-dropped when no design beats the task's random baseline by ``margin`` (0.02). Each column yields
-pairwise games between the designs it scores, with the column's standardised difference as the
-margin; the rating column's games weigh ``proposalRatingWeight`` (the others 1). The Massey
-ratings solve the weighted least-squares system of all games with ratings summing to zero.
+dropped when no design beats the task's random baseline by ``baselineMargin`` (0.02). Each
+column yields pairwise games between the designs it scores, with the column's standardised
+difference as the margin; the rating column's games weigh ``proposalRatingWeight`` (the others
+1). The Massey ratings solve the weighted least-squares system of all games with ratings summing
+to zero.
 
-What must stay true: fitness is a pure, deterministic function of the archive; a design that
-wins every comparison outranks every design it beat.
+What must stay true: :func:`fitness` is the only fitness: the planner, the status, the report and
+``genesys status`` all call it with the run's ``spec.selection``; it is a pure, deterministic
+function of the archive and those settings; a design that wins every comparison outranks every
+design it beat.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from genesys.api.discoveryrun import Selection
 from genesys.store.archive import Archive, DesignRecord
 
 RANDOM_BASELINES: dict[str, float] = {
@@ -137,16 +141,19 @@ def massey(
     return {design: float(r) for design, r in zip(ids, ratings, strict=True)}
 
 
-def fitness(
-    archive: Archive, *, margin: float = 0.02, rating_weight: float = 1.0
-) -> dict[str, float]:
-    """Massey fitness of every design with a successful verification.
+def fitness(archive: Archive, selection: Selection | None = None) -> dict[str, float]:
+    """Massey fitness of every design with a successful verification: the run's one fitness.
 
-    ``rating_weight`` weighs the proposal-rating column against the others (each weighs 1);
-    ``selection.proposalRatingWeight`` of the spec.
+    ``selection`` is the spec's (``spec.selection``): ``baselineMargin`` is the margin over
+    random an accuracy column needs, and ``proposalRatingWeight`` weighs the proposal-rating
+    column against the others (each weighs 1). None: the paper's values (:class:`Selection`'s
+    defaults), for an archive whose spec is unknown.
     """
-    ids, columns, matrix = ranking_matrix(archive.ordered(), margin=margin)
-    weights = [rating_weight if name == RATING_COLUMN else 1.0 for name in columns]
+    settings = selection if selection is not None else Selection()
+    ids, columns, matrix = ranking_matrix(archive.ordered(), margin=settings.baseline_margin)
+    weights = [
+        settings.proposal_rating_weight if name == RATING_COLUMN else 1.0 for name in columns
+    ]
     return massey(ids, matrix, weights)
 
 

@@ -6,7 +6,7 @@ budgets. What must stay true: the same inputs give the same text, PNG bytes and 
 archive still renders; nothing here imports torch or touches the store.
 """
 
-from genesys.report.html import render_html, write_report
+from genesys.report.html import render_html, write_html
 from genesys.report.leaderboard import (
     REFERENCE_ID,
     LeaderboardRow,
@@ -34,5 +34,5 @@ __all__ = [
     "margin_over",
     "render_html",
     "render_text",
-    "write_report",
+    "write_html",
 ]

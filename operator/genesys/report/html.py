@@ -8,9 +8,10 @@ What must stay true:
 - the page is self-contained: CSS is inline and the four plots are embedded as
   ``data:image/png;base64`` images (alt texts "evolution tree", "ladder funnel", "fitness over
   time", "leaderboard"), so it opens from a bucket or a laptop with no network;
-- every piece of text that comes from the run (title, summary, ids, titles, reasons, task
-  names) goes through :func:`html.escape`: agents write design titles and rejection reasons,
-  and the page must never run what they wrote;
+- the page is the Jinja2 template ``templates/report.html.j2`` rendered with autoescaping, so
+  every piece of text that comes from the run (title, summary, ids, titles, reasons, task
+  names) is escaped: agents write design titles and rejection reasons, and the page must never
+  run what they wrote; nothing is marked safe;
 - the same inputs give the same page, byte for byte (no timestamps; sorted orders);
 - an empty archive, or one without fitness, still renders.
 """
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from html import escape
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import jinja2
 
 from genesys.report.leaderboard import (
     REFERENCE_ID,
@@ -37,39 +39,21 @@ from genesys.report.plots import (
     ladder_funnel_png,
     leaderboard_png,
 )
-from genesys.store.archive import Archive, Rejection
+from genesys.store.archive import Archive
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #222; background: #fff; }
-h1 { margin-bottom: 0.2rem; }
-h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
-.run { color: #666; margin-top: 0; }
-dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
-dl.summary dt { font-weight: 600; }
-dl.summary dd { margin: 0; }
-figure { margin: 1rem 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-table { border-collapse: collapse; font-size: 0.9rem; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; }
-th { background: #f4f4f4; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr:nth-child(even) td { background: #fafafa; }
-.empty { color: #666; font-style: italic; }
-""".strip()
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("genesys.report", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+LEADERBOARD_HEAD = ("Rank", "ID", "Title", "Operator", "Parents", "Fitness", "Highest rung")
 
 
-def _e(text: object) -> str:
-    """``text`` as escaped HTML (quotes included)."""
-    return escape(str(text), quote=True)
-
-
-def _image(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-        f"<figcaption>{_e(alt)}</figcaption></figure>"
-    )
+def _image(png: bytes, alt: str) -> dict[str, str]:
+    return {"data": base64.b64encode(png).decode("ascii"), "alt": alt}
 
 
 def _summary(
@@ -94,71 +78,20 @@ def _summary(
     return list(facts.items())
 
 
-def _summary_html(items: Iterable[tuple[str, str]]) -> str:
-    lines = ['<dl class="summary">']
-    lines.extend(f"<dt>{_e(key)}</dt><dd>{_e(value)}</dd>" for key, value in items)
-    lines.append("</dl>")
-    return "\n".join(lines)
-
-
-def _leaderboard_html(rows: Sequence[LeaderboardRow]) -> str:
-    if not rows:
-        return '<p class="empty">No designs yet.</p>'
-    tasks = leaderboard_tasks(rows)
-    head = ["Rank", "ID", "Title", "Operator", "Parents", "Fitness", "Highest rung", "Val loss"]
-    lines = ['<table class="leaderboard">', "<thead><tr>"]
-    lines.extend(f"<th>{_e(name)}</th>" for name in [*head, *tasks])
-    lines.append("</tr></thead>")
-    lines.append("<tbody>")
-    for row in rows:
-        fitness = "quarantined" if row.quarantine is not None else format_number(row.fitness)
-        cells = [
-            f'<td class="num">{row.rank}</td>',
-            f"<td>{_e(row.id)}</td>",
-            f"<td>{_e(row.title)}</td>",
-            f"<td>{_e(row.operator)}</td>",
-            f"<td>{_e(', '.join(row.parents) or '-')}</td>",
-            f'<td class="num">{fitness}</td>',
-            f"<td>{_e(row.highest_rung or '-')}</td>",
-            f'<td class="num">{format_number(row.val_loss)}</td>',
-            *(f'<td class="num">{format_number(row.metrics.get(task))}</td>' for task in tasks),
-        ]
-        lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines.append("</tbody></table>")
-    return "\n".join(lines)
-
-
-def _quarantine_html(rows: Sequence[LeaderboardRow]) -> str:
-    quarantined = [row for row in rows if row.quarantine is not None]
-    if not quarantined:
-        return '<p class="empty">No quarantined designs.</p>'
-    lines = ['<table class="quarantine">', "<thead><tr>"]
-    lines.extend(f"<th>{name}</th>" for name in ("ID", "Title", "Reason"))
-    lines.append("</tr></thead>")
-    lines.append("<tbody>")
-    for row in quarantined:
-        lines.append(
-            f"<tr><td>{_e(row.id)}</td><td>{_e(row.title)}</td><td>{_e(row.quarantine)}</td></tr>"
-        )
-    lines.append("</tbody></table>")
-    return "\n".join(lines)
-
-
-def _rejections_html(rejections: Sequence[Rejection]) -> str:
-    if not rejections:
-        return '<p class="empty">No rejections.</p>'
-    ordered = sorted(rejections, key=lambda item: item.id)
-    lines = ['<table class="rejections">', "<thead><tr>"]
-    lines.extend(f"<th>{name}</th>" for name in ("ID", "Operator", "Check", "Reason"))
-    lines.append("</tr></thead>")
-    lines.append("<tbody>")
-    for item in ordered:
-        lines.append(
-            f"<tr><td>{_e(item.id)}</td><td>{_e(item.operator or '-')}</td>"
-            f"<td>{_e(item.check or '-')}</td><td>{_e(item.reason)}</td></tr>"
-        )
-    lines.append("</tbody></table>")
-    return "\n".join(lines)
+def _row_cells(row: LeaderboardRow, tasks: Sequence[str]) -> dict[str, object]:
+    """One leaderboard row as the text of its cells (numbers formatted, empties as ``-``)."""
+    quarantined = row.quarantine is not None
+    return {
+        "rank": row.rank,
+        "id": row.id,
+        "title": row.title,
+        "operator": row.operator,
+        "parents": ", ".join(row.parents) or "-",
+        "fitness": "quarantined" if quarantined else format_number(row.fitness),
+        "highest_rung": row.highest_rung or "-",
+        "val_loss": format_number(row.val_loss),
+        "metrics": [format_number(row.metrics.get(task)) for task in tasks],
+    }
 
 
 def render_html(
@@ -177,53 +110,26 @@ def render_html(
     ``summary`` adds key/value lines after the run's own facts.
     """
     rows = leaderboard(archive, fitness, rung_order)
+    tasks = leaderboard_tasks(rows)
     images = [
         _image(evolution_tree_png(archive, fitness), "evolution tree"),
         _image(ladder_funnel_png(archive, rung_order, budgets), "ladder funnel"),
         _image(fitness_over_time_png(archive, fitness), "fitness over time"),
         _image(leaderboard_png(rows), "leaderboard"),
     ]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title>",
-        f"<style>\n{_CSS}\n</style>",
-        "</head>",
-        "<body>",
-        "<header>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="run">run {_e(archive.run)}</p>',
-        "</header>",
-        "<section>",
-        "<h2>Summary</h2>",
-        _summary_html(_summary(archive, rows, summary)),
-        "</section>",
-        "<section>",
-        "<h2>Plots</h2>",
-        *images,
-        "</section>",
-        "<section>",
-        "<h2>Leaderboard</h2>",
-        _leaderboard_html(rows),
-        "</section>",
-        "<section>",
-        "<h2>Quarantined</h2>",
-        _quarantine_html(rows),
-        "</section>",
-        "<section>",
-        "<h2>Rejections</h2>",
-        _rejections_html(archive.rejections),
-        "</section>",
-        "</body>",
-        "</html>",
-    ]
-    return "\n".join(parts) + "\n"
+    return _TEMPLATES.get_template("report.html.j2").render(
+        title=title,
+        run=archive.run,
+        summary=_summary(archive, rows, summary),
+        images=images,
+        head=[*LEADERBOARD_HEAD, "Val loss", *tasks],
+        rows=[_row_cells(row, tasks) for row in rows],
+        quarantined=[row for row in rows if row.quarantine is not None],
+        rejections=sorted(archive.rejections, key=lambda item: item.id),
+    )
 
 
-def write_report(path: Path, html_text: str) -> None:
+def write_html(path: Path, html_text: str) -> None:
     """Write ``html_text`` to ``path`` (UTF-8), creating parent folders; the replace is atomic."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -231,4 +137,4 @@ def write_report(path: Path, html_text: str) -> None:
     os.replace(partial, path)
 
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["render_html", "write_html"]

@@ -78,9 +78,15 @@ def _empty(title: str, note: str) -> bytes:
 def _note(axes: Axes, note: str) -> None:
     """An explanatory note in the middle of ``axes``."""
     axes.text(
-        0.5, 0.5, note, ha="center", va="center", fontsize=12, color="#666666",
+        0.5,
+        0.5,
+        note,
+        ha="center",
+        va="center",
+        fontsize=12,
+        color="#666666",
         transform=axes.transAxes,
-    )  # fmt: skip
+    )
 
 
 def _norm(values: Sequence[float]) -> Normalize:
@@ -172,13 +178,25 @@ def evolution_tree_png(archive: Archive, fitness: Mapping[str, float]) -> bytes:
         axes.scatter(
             [position[record.id][0] for record in group],
             [position[record.id][1] for record in group],
-            c=colours, marker=marker, s=140, edgecolors="#333333", linewidths=0.8, zorder=2,
-        )  # fmt: skip
+            c=colours,
+            marker=marker,
+            s=140,
+            edgecolors="#333333",
+            linewidths=0.8,
+            zorder=2,
+        )
     for record in records:
         axes.annotate(
-            _label(record.id), position[record.id], textcoords="offset points", xytext=(-3, 8),
-            ha="left", va="bottom", fontsize=7, rotation=30, zorder=3,
-        )  # fmt: skip
+            _label(record.id),
+            position[record.id],
+            textcoords="offset points",
+            xytext=(-3, 8),
+            ha="left",
+            va="bottom",
+            fontsize=7,
+            rotation=30,
+            zorder=3,
+        )
     axes.set_xlabel("creation order (seq)")
     axes.set_ylabel("generation")
     axes.set_yticks(range(max(depths.values()) + 1))
@@ -194,10 +212,45 @@ def evolution_tree_png(archive: Archive, fitness: Mapping[str, float]) -> bytes:
         figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="fitness")
     else:
         axes.text(
-            0.99, 0.02, f"{NO_DATA}: no fitness", ha="right", va="bottom", fontsize=9,
-            color="#666666", transform=axes.transAxes,
-        )  # fmt: skip
+            0.99,
+            0.02,
+            f"{NO_DATA}: no fitness",
+            ha="right",
+            va="bottom",
+            fontsize=9,
+            color="#666666",
+            transform=axes.transAxes,
+        )
     return _png(figure)
+
+
+def _funnel_counts(
+    archive: Archive, rungs: Sequence[str]
+) -> tuple[list[int], list[int], list[int]]:
+    """Per rung: verifications that succeeded, that failed, and the seeds' at the lowest rung."""
+    succeeded = [0] * len(rungs)
+    failed = [0] * len(rungs)
+    seeds = [0] * len(rungs)
+    for record in archive.designs.values():
+        for index, rung in enumerate(rungs):
+            verification = record.verifications.get(rung)
+            if verification is None:
+                continue
+            if record.is_seed and index == 0:
+                seeds[index] += 1
+            elif verification.status == SUCCEEDED:
+                succeeded[index] += 1
+            else:
+                failed[index] += 1
+    return succeeded, failed, seeds
+
+
+def _funnel_label(done: int, limit: int | None, seeds: int) -> str:
+    """``done/limit`` (or ``done (no budget)``), plus the seeds outside the budget."""
+    text = f"{done}/{limit}" if limit is not None else f"{done} (no budget)"
+    if seeds:
+        text += f" + {seeds} seeds"
+    return text
 
 
 def ladder_funnel_png(
@@ -214,20 +267,7 @@ def ladder_funnel_png(
     rungs = list(rung_order) + sorted(seen - set(rung_order))
     if not rungs:
         return _empty(title, f"{NO_DATA}: no rungs")
-    succeeded = [0] * len(rungs)
-    failed = [0] * len(rungs)
-    seeds = [0] * len(rungs)
-    for record in archive.designs.values():
-        for index, rung in enumerate(rungs):
-            verification = record.verifications.get(rung)
-            if verification is None:
-                continue
-            if record.is_seed and index == 0:
-                seeds[index] += 1
-            elif verification.status == SUCCEEDED:
-                succeeded[index] += 1
-            else:
-                failed[index] += 1
+    succeeded, failed, seeds = _funnel_counts(archive, rungs)
     limits = [budgets.get(rung) for rung in rungs]
 
     figure, axes = plt.subplots(figsize=(8.0, max(2.5, 0.7 * len(rungs) + 1.2)))
@@ -235,27 +275,35 @@ def ladder_funnel_png(
     y = np.arange(len(rungs))
     budget_widths = [limit if limit is not None else 0 for limit in limits]
     axes.barh(
-        y, budget_widths, height=0.7, color="none", edgecolor="#444444", linestyle="--",
-        label="budget", zorder=1,
-    )  # fmt: skip
+        y,
+        budget_widths,
+        height=0.7,
+        color="none",
+        edgecolor="#444444",
+        linestyle="--",
+        label="budget",
+        zorder=1,
+    )
     axes.barh(y, succeeded, height=0.5, color=SUCCEEDED_COLOUR, label="succeeded", zorder=2)
     axes.barh(y, failed, height=0.5, left=succeeded, color=FAILED_COLOUR, label="failed", zorder=2)
     if any(seeds):
         lefts = [s + f for s, f in zip(succeeded, failed, strict=True)]
-        axes.barh(y, seeds, height=0.5, left=lefts, color="#bbbbbb", zorder=2,
-                  label="seeds (outside the budget)")  # fmt: skip
+        axes.barh(
+            y,
+            seeds,
+            height=0.5,
+            left=lefts,
+            color="#bbbbbb",
+            zorder=2,
+            label="seeds (outside the budget)",
+        )
     totals = [s + f + e for s, f, e in zip(succeeded, failed, seeds, strict=True)]
     widest = max([*budget_widths, *totals, 1])
     for index in range(len(rungs)):
-        done = succeeded[index] + failed[index]
-        limit = limits[index]
-        text = f"{done}/{limit}" if limit is not None else f"{done} (no budget)"
-        if seeds[index]:
-            text += f" + {seeds[index]} seeds"
         axes.text(
             max(totals[index], budget_widths[index]) + widest * 0.01,
             index,
-            text,
+            _funnel_label(succeeded[index] + failed[index], limits[index], seeds[index]),
             va="center",
             fontsize=9,
         )
@@ -287,16 +335,26 @@ def fitness_over_time_png(archive: Archive, fitness: Mapping[str, float]) -> byt
     for operator in operators:
         group = [(seq, score) for seq, score, record in points if record.operator == operator]
         axes.scatter(
-            [seq for seq, _ in group], [score for _, score in group], label=_label(operator),
-            marker=markers.get(operator, "o"), s=40, alpha=0.85, zorder=2,
-        )  # fmt: skip
+            [seq for seq, _ in group],
+            [score for _, score in group],
+            label=_label(operator),
+            marker=markers.get(operator, "o"),
+            s=40,
+            alpha=0.85,
+            zorder=2,
+        )
     best: list[float] = []
     for _, score, _ in points:
         best.append(score if not best else max(best[-1], score))
     axes.step(
-        [seq for seq, _, _ in points], best, where="post", color="#222222", linewidth=1.5,
-        label="best so far", zorder=1,
-    )  # fmt: skip
+        [seq for seq, _, _ in points],
+        best,
+        where="post",
+        color="#222222",
+        linewidth=1.5,
+        label="best so far",
+        zorder=1,
+    )
     axes.set_xlabel("creation order (seq)")
     axes.set_ylabel("fitness")
     axes.grid(color="#eeeeee", zorder=0)
@@ -332,9 +390,14 @@ def leaderboard_png(rows: Sequence[LeaderboardRow]) -> bytes:
             red, green, blue, _ = cmap(norm(value))
             dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
             axes.text(
-                j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                j,
+                i,
+                f"{value:.3f}",
+                ha="center",
+                va="center",
+                fontsize=8,
                 color="white" if dark else "black",
-            )  # fmt: skip
+            )
     axes.set_xticks(range(len(tasks)), [_label(task) for task in tasks], rotation=30, ha="right")
     axes.set_yticks(range(len(top)), [_label(f"{row.rank}. {row.id}") for row in top])
     figure.colorbar(image, ax=axes, label="acc_norm (else acc)")

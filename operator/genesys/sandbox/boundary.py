@@ -33,7 +33,7 @@ import shutil
 import site
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 ENV_VAR = "GENESYS_SANDBOX"
@@ -47,6 +47,10 @@ CPU_INFO = "/sys/devices/system/cpu"
 TMPFS_BYTES = 256 * 1024 * 1024  # each of the sandbox's private /tmp and /dev/shm
 #: What a process that shares the host's network needs to resolve names and verify TLS.
 NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl", "/etc/pki")
+#: Every bwrap process: its own namespaces, killed with its parent, a new session, no capability.
+_CONFINEMENT = ("--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL")
+#: Every bwrap process runs as ``nobody``.
+_AS_NOBODY = ("--uid", str(NOBODY), "--gid", str(NOBODY))
 
 
 class Boundary(enum.StrEnum):
@@ -81,9 +85,8 @@ def bubblewrap_problem() -> str | None:
     binary = shutil.which("bwrap")
     if binary is None:
         return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    probe = [binary, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-             "--uid", str(NOBODY), "--gid", str(NOBODY), *system_binds(), "--proc", "/proc",
-             "--dev", "/dev", "--", "/bin/true"]  # fmt: skip
+    probe = [binary, *_CONFINEMENT, *_AS_NOBODY, *system_binds()]
+    probe += ["--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
     try:
         result = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -215,43 +218,52 @@ def bwrap_command(
     only for a process that must reach a remote store; everything else stays confined.
     """
     binary = shutil.which("bwrap") or "bwrap"
-    args = [binary, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--uid", str(NOBODY), "--gid", str(NOBODY), "--clearenv",
-            "--hostname", "sandbox"]  # fmt: skip
+    args = [binary, *_CONFINEMENT, *_AS_NOBODY, "--clearenv", "--hostname", "sandbox"]
     if share_network:
         args.append("--share-net")
     args += system_binds()
     if share_network:
-        for file in NETWORK_FILES:
-            if Path(file).exists():
-                args += ["--ro-bind", file, file]
-    size = str(TMPFS_BYTES)
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
-             "--size", size, "--tmpfs", "/dev/shm"]  # fmt: skip
-    for device in devices:
-        args += ["--dev-bind", device, device]
-    for root in readonly_roots(readonly):
-        args += ["--ro-bind", root, root]
+        args += _existing_ro_binds(NETWORK_FILES)
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += [*_tmpfs("/tmp", TMPFS_BYTES), *_tmpfs("/dev/shm", TMPFS_BYTES)]
+    args += _binds("--dev-bind", devices)
+    args += _binds("--ro-bind", readonly_roots(readonly))
     if Path(CPU_INFO).is_dir():
         args += ["--ro-bind", CPU_INFO, CPU_INFO]
-    for path in writable:
-        args += ["--bind", path, path]
-    if scratch_bytes is None:
-        args += ["--bind", str(scratch), SANDBOX_DIR]
-    else:
-        args += ["--size", str(scratch_bytes), "--tmpfs", SANDBOX_DIR,
-                 "--ro-bind", str(scratch), f"{SANDBOX_DIR}/in"]  # fmt: skip
+    args += _binds("--bind", writable)
+    args += _scratch_mount(scratch, scratch_bytes)
     args += [
         "--chdir",
         SANDBOX_DIR,
         "--remount-ro",
         "/",
     ]  # the root itself: only the binds above are writable
-    for name, value in sorted(env.items()):
-        args += ["--setenv", name, value]
+    args += [arg for name, value in sorted(env.items()) for arg in ("--setenv", name, value)]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     return [*args, "--", *command]
+
+
+def _binds(option: str, paths: Iterable[str]) -> list[str]:
+    """``option path path`` for each path: bound at the same place inside."""
+    return [arg for path in paths for arg in (option, path, path)]
+
+
+def _existing_ro_binds(files: Iterable[str]) -> list[str]:
+    """Read-only binds of those ``files`` that exist here."""
+    return _binds("--ro-bind", [file for file in files if Path(file).exists()])
+
+
+def _tmpfs(path: str, size: int) -> list[str]:
+    """A private tmpfs of at most ``size`` bytes at ``path``."""
+    return ["--size", str(size), "--tmpfs", path]
+
+
+def _scratch_mount(scratch: Path, scratch_bytes: int | None) -> list[str]:
+    """``/sandbox``: ``scratch`` itself, or a bounded tmpfs with ``scratch`` read-only in ``in``."""
+    if scratch_bytes is None:
+        return ["--bind", str(scratch), SANDBOX_DIR]
+    return [*_tmpfs(SANDBOX_DIR, scratch_bytes), "--ro-bind", str(scratch), f"{SANDBOX_DIR}/in"]
 
 
 def seccomp_file(*, network: bool = False) -> int:

@@ -80,10 +80,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Exec the bwrap command after ``--``; exit 2 on a usage error."""
     parser = argparse.ArgumentParser(prog="python -m genesys.sandbox.launch", description=__doc__)
     parser.add_argument("--seccomp", action="store_true", help="load the seccomp filter")
-    parser.add_argument("--network", action="store_true",
-                        help="allow IPv4/IPv6 sockets too")  # fmt: skip
-    parser.add_argument("--pass-env", action="append", default=[], metavar="NAME",
-                        help="copy this variable, when set, into the sandbox")  # fmt: skip
+    parser.add_argument("--network", action="store_true", help="allow IPv4/IPv6 sockets too")
+    parser.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="copy this variable, when set, into the sandbox",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- BWRAP ARGV...")
     args = parser.parse_args(argv)
     command = list(args.command)

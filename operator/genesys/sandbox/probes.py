@@ -14,12 +14,13 @@ sandboxes' hashes:
 - sensitivity: somewhere after the cuts the outputs must differ (a block whose output ignores
   its input would pass the other two vacuously).
 
-Cut positions cover every position of a short sequence of random length and random positions
-of the rung's full context length. A design may leak only on some calls, drawing on the random
-state both sandboxes share for a probe (Python's ``random``, torch's generator). Every probe has
-its own forward seed, and :data:`REPEATS` more small causality probes at the short length
-(eval and train in turn) give such a leak twelve chances to show: one that fires on 30% of the
-calls of each of three blocks goes unseen about three times in a million checks.
+Cut positions cover every position of a short sequence of random length (between half of
+``spec.checks.causalityLength`` and all of it) and random positions of the rung's full context
+length. A design may leak only on some calls, drawing on the random state both sandboxes share
+for a probe (Python's ``random``, torch's generator). Every probe has its own forward seed, and
+:data:`REPEATS` more small causality probes at the short length (eval and train in turn) give
+such a leak twelve chances to show: one that fires on 30% of the calls of each of three blocks
+goes unseen about three times in a million checks.
 
 What must stay true: no torch here (numpy draws the tokens); a probe's result is a pure
 function of the two digest tables.
@@ -38,7 +39,7 @@ import numpy as np
 from genesys.sandbox.report import Finding, Status
 
 BATCH_ROWS = 3
-SHORT_LENGTHS = (64, 129)  # the exhaustive probe's length is drawn from [64, 128]
+LONGEST_SHORT_PROBE = 128  # spec.checks.causalityLength's default: lengths drawn from [64, 128]
 REPEATS = 8  # extra small causality probes, each with its own forward seed
 REPEAT_ROWS = 8  # random cuts in each
 BATCH_LENGTHS = (16, 65)
@@ -72,8 +73,14 @@ class Probe:
     def request(self, tokens_file: str) -> dict[str, Any]:
         """What a sandbox needs to run this probe (never which side it is)."""
         rows, length = self.reference.shape
-        return {"name": self.name, "train": self.train, "forward_seed": self.forward_seed,
-                "rows": rows, "length": length, "tokens": tokens_file}  # fmt: skip
+        return {
+            "name": self.name,
+            "train": self.train,
+            "forward_seed": self.forward_seed,
+            "rows": rows,
+            "length": length,
+            "tokens": tokens_file,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +133,15 @@ def batch_probe(
     perturbed = reference.copy()
     perturbed[changed] = replace_after(rng, reference[changed], -1, vocab)
     seed = int(rng.integers(0, 2**62))
-    return Probe(f"batch-{'train' if train else 'eval'}", "batch", train, seed, reference,
-                 perturbed, changed_row=changed)  # fmt: skip
+    return Probe(
+        f"batch-{'train' if train else 'eval'}",
+        "batch",
+        train,
+        seed,
+        reference,
+        perturbed,
+        changed_row=changed,
+    )
 
 
 def full_context_cuts(rng: np.random.Generator, context: int) -> list[int]:
@@ -143,16 +157,29 @@ def training_rows(context_length: int, batch_tokens: int | None) -> int:
     return max(2, min(per_step, max(1, MICRO_BATCH_TOKENS // context_length)))
 
 
+def short_lengths(longest: int) -> tuple[int, int]:
+    """``[low, high)`` of the exhaustive probe's length: from half of ``longest`` to ``longest``."""
+    return max(2, (longest + 1) // 2), max(2, longest) + 1
+
+
 def plan_probes(
-    context_length: int, vocab_size: int, seed: int | None = None, batch_tokens: int | None = None
+    context_length: int,
+    vocab_size: int,
+    seed: int | None = None,
+    batch_tokens: int | None = None,
+    *,
+    longest_short: int = LONGEST_SHORT_PROBE,
 ) -> ProbePlan:
     """The probes of one check at a rung; ``seed`` defaults to fresh OS randomness.
+
+    The exhaustive causality probe's length is drawn from ``short_lengths(longest_short)``
+    (``spec.checks.causalityLength``), capped by the rung's context.
 
     The train-mode batch probe has the shape of a training micro-batch at the rung (a design
     that mixes samples only at that shape is seen); the eval-mode one a small random shape.
     """
     rng = np.random.default_rng(int.from_bytes(os.urandom(16)) if seed is None else seed)
-    short = min(context_length, int(rng.integers(*SHORT_LENGTHS)))
+    short = min(context_length, int(rng.integers(*short_lengths(longest_short))))
     batch_length = min(context_length, int(rng.integers(*BATCH_LENGTHS)))
     short_cuts = [int(c) for c in rng.permutation(short)]
     long_cuts = full_context_cuts(rng, context_length)
@@ -245,32 +272,47 @@ def verdicts(
         for probe in plan.probes:
             problem = shape_problem(probe, table.get(probe.name))
             if problem is not None:
-                return [Finding("causality", Status.FAIL, f"the probes did not run: {problem}",
-                                hint="the block must map (B, L, D) to (B, L, D)")]  # fmt: skip
+                return [
+                    Finding(
+                        "causality",
+                        Status.FAIL,
+                        f"the probes did not run: {problem}",
+                        hint="the block must map (B, L, D) to (B, L, D)",
+                    )
+                ]
     batch = [p for p in plan.probes if p.kind == "batch"]
     causal = [p for p in plan.probes if p.kind == "causality"]
     for probe in batch:
         failed = batch_finding(probe, reference[probe.name], perturbed[probe.name])
         if failed is not None:
             return [failed]
-    findings = [Finding("batch_independence", Status.PASS,
-                        "samples are independent, eval and train modes")]  # fmt: skip
+    findings = [
+        Finding("batch_independence", Status.PASS, "samples are independent, eval and train modes")
+    ]
     for probe in causal:
         failed = causality_finding(probe, reference[probe.name], perturbed[probe.name])
         if failed is not None:
             return [*findings, failed]
     if not any(responds(p, reference[p.name], perturbed[p.name]) for p in causal if not p.train):
-        return [*findings, Finding(
-            "causality", Status.FAIL,
-            "the output does not depend on the input: replacing tokens changes nothing",
-            hint="the block must transform X; return X plus an update, not a constant",
-        )]  # fmt: skip
+        return [
+            *findings,
+            Finding(
+                "causality",
+                Status.FAIL,
+                "the output does not depend on the input: replacing tokens changes nothing",
+                hint="the block must transform X; return X plus an update, not a constant",
+            ),
+        ]
     lengths = sorted({p.reference.shape[1] for p in causal})
     cuts = sum(len(p.cuts) for p in causal if not p.train)
-    return [*findings, Finding(
-        "causality", Status.PASS,
-        f"exact at {cuts} random cuts over lengths {lengths}, eval and train modes",
-    )]  # fmt: skip
+    return [
+        *findings,
+        Finding(
+            "causality",
+            Status.PASS,
+            f"exact at {cuts} random cuts over lengths {lengths}, eval and train modes",
+        ),
+    ]
 
 
 __all__ = ["Digests", "Probe", "ProbePlan", "plan_probes", "verdicts"]

@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from genesys.sandbox.boundary import (
@@ -189,8 +189,14 @@ class RemoteSandbox(BaseSandbox):
         with tempfile.TemporaryDirectory(prefix="genesys-remote-") as directory:
             extra = dict(prepare(Path(directory))) if prepare is not None else {}
             files = input_files(Path(directory))
-        body = json.dumps({"request": {**request, **extra}, "limits": _limits_dict(limits),
-                           "nonce": self.nonce, "files": files}).encode("utf-8")  # fmt: skip
+        body = json.dumps(
+            {
+                "request": {**request, **extra},
+                "limits": _limits_dict(limits),
+                "nonce": self.nonce,
+                "files": files,
+            }
+        ).encode("utf-8")
         host, port = server_address(url)
         self.connection = http.client.HTTPConnection(
             host, port, timeout=limits.timeout_seconds + 60
@@ -347,8 +353,7 @@ class CheckServer:
     def status(self) -> dict[str, Any]:
         """What the server is doing: its boundary, running and served sandboxes."""
         with self.lock:
-            return {"boundary": self.boundary.value, "running": self.running,
-                    "served": self.served}  # fmt: skip
+            return {"boundary": self.boundary.value, "running": self.running, "served": self.served}
 
     def idle(self) -> bool:
         with self.lock:
@@ -365,8 +370,10 @@ class CheckServer:
 
         When ``hung_up`` is set (the client went away) the sandbox is ended at once.
         """
-        files = {safe_name(str(name)): base64.b64decode(str(data), validate=True)
-                 for name, data in dict(body.get("files") or {}).items()}  # fmt: skip
+        files = {
+            safe_name(str(name)): base64.b64decode(str(data), validate=True)
+            for name, data in dict(body.get("files") or {}).items()
+        }
         limits = sandbox_limits(dict(body.get("limits") or {}), self.ceiling)
         nonce = str(body.get("nonce") or "")
         request = dict(body.get("request") or {})
@@ -404,6 +411,39 @@ class CheckServer:
             sandbox.close()
 
 
+def _content_length(header: str | None) -> int:
+    """The declared body length; 0 when absent, -1 when not a number."""
+    try:
+        return int(header or "0")
+    except ValueError:
+        return -1
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    """``data`` parsed as a JSON object; ValueError otherwise."""
+    body = json.loads(data)
+    if not isinstance(body, dict):
+        raise ValueError("the request is not a JSON object")
+    return body
+
+
+def _listen_for_hangup(
+    connection: socket.socket, answered: threading.Event, hung_up: threading.Event
+) -> None:
+    """Set ``hung_up`` when the client closes its end, until ``answered`` is set.
+
+    The client sends nothing more after its request, so end of file is its hang-up.
+    """
+    while not answered.is_set():
+        try:
+            readable, _, _ = select.select([connection], [], [], 0.5)
+            if readable and not connection.recv(1, socket.MSG_PEEK):
+                break
+        except (OSError, ValueError):
+            break
+    hung_up.set()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "genesys-check-server"
     protocol_version = "HTTP/1.0"  # one request per connection; the end of a body is the close
@@ -433,43 +473,52 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer(404, "not found")
 
     def do_POST(self) -> None:
-        if self.path == "/v1/shutdown":
-            self._answer(200, "stopping")
-            self.state.stop.set()
-            return
-        if self.path != "/v1/sandbox":
+        route = self._POST_ROUTES.get(self.path)
+        if route is None:
             self._answer(404, "not found")
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or "0")
-        except ValueError:
-            length = -1
-        if not 0 < length <= MAX_REQUEST_BYTES:
-            self._answer(413, f"a sandbox request is 1 to {MAX_REQUEST_BYTES} bytes")
-            return
-        try:
-            body = json.loads(self.rfile.read(length))
-            if not isinstance(body, dict):
-                raise ValueError("the request is not a JSON object")
-        except ValueError as exc:
-            self._answer(400, f"bad request: {exc}")
+        else:
+            route(self)
+
+    def _shutdown(self) -> None:
+        self._answer(200, "stopping")
+        self.state.stop.set()
+
+    def _sandbox(self) -> None:
+        body = self._request_body()
+        if body is None:
             return
         if not self.state.begin():
             self._answer(503, "too many sandboxes at once")
             return
         hung_up, answered = threading.Event(), threading.Event()
+        threading.Thread(
+            target=_listen_for_hangup, args=(self.connection, answered, hung_up), daemon=True
+        ).start()
+        try:
+            self._relay(body, hung_up)
+        finally:
+            answered.set()
+            self.state.finish()
 
-        def listen_for_hangup() -> None:  # the client sends nothing more; EOF is its hang-up
-            while not answered.is_set():
-                try:
-                    readable, _, _ = select.select([self.connection], [], [], 0.5)
-                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
-                        break
-                except (OSError, ValueError):
-                    break
-            hung_up.set()
+    _POST_ROUTES: ClassVar[dict[str, Callable[[_Handler], None]]] = {
+        "/v1/shutdown": _shutdown,
+        "/v1/sandbox": _sandbox,
+    }
 
-        threading.Thread(target=listen_for_hangup, daemon=True).start()
+    def _request_body(self) -> dict[str, Any] | None:
+        """The request's JSON object, or None once an error has been answered."""
+        length = _content_length(self.headers.get("Content-Length"))
+        if not 0 < length <= MAX_REQUEST_BYTES:
+            self._answer(413, f"a sandbox request is 1 to {MAX_REQUEST_BYTES} bytes")
+            return None
+        try:
+            return _json_object(self.rfile.read(length))
+        except ValueError as exc:
+            self._answer(400, f"bad request: {exc}")
+            return None
+
+    def _relay(self, body: dict[str, Any], hung_up: threading.Event) -> None:
+        """Run the sandbox and stream its lines, until it ends or the client hangs up."""
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/x-ndjson")
@@ -481,9 +530,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._write(PROBLEM + json.dumps(f"bad request: {exc}").encode() + b"\n")
         except OSError as exc:  # the client went away: the sandbox is closed already
             log.info("client went away: %s", exc)
-        finally:
-            answered.set()
-            self.state.finish()
 
     def _write(self, data: bytes) -> None:
         self.wfile.write(data)
@@ -528,8 +574,9 @@ def serve(
         if seen:
             log.error(
                 "refusing to run design code: with GENESYS_SANDBOX=container the pod is the "
-                "boundary, and this one holds credentials (%s)", ", ".join(seen),
-            )  # fmt: skip
+                "boundary, and this one holds credentials (%s)",
+                ", ".join(seen),
+            )
             return 2
     set_dumpable(False)  # the nonces it holds: no same-uid process may read its memory
     state = CheckServer(boundary, ceiling or SandboxLimits(), idle_seconds)
@@ -539,8 +586,9 @@ def serve(
     log.warning("check server on %s:%s (boundary %s)", address[0], address[1], boundary.value)
     if ready is not None:
         ready((str(address[0]), int(address[1])))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              daemon=True)  # fmt: skip
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+    )
     thread.start()
     try:
         while not state.stop.wait(1.0):

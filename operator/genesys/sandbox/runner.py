@@ -49,7 +49,7 @@ from genesys.sandbox.boundary import (
     seccomp_file,
 )
 from genesys.sandbox.env import scrubbed_env
-from genesys.sandbox.probes import ProbePlan, plan_probes, verdicts
+from genesys.sandbox.probes import LONGEST_SHORT_PROBE, ProbePlan, plan_probes, verdicts
 from genesys.sandbox.report import Finding, Report, Status
 from genesys.sandbox.static import check_design_document
 from genesys.sandbox.wire import MAX_REPORT_BYTES, SandboxReport, WireError, parse_sandbox_report
@@ -144,21 +144,37 @@ def sandbox_environment(
 
 
 def start_sandbox(
-    directory: Path, boundary: Boundary, env: Mapping[str, str], report_fd: int,
+    directory: Path,
+    boundary: Boundary,
+    env: Mapping[str, str],
+    report_fd: int,
     limits: SandboxLimits,
-) -> subprocess.Popen[bytes]:  # fmt: skip
+) -> subprocess.Popen[bytes]:
     """Start the supervisor behind ``boundary``; its output goes to a pipe.
 
     Its request comes on stdin. Under bubblewrap its working directory is a private tmpfs with
     ``directory/in`` bound read-only at ``in/``; otherwise it works in ``directory`` itself.
     """
-    inner = [sys.executable, "-I", "-m", "genesys.sandbox.supervisor",
-             "--request", "-", "--report-fd", str(report_fd)]  # fmt: skip
+    inner = [
+        sys.executable,
+        "-I",
+        "-m",
+        "genesys.sandbox.supervisor",
+        "--request",
+        "-",
+        "--report-fd",
+        str(report_fd),
+    ]
     seccomp: int | None = None
     if boundary is Boundary.BUBBLEWRAP:
         seccomp = seccomp_file()
-        command = bwrap_command(inner, scratch=directory / "in", env=env, seccomp_fd=seccomp,
-                                scratch_bytes=limits.scratch_bytes)  # fmt: skip
+        command = bwrap_command(
+            inner,
+            scratch=directory / "in",
+            env=env,
+            seccomp_fd=seccomp,
+            scratch_bytes=limits.scratch_bytes,
+        )
         environment: Mapping[str, str] = {}
     else:
         command, environment = inner, env
@@ -358,8 +374,17 @@ def open_sandbox(
 
 
 PROBED_AFTER = ("compose", "param_fit", "forward", "unit_tests")
-EXPECTED_CHECKS = ("compose", "param_fit", "forward", "unit_tests", "batch_independence",
-                   "causality", "differentiability", "complexity", "effectiveness")  # fmt: skip
+EXPECTED_CHECKS = (
+    "compose",
+    "param_fit",
+    "forward",
+    "unit_tests",
+    "batch_independence",
+    "causality",
+    "differentiability",
+    "complexity",
+    "effectiveness",
+)
 
 
 def unprobed(report: Report) -> Report:
@@ -451,17 +476,39 @@ def leaks(decided: list[Finding]) -> bool:
     return any(f.status == Status.FAIL and "does not depend" not in f.message for f in decided)
 
 
+def with_probe_facts(report: Report, plan: ProbePlan, timings: Mapping[str, float]) -> Report:
+    """``report`` with the probes' timings and sizes (``info["probes"]``) added."""
+    report.timings.update(timings)
+    short = next(p for p in plan.probes if p.name == "short-eval")
+    report.info["probes"] = {"count": len(plan.probes), "short_length": short.reference.shape[1]}
+    return report
+
+
 def run_probed_check(
-    request: Mapping[str, Any], limits: SandboxLimits, boundary: Boundary,
-    environ: Mapping[str, str] | None, rung: RungConfig,
-) -> Report:  # fmt: skip
+    request: Mapping[str, Any],
+    limits: SandboxLimits,
+    boundary: Boundary,
+    environ: Mapping[str, str] | None,
+    rung: RungConfig,
+) -> Report:
     """The reference and perturbed sandboxes side by side; stop as soon as the verdict fails."""
-    plan = plan_probes(rung.context_length, rung.vocab_size, batch_tokens=rung.batch_tokens)
+    longest = int(request["settings"].get("causality_length", LONGEST_SHORT_PROBE))
+    plan = plan_probes(
+        rung.context_length,
+        rung.vocab_size,
+        batch_tokens=rung.batch_tokens,
+        longest_short=longest,
+    )
     deadline = time.monotonic() + limits.timeout_seconds
 
     def sandbox(role: str, side: str) -> BaseSandbox:
-        return open_sandbox({**request, "role": role}, limits, boundary, environ=environ,
-                            prepare=lambda d: {"probes": plan.write(d, side)})  # fmt: skip
+        return open_sandbox(
+            {**request, "role": role},
+            limits,
+            boundary,
+            environ=environ,
+            prepare=lambda d: {"probes": plan.write(d, side)},
+        )
 
     reference = sandbox("checks", "reference")
     try:
@@ -484,15 +531,11 @@ def run_probed_check(
         timings["sandbox_perturbed"] = perturbed.close()
         timings["causality"] = time.perf_counter() - started
         if leaks(decided):
-            report = with_verdicts(believed(first), decided)
-            report.timings.update(timings)
-            return report
+            return with_probe_facts(with_verdicts(believed(first), decided), plan, timings)
         final = reference.wait({"final"}, deadline)
         if final is None:
             return sandbox_failure(reference.reason(), reference.tail())
-        report = complete(with_verdicts(believed(final), decided))
-        report.timings.update(timings)
-        return report
+        return with_probe_facts(complete(with_verdicts(believed(final), decided)), plan, timings)
     finally:
         perturbed.close()
         reference.close()
@@ -519,20 +562,27 @@ def check_design(
         report.info["sandbox"] = {"executed": False}
         return report
     mode = resolve_boundary(requested_boundary(boundary, environ), environ)
-    request = {"design": dict(document), "rung": rung_request(rung),
-               "settings": dict(settings or {})}  # fmt: skip
+    request = {
+        "design": dict(document),
+        "rung": rung_request(rung),
+        "settings": dict(settings or {}),
+    }
     start = time.perf_counter()
     report = run_probed_check(request, limits or SandboxLimits(), mode, environ, rung)
     report.timings["sandbox_total"] = time.perf_counter() - start
     report.info["sandbox"] = {"executed": True, "boundary": mode.value}
     if mode is Boundary.UNCONFINED:
         log.warning("design code ran without an operating-system boundary (unconfined mode)")
-        report.checks.insert(0, Finding(
-            "sandbox", Status.WARN,
-            "unconfined: no operating-system boundary (explicitly allowed); design code ran "
-            "as a plain child process with a scrubbed environment and rlimits",
-            hint="install bubblewrap, or check in a pod without secrets",
-        ))  # fmt: skip
+        report.checks.insert(
+            0,
+            Finding(
+                "sandbox",
+                Status.WARN,
+                "unconfined: no operating-system boundary (explicitly allowed); design code ran "
+                "as a plain child process with a scrubbed environment and rlimits",
+                hint="install bubblewrap, or check in a pod without secrets",
+            ),
+        )
     if not skip_static:
         passed = [
             Finding(name, Status.PASS, "clean") for name in ("format", "imports", "forbidden")

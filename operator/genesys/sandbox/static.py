@@ -161,115 +161,169 @@ def _attribute_root(node: ast.Attribute) -> str | None:
 # ------------------------------------------------------------------------------------- imports
 
 
+_IMPORT_HINT = (
+    "use only torch, math, typing, dataclasses, functools, itertools, collections, einops "
+    "and genesys_trainer.units"
+)
+
+
+def _imported_names(node: ast.AST) -> list[str]:
+    """The modules (and ``module.name`` for from-imports) an absolute import statement names."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    module = node.module or ""
+    if module == "genesys_trainer.units" or module == "__future__":
+        return [module]
+    return [module] + [f"{module}.{alias.name}" for alias in node.names]
+
+
+def _is_allowed_module(name: str, einops_installed: bool) -> bool:
+    top = name.split(".")[0]
+    if top == "genesys_trainer":
+        return name in ALLOWED_GENESYS_MODULES
+    return top in ALLOWED_IMPORTS and (top != "einops" or einops_installed)
+
+
+def _is_blocked_torch_module(name: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in BLOCKED_TORCH_MODULES)
+
+
+def _import_name_finding(
+    name: str, unit: str, node: ast.AST, einops_installed: bool
+) -> Finding | None:
+    if not _is_allowed_module(name, einops_installed):
+        return _fail("imports", unit, node, f"import of {name!r} is not allowed", _IMPORT_HINT)
+    if _is_blocked_torch_module(name):
+        return _fail(
+            "imports",
+            unit,
+            node,
+            f"import of {name!r} is not allowed in design code",
+            "design code may not spawn processes, load files or compile extensions",
+        )
+    return None
+
+
 def _import_findings(tree: ast.Module, unit: str) -> Iterator[Finding]:
     einops_installed = importlib.util.find_spec("einops") is not None
-    hint = (
-        "use only torch, math, typing, dataclasses, functools, itertools, collections, einops "
-        "and genesys_trainer.units"
-    )
     for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                yield _fail("imports", unit, node, "relative imports are not allowed", hint)
-                continue
-            module = node.module or ""
-            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
-            if module == "genesys_trainer.units" or module == "__future__":
-                names = [module]
-        for name in names:
-            top = name.split(".")[0]
-            if top == "genesys_trainer":
-                if name not in ALLOWED_GENESYS_MODULES:
-                    yield _fail("imports", unit, node, f"import of {name!r} is not allowed", hint)
-                continue
-            if top not in ALLOWED_IMPORTS or (top == "einops" and not einops_installed):
-                yield _fail("imports", unit, node, f"import of {name!r} is not allowed", hint)
-            elif any(name == m or name.startswith(m + ".") for m in BLOCKED_TORCH_MODULES):
-                yield _fail(
-                    "imports",
-                    unit,
-                    node,
-                    f"import of {name!r} is not allowed in design code",
-                    "design code may not spawn processes, load files or compile extensions",
-                )
+        if isinstance(node, ast.ImportFrom) and node.level:
+            yield _fail("imports", unit, node, "relative imports are not allowed", _IMPORT_HINT)
+            continue
+        for name in _imported_names(node):
+            finding = _import_name_finding(name, unit, node, einops_installed)
+            if finding is not None:
+                yield finding
 
 
 # ----------------------------------------------------------------------------------- forbidden
 
 
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+def _forbidden_name(node: ast.Name, unit: str) -> Finding | None:
+    if node.id in FORBIDDEN_CALLS:
+        return _fail(
+            "forbidden",
+            unit,
+            node,
+            f"use of {node.id!r} is not allowed",
+            "design code may not read files, run code or inspect globals",
+        )
+    if node.id in FORBIDDEN_MODULE_NAMES:
+        return _fail(
+            "forbidden",
+            unit,
+            node,
+            f"use of module name {node.id!r}",
+            "design code has no access to the system, files or network",
+        )
+    if _is_dunder(node.id):
+        return _fail(
+            "forbidden",
+            unit,
+            node,
+            f"use of dunder name {node.id!r}",
+            "dunder names reach interpreter internals; remove it",
+        )
+    return None
+
+
+def _forbidden_attribute(node: ast.Attribute, unit: str) -> Finding | None:
+    attr = node.attr
+    if _is_dunder(attr) and attr not in ALLOWED_DUNDERS:
+        return _fail(
+            "forbidden",
+            unit,
+            node,
+            f"access to dunder attribute {attr!r}",
+            "dunder attributes reach interpreter internals; remove it",
+        )
+    if attr in FORBIDDEN_MODULE_NAMES:
+        return _fail(
+            "forbidden",
+            unit,
+            node,
+            f"access to module attribute {attr!r}",
+            "design code has no access to the system, files or network",
+        )
+    if _attribute_root(node) == "torch" and attr in FORBIDDEN_TORCH_ATTRIBUTES:
+        return _fail(
+            "forbidden",
+            unit,
+            node,
+            f"use of torch.{attr} is not allowed",
+            "design code may not load, save, compile or call native code",
+        )
+    return None
+
+
+def _is_plain_attribute_name(node: ast.expr) -> bool:
+    """A literal attribute name that is not a dunder."""
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and not node.value.startswith("__")
+    )
+
+
+def _forbidden_call(node: ast.Call, unit: str) -> Finding | None:
+    """A dynamic attribute call (getattr, setattr, ...) with a computed or dunder name."""
+    func = node.func
+    if not (
+        isinstance(func, ast.Name) and func.id in DYNAMIC_ATTRIBUTE_CALLS and len(node.args) >= 2
+    ):
+        return None
+    if _is_plain_attribute_name(node.args[1]):
+        return None
+    return _fail(
+        "forbidden",
+        unit,
+        node,
+        f"{func.id} with a computed or dunder attribute name",
+        "use a plain attribute access such as self.name",
+    )
+
+
+def _forbidden_finding(node: ast.AST, unit: str) -> Finding | None:
+    if isinstance(node, ast.Name):
+        return _forbidden_name(node, unit)
+    if isinstance(node, ast.Attribute):
+        return _forbidden_attribute(node, unit)
+    if isinstance(node, ast.Call):
+        return _forbidden_call(node, unit)
+    return None
+
+
 def _forbidden_findings(tree: ast.Module, unit: str) -> Iterator[Finding]:
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            if node.id in FORBIDDEN_CALLS:
-                yield _fail(
-                    "forbidden",
-                    unit,
-                    node,
-                    f"use of {node.id!r} is not allowed",
-                    "design code may not read files, run code or inspect globals",
-                )
-            elif node.id in FORBIDDEN_MODULE_NAMES:
-                yield _fail(
-                    "forbidden",
-                    unit,
-                    node,
-                    f"use of module name {node.id!r}",
-                    "design code has no access to the system, files or network",
-                )
-            elif node.id.startswith("__") and node.id.endswith("__"):
-                yield _fail(
-                    "forbidden",
-                    unit,
-                    node,
-                    f"use of dunder name {node.id!r}",
-                    "dunder names reach interpreter internals; remove it",
-                )
-        elif isinstance(node, ast.Attribute):
-            attr = node.attr
-            if attr.startswith("__") and attr.endswith("__") and attr not in ALLOWED_DUNDERS:
-                yield _fail(
-                    "forbidden",
-                    unit,
-                    node,
-                    f"access to dunder attribute {attr!r}",
-                    "dunder attributes reach interpreter internals; remove it",
-                )
-            elif attr in FORBIDDEN_MODULE_NAMES:
-                yield _fail(
-                    "forbidden",
-                    unit,
-                    node,
-                    f"access to module attribute {attr!r}",
-                    "design code has no access to the system, files or network",
-                )
-            elif _attribute_root(node) == "torch" and attr in FORBIDDEN_TORCH_ATTRIBUTES:
-                yield _fail(
-                    "forbidden",
-                    unit,
-                    node,
-                    f"use of torch.{attr} is not allowed",
-                    "design code may not load, save, compile or call native code",
-                )
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in DYNAMIC_ATTRIBUTE_CALLS
-            and len(node.args) >= 2
-        ):
-            name = node.args[1]
-            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)) or (
-                name.value.startswith("__")
-            ):
-                yield _fail(
-                    "forbidden",
-                    unit,
-                    node,
-                    f"{node.func.id} with a computed or dunder attribute name",
-                    "use a plain attribute access such as self.name",
-                )
+        finding = _forbidden_finding(node, unit)
+        if finding is not None:
+            yield finding
 
 
 # -------------------------------------------------------------------------------------- format
@@ -348,11 +402,10 @@ def _child_call_findings(
             )
 
 
-def _format_findings(
-    tree: ast.Module, unit: str, expected_name: str | None, bound: Collection[str] | None
+def _class_findings(
+    tree: ast.Module, unit: str, classes: list[ast.ClassDef], unit_classes: list[ast.ClassDef]
 ) -> Iterator[Finding]:
-    classes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
-    unit_classes = [node for node in classes if _is_unit_class(node)]
+    """Exactly one Unit subclass, and no helper nn.Module class."""
     if len(unit_classes) != 1:
         yield _fail(
             "format",
@@ -370,28 +423,24 @@ def _format_findings(
                 f"helper nn.Module class {node.name!r}",
                 "only units may hold sub-modules: declare a child unit instead",
             )
-    for any_node in ast.walk(tree):
-        if (isinstance(any_node, ast.Attribute) and any_node.attr == "Sequential") or (
-            isinstance(any_node, ast.Name) and any_node.id == "Sequential"
+
+
+def _sequential_findings(tree: ast.Module, unit: str) -> Iterator[Finding]:
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr == "Sequential") or (
+            isinstance(node, ast.Name) and node.id == "Sequential"
         ):
             yield _fail(
                 "format",
                 unit,
-                any_node,
+                node,
                 "nn.Sequential is not allowed",
                 "call layers explicitly in _forward, or declare child units",
             )
-    if len(unit_classes) != 1:
-        return
-    unit_class = unit_classes[0]
-    if expected_name is not None and unit_class.name != expected_name:
-        yield _fail(
-            "format",
-            unit,
-            unit_class,
-            f"the Unit subclass is named {unit_class.name!r}, expected {expected_name!r}",
-            "name the class exactly as the unit",
-        )
+
+
+def _method_findings(unit_class: ast.ClassDef, unit: str) -> Iterator[Finding]:
+    """The unit implements _forward and leaves forward to the base class."""
     for statement in unit_class.body:
         if (
             isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef)
@@ -412,6 +461,21 @@ def _format_findings(
             "no _forward method",
             "implement _forward(self, X, **Z) returning Y or (Y, Z)",
         )
+
+
+def _unit_class_findings(
+    unit_class: ast.ClassDef, unit: str, expected_name: str | None, bound: Collection[str] | None
+) -> Iterator[Finding]:
+    """The one Unit subclass: its name, its methods, its declared and bound children."""
+    if expected_name is not None and unit_class.name != expected_name:
+        yield _fail(
+            "format",
+            unit,
+            unit_class,
+            f"the Unit subclass is named {unit_class.name!r}, expected {expected_name!r}",
+            "name the class exactly as the unit",
+        )
+    yield from _method_findings(unit_class, unit)
     children, where = _declared_children(unit_class)
     yield from _child_call_findings(unit_class, unit, children)
     if bound is not None and set(bound) != set(children):
@@ -422,6 +486,17 @@ def _format_findings(
             f"CHILDREN declares {sorted(children)} but the tree binds {sorted(bound)}",
             "make the tree's children bindings match the unit's CHILDREN",
         )
+
+
+def _format_findings(
+    tree: ast.Module, unit: str, expected_name: str | None, bound: Collection[str] | None
+) -> Iterator[Finding]:
+    classes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    unit_classes = [node for node in classes if _is_unit_class(node)]
+    yield from _class_findings(tree, unit, classes, unit_classes)
+    yield from _sequential_findings(tree, unit)
+    if len(unit_classes) == 1:
+        yield from _unit_class_findings(unit_classes[0], unit, expected_name, bound)
 
 
 # ---------------------------------------------------------------------------------- unit tests

@@ -145,8 +145,16 @@ def start_worker(request: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int]
     log = os.open(WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     read_end, write_end = os.pipe()
     rlimits = child_limits(request.get("limits", {}))
-    command = [sys.executable, "-I", "-m", "genesys_trainer.checks.worker",
-               "--request", WORKER_REQUEST, "--result-fd", str(write_end)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-I",
+        "-m",
+        "genesys_trainer.checks.worker",
+        "--request",
+        WORKER_REQUEST,
+        "--result-fd",
+        str(write_end),
+    ]
     try:
         worker = subprocess.Popen(
             command,

@@ -171,11 +171,14 @@ def hidden_digests(blob: bytes, shape: ProbeShape) -> list[list[str]]:
     table = []
     for row in range(shape.rows):
         base = shape.offset + row * shape.length * step
-        table.append([
-            hashlib.blake2b(view[base + p * step : base + (p + 1) * step],
-                            digest_size=DIGEST_BYTES).hexdigest()
-            for p in range(shape.length)
-        ])  # fmt: skip
+        table.append(
+            [
+                hashlib.blake2b(
+                    view[base + p * step : base + (p + 1) * step], digest_size=DIGEST_BYTES
+                ).hexdigest()
+                for p in range(shape.length)
+            ]
+        )
     return table
 
 

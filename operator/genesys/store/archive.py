@@ -244,6 +244,45 @@ class _Reader:
             return None
 
 
+def _archive_keys(
+    store: Store, keys: Iterable[str] | None, cache: DocumentCache | None
+) -> tuple[list[str], dict[str, str] | None]:
+    """The keys to read, sorted, and their version tags when the cache needs them."""
+    if cache is not None and keys is None:
+        versions = store.list_versions()
+        return sorted(versions), versions
+    return sorted(keys if keys is not None else store.list()), None
+
+
+def _read_record(archive: Archive, reader: _Reader, key: str) -> None:
+    """Add the design, session outcome or rejection at ``key`` (other keys are skipped)."""
+    match key.split("/"):
+        case ["designs", design_id, "design.json"]:
+            document = reader.read(key, DesignDocument)
+            if document is not None:
+                archive.designs[design_id] = design_record(design_id, document)
+        case ["sessions", session_id, "session.json"]:
+            outcome = reader.read(key, SessionOutcome)
+            if outcome is not None:
+                archive.sessions[session_id] = outcome
+        case ["rejected", name] if name.endswith(".json"):
+            record = reader.read(key, RejectionRecord)
+            if record is not None:
+                archive.rejections.append(rejection(key, record))
+
+
+def _read_verification(archive: Archive, reader: _Reader, key: str) -> None:
+    """Add the verification at ``key`` to its design, when that design is in the archive."""
+    match key.split("/"):
+        case ["designs", design_id, "verifications", rung, "result.json"]:
+            record = archive.designs.get(design_id)
+            if record is None:
+                return
+            result = reader.read(key, VerificationResult)
+            if result is not None:
+                record.verifications[rung] = Verification.from_result(rung, result)
+
+
 def load_archive(
     store: Store,
     name: str = "",
@@ -253,41 +292,12 @@ def load_archive(
 ) -> Archive:
     """Rebuild the archive from a run's store (unchanged documents from ``cache``)."""
     archive = Archive(name)
-    versions: dict[str, str] | None = None
-    if cache is not None and keys is None:
-        versions = store.list_versions()
-        all_keys = sorted(versions)
-    else:
-        all_keys = sorted(keys if keys is not None else store.list())
+    all_keys, versions = _archive_keys(store, keys, cache)
     reader = _Reader(store, versions, cache)
     for key in all_keys:
-        parts = key.split("/")
-        if parts[0] == "designs" and len(parts) == 3 and parts[2] == "design.json":
-            document = reader.read(key, DesignDocument)
-            if document is not None:
-                archive.designs[parts[1]] = design_record(parts[1], document)
-        elif parts[0] == "sessions" and len(parts) == 3 and parts[2] == "session.json":
-            outcome = reader.read(key, SessionOutcome)
-            if outcome is not None:
-                archive.sessions[parts[1]] = outcome
-        elif parts[0] == "rejected" and len(parts) == 2 and parts[1].endswith(".json"):
-            record = reader.read(key, RejectionRecord)
-            if record is not None:
-                archive.rejections.append(rejection(key, record))
-    for key in all_keys:
-        parts = key.split("/")
-        if (
-            len(parts) == 5
-            and parts[0] == "designs"
-            and parts[2] == "verifications"
-            and parts[4] == "result.json"
-            and parts[1] in archive.designs
-        ):
-            result = reader.read(key, VerificationResult)
-            if result is not None:
-                archive.designs[parts[1]].verifications[parts[3]] = Verification.from_result(
-                    parts[3], result
-                )
+        _read_record(archive, reader, key)
+    for key in all_keys:  # after every design record: a verification needs its design
+        _read_verification(archive, reader, key)
     archive.problems = reader.problems
     quarantine_implausible(archive)
     return archive

@@ -424,9 +424,11 @@ def _environment_credentials() -> dict[str, str]:
     process; passing the environment's explicitly makes a store see the environment of the
     moment it is opened. Without the variables, the rest of the chain applies as usual.
     """
-    names = {"aws_access_key_id": "AWS_ACCESS_KEY_ID",
-             "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-             "aws_session_token": "AWS_SESSION_TOKEN"}  # fmt: skip
+    names = {
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "aws_session_token": "AWS_SESSION_TOKEN",
+    }
     found = {arg: os.environ[name] for arg, name in names.items() if os.environ.get(name)}
     return found if "aws_access_key_id" in found and "aws_secret_access_key" in found else {}
 

@@ -7,7 +7,7 @@ may touch, its ``s3://bucket/key`` URI mapped to presigned URLs, signed with the
 credentials through its :class:`~genesys.store.base.S3Store` client:
 
 - ``get`` and ``head`` for the objects it reads: the design's ``design.json``, the run config,
-  and every object of the data prefix when the data is in S3 (listed at issue time);
+  and every object of the data prefix when the data is in S3 (listed when the grant is issued);
 - ``get``, ``head`` and ``put`` for the fixed keys the trainer reads and writes under its output
   prefix, the verification's ``designs/<id>/verifications/<rung>`` (:data:`TRAINER_KEYS`); that
   prefix is the grant's ``writable``.
@@ -73,8 +73,7 @@ from genesys.store.base import (
 GRANT_VARIABLE = "GENESYS_STORE_GRANT"
 #: Keys under the output prefix the trainer reads and writes (``genesys_trainer.train``), and
 #: ``eval.json``, which ``genesys eval --run`` writes beside them.
-TRAINER_KEYS = ("checkpoint.pt", "config.json", "eval.json", "log.jsonl", "model.pt",
-                "result.json")  # fmt: skip
+TRAINER_KEYS = ("checkpoint.pt", "config.json", "eval.json", "log.jsonl", "model.pt", "result.json")
 #: The longest a presigned URL may live (SigV4: seven days).
 MAX_LIFETIME_SECONDS = 7 * 24 * 3600
 #: Added to a job's deadline: the job may start a little after the grant is issued.
@@ -113,7 +112,7 @@ class StoreGrant(BaseModel):
     format: Literal["genesys.store-grant/v1"] = GRANT_FORMAT
     expires: datetime  # UTC; the URLs are refused after it
     writable: str | None = None  # the s3:// prefix whose keys have ``put`` URLs
-    conditional_writes: bool = True  # the endpoint honours If-None-Match (probed at issue)
+    conditional_writes: bool = True  # the endpoint honours If-None-Match (probed on issue)
     objects: dict[str, GrantedObject]  # s3://bucket/key -> its URLs
 
     @model_validator(mode="after")
@@ -123,8 +122,9 @@ class StoreGrant(BaseModel):
             if not uri.startswith("s3://"):
                 raise ValueError(f"a granted object must be an s3:// URI: {uri!r}")
             if urls.put is not None and (folder is None or not uri.startswith(folder)):
-                raise ValueError(f"{uri} has a put URL but is not under the writable prefix "
-                                 f"{self.writable!r}")  # fmt: skip
+                raise ValueError(
+                    f"{uri} has a put URL but is not under the writable prefix {self.writable!r}"
+                )
         return self
 
     def to_json(self) -> str:
@@ -293,8 +293,13 @@ def training_grant(
     writable = out if is_s3(out) else None
     if not (objects or folders or writable):
         return None
-    return issue_grant(signer, objects=objects, folders=folders, writable=writable,
-                       expires_in=grant_lifetime(deadline_seconds))  # fmt: skip
+    return issue_grant(
+        signer,
+        objects=objects,
+        folders=folders,
+        writable=writable,
+        expires_in=grant_lifetime(deadline_seconds),
+    )
 
 
 # --------------------------------------------------------------------------- the store view
@@ -403,8 +408,9 @@ class GrantStore(Store):
         if isinstance(body, Path):
             with body.open("rb") as source:
                 request_headers["Content-Length"] = str(os.fstat(source.fileno()).st_size)
-                request = urllib.request.Request(url, data=source, method=method,
-                                                 headers=request_headers)  # fmt: skip
+                request = urllib.request.Request(
+                    url, data=source, method=method, headers=request_headers
+                )
                 return self._open(request, sink)
         request = urllib.request.Request(url, data=body, method=method, headers=request_headers)
         return self._open(request, sink)
@@ -429,8 +435,14 @@ class GrantStore(Store):
         self._send("PUT", url, uri, body=Path(path))
 
     def _put_if_absent(self, uri: str, url: str, data: bytes) -> ConditionalOutcome:
-        status, detail = self._send("PUT", url, uri, body=data, headers={"If-None-Match": "*"},
-                                    passthrough=frozenset({409, 412, 501}))  # fmt: skip
+        status, detail = self._send(
+            "PUT",
+            url,
+            uri,
+            body=data,
+            headers={"If-None-Match": "*"},
+            passthrough=frozenset({409, 412, 501}),
+        )
         if 200 <= status < 300:
             return "created"
         return conditional_put_outcome((_error_detail(detail)[0], status))
@@ -460,8 +472,9 @@ class GrantStore(Store):
         uri, urls = self._urls(key, "read")
         target = Path(path)
         try:
-            status, data = self._send("GET", urls.get, uri, sink=target,
-                                      passthrough=frozenset({404}))  # fmt: skip
+            status, data = self._send(
+                "GET", urls.get, uri, sink=target, passthrough=frozenset({404})
+            )
         except BaseException:
             target.unlink(missing_ok=True)
             raise
@@ -498,19 +511,24 @@ class GrantStore(Store):
                 yield key
 
     def list_versions(self, prefix: str = "") -> dict[str, str]:
-        raise self._refuse(s3_uri(self.bucket, _join(self.prefix, _clean_key(prefix))),
-                           "list versions")  # fmt: skip
+        raise self._refuse(
+            s3_uri(self.bucket, _join(self.prefix, _clean_key(prefix))), "list versions"
+        )
 
     def delete(self, key: str) -> None:
         raise self._refuse(self._uri(key), "delete")
 
     def delete_prefix(self, prefix: str) -> int:
-        raise self._refuse(s3_uri(self.bucket, _join(self.prefix, _clean_key(prefix))),
-                           "delete a prefix")  # fmt: skip
+        raise self._refuse(
+            s3_uri(self.bucket, _join(self.prefix, _clean_key(prefix))), "delete a prefix"
+        )
 
     def child(self, prefix: str) -> Store:
-        return GrantStore(self.grant, s3_uri(self.bucket, _join(self.prefix, _clean_key(prefix))),
-                          timeout=self.timeout)  # fmt: skip
+        return GrantStore(
+            self.grant,
+            s3_uri(self.bucket, _join(self.prefix, _clean_key(prefix))),
+            timeout=self.timeout,
+        )
 
 
 def granted_puts(grant: StoreGrant) -> list[str]:

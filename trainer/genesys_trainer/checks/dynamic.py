@@ -26,14 +26,16 @@ import errno
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
+from genesys.api.discoveryrun import Checks
 from genesys.api.ladder import RungConfig
 from genesys.sandbox.report import Finding, Report, Status
 from genesys_trainer.checks.measure import UsedParameters, step_flops, step_memory_bytes
@@ -62,41 +64,28 @@ class CheckFailedError(Exception):
         super().__init__(finding.message)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckSettings:
-    """Sizes and thresholds of the checks (defaults: the paper's; see the API's Checks)."""
+class CheckSettings(Checks):
+    """What the checks run with: the run's ``spec.checks`` plus the checks' fixed internals.
 
-    forward_batch_size: int = 2
-    forward_length: int = 2048
-    causality_batch_size: int = 2
-    causality_length: int = 100
-    causality_group: int = 32  # cut positions per pair of batched forwards
-    effectiveness_steps: int = 10
-    effectiveness_batch_size: int = 8
-    effectiveness_length: int = 256
-    max_loss: float = 1e4
-    max_grad_norm: float = 1e4
-    time_ratio_error: float = 3.0
-    memory_ratio_error: float = 4.0
-    flops_ratio_error: float = 3.0
-    loss_ratio_error: float = 3.0
-    time_ratio_warning: float = 1.5
-    memory_ratio_warning: float = 2.0
-    flops_ratio_warning: float = 1.5
-    loss_ratio_warning: float = 1.5
-    param_tolerance: float = 0.2
-    complexity_lengths: tuple[int, ...] = (64, 128, 256, 512)
-    complexity_error_exponent: float = 2.5
-    complexity_warning_exponent: float = 1.5
-    seed: int = 0
+    The user-facing fields and their defaults (the paper's) are those of the API's
+    :class:`~genesys.api.discoveryrun.Checks`, defined once there; the fields below are sizes
+    the checks need that a run does not set. An unknown key is an error, never dropped.
+    """
+
+    causality_group: int = Field(default=32, ge=1, description="Cut positions per batched pair.")
+    effectiveness_batch_size: int = Field(default=8, ge=1, description="Effectiveness batch.")
+    effectiveness_length: int = Field(default=256, ge=2, description="Effectiveness length.")
+    complexity_lengths: tuple[int, ...] = Field(
+        default=(64, 128, 256, 512), description="Sequence lengths of the complexity probe."
+    )
+    complexity_error_exponent: float = Field(default=2.5, description="Error above this growth.")
+    complexity_warning_exponent: float = Field(default=1.5, description="Warning above it.")
+    seed: int = Field(default=0, description="Seed of every random tensor of the checks.")
 
     @classmethod
-    def from_json(cls, document: dict[str, Any]) -> CheckSettings:
-        """Settings from a dict, ignoring unknown keys (e.g. sandbox limits)."""
-        known = {name: document[name] for name in cls.__dataclass_fields__ if name in document}
-        if "complexity_lengths" in known:
-            known["complexity_lengths"] = tuple(known["complexity_lengths"])
-        return cls(**known)
+    def from_json(cls, document: Mapping[str, Any]) -> CheckSettings:
+        """Settings from a request's JSON (snake_case or camelCase keys); unknown keys raise."""
+        return cls.model_validate(dict(document))
 
 
 @dataclass(slots=True)
@@ -530,8 +519,9 @@ class StepTrainer:
     def result(self) -> TrainingRun:
         """What the steps measured (time: the median step after the first)."""
         steady = sorted(self.times[1:]) or self.times
-        return TrainingRun(self.losses, self.norms, steady[len(steady) // 2], self.memory,
-                           self.flops)  # fmt: skip
+        return TrainingRun(
+            self.losses, self.norms, steady[len(steady) // 2], self.memory, self.flops
+        )
 
 
 def check_effectiveness(ctx: Context) -> None:

@@ -165,8 +165,15 @@ def run_probes(ctx: Context, plan: dict[str, Any]) -> tuple[list[dict[str, Any]]
         if hidden.dim() != 3 or tuple(hidden.shape[:2]) != (rows, length):
             raise ValueError(f"the block stack returned shape {tuple(hidden.shape)}")
         data = hidden.to(torch.float32).contiguous().numpy().tobytes()
-        shapes.append({"name": probe["name"], "rows": rows, "length": length,
-                       "width": int(hidden.shape[2]), "offset": offset})  # fmt: skip
+        shapes.append(
+            {
+                "name": probe["name"],
+                "rows": rows,
+                "length": length,
+                "width": int(hidden.shape[2]),
+                "offset": offset,
+            }
+        )
         chunks.append(data)
         offset += len(data)
     return shapes, b"".join(chunks)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from genesys.store import open_store
+from genesys.store import Store, open_store
 from genesys_trainer.data.shards import META_FORMAT, ShardWriter, load_split
 from genesys_trainer.data.sources import (
     builtin_documents,
@@ -150,6 +150,75 @@ def unigram_entropy(tokens: np.ndarray[Any, Any], vocab_size: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def _split_documents(
+    documents: Iterator[str], *, val_fraction: float, seed: int, budget: float
+) -> tuple[list[str], list[str]]:
+    """Non-empty documents drawn into (train, val) until about ``budget`` tokens of text.
+
+    Val gets at least one document when there is any.
+    """
+    rng = random.Random(seed)
+    train_docs: list[str] = []
+    val_docs: list[str] = []
+    seen = 0
+    for document in documents:
+        if not document.strip():
+            continue
+        (val_docs if rng.random() < val_fraction else train_docs).append(document)
+        seen += len(document)
+        if seen >= budget * 4:  # a generous bound on characters per token
+            break
+    if not val_docs and train_docs:
+        val_docs.append(train_docs.pop())
+    return train_docs, val_docs
+
+
+def _tokenizer_for(name: str, train_docs: list[str]) -> Tokenizer:
+    """``byte``, ``bpe:N`` (trained on ``train_docs``) or a Hugging Face tokenizer."""
+    if name.startswith("bpe:"):
+        return train_bpe(iter(train_docs), int(name.removeprefix("bpe:")))
+    return load_tokenizer(name) if name != "byte" else ByteTokenizer()
+
+
+def _write_train(
+    train: ShardWriter,
+    tok: Tokenizer,
+    train_docs: list[str],
+    *,
+    synthetic_fraction: float,
+    seed: int,
+    budget: float,
+    progress: bool,
+) -> int:
+    """Tokenise ``train_docs`` into ``train``, mixing in synthetic texts; the synthetic tokens."""
+    synthetic = synthetic_documents(seed)
+    synthetic_tokens = 0
+    for index, document in enumerate(train_docs):
+        train.add([*tok.encode(document), tok.eot])
+        while synthetic_fraction > 0 and synthetic_tokens < synthetic_fraction * train.tokens:
+            ids = [*tok.encode(next(synthetic)), tok.eot]
+            train.add(ids)
+            synthetic_tokens += len(ids)
+        if train.tokens >= budget:
+            break
+        if progress and index % 50 == 0:
+            print(
+                f"prepare: {index}/{len(train_docs)} documents, {train.tokens:,} tokens",
+                file=sys.stderr,
+            )
+    return synthetic_tokens
+
+
+def _upload(directory: Path, out: str) -> Store:
+    """Every file of ``directory`` to the store at ``out``, ``meta.json`` last."""
+    store = open_store(out)
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != "meta.json":
+            store.put_file(path.relative_to(directory).as_posix(), path)
+    store.put_file("meta.json", directory / "meta.json")  # last: marks the set complete
+    return store
+
+
 def prepare(
     *,
     source: str,
@@ -164,45 +233,24 @@ def prepare(
 ) -> dict[str, Any]:
     """Prepare shards into ``out`` (a path or store URI); the metadata."""
     started = time.perf_counter()
-    rng = random.Random(seed)
-    documents = documents_of(source, seed=seed)
-    train_docs: list[str] = []
-    val_docs: list[str] = []
     budget = max_tokens if max_tokens is not None else math.inf
-    seen = 0
-    for document in documents:
-        if not document.strip():
-            continue
-        (val_docs if rng.random() < val_fraction else train_docs).append(document)
-        seen += len(document)
-        if seen >= budget * 4:  # a generous bound on characters per token
-            break
-    if not val_docs and train_docs:
-        val_docs.append(train_docs.pop())
-    if tokenizer.startswith("bpe:"):
-        vocab = int(tokenizer.removeprefix("bpe:"))
-        tok: Tokenizer = train_bpe(iter(train_docs), vocab)
-    else:
-        tok = load_tokenizer(tokenizer) if tokenizer != "byte" else ByteTokenizer()
+    train_docs, val_docs = _split_documents(
+        documents_of(source, seed=seed), val_fraction=val_fraction, seed=seed, budget=budget
+    )
+    tok = _tokenizer_for(tokenizer, train_docs)
     with tempfile.TemporaryDirectory(prefix="genesys-prepare-") as staging:
         directory = Path(staging)
         train = ShardWriter(directory, "train", tok.vocab_size)
         val = ShardWriter(directory, "val", tok.vocab_size)
-        synthetic = synthetic_documents(seed)
-        synthetic_tokens = 0
-        for index, document in enumerate(train_docs):
-            train.add([*tok.encode(document), tok.eot])
-            while synthetic_fraction > 0 and synthetic_tokens < synthetic_fraction * train.tokens:
-                ids = [*tok.encode(next(synthetic)), tok.eot]
-                train.add(ids)
-                synthetic_tokens += len(ids)
-            if train.tokens >= budget:
-                break
-            if progress and index % 50 == 0:
-                print(
-                    f"prepare: {index}/{len(train_docs)} documents, {train.tokens:,} tokens",
-                    file=sys.stderr,
-                )
+        synthetic_tokens = _write_train(
+            train,
+            tok,
+            train_docs,
+            synthetic_fraction=synthetic_fraction,
+            seed=seed,
+            budget=budget,
+            progress=progress,
+        )
         for document in val_docs:
             val.add([*tok.encode(document), tok.eot])
         splits = {"train": train.close(), "val": val.close()}
@@ -228,11 +276,7 @@ def prepare(
             load_split(directory, meta, "train"), tok.vocab_size
         )
         (directory / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        store = open_store(out)
-        for path in sorted(directory.rglob("*")):
-            if path.is_file() and path.name != "meta.json":
-                store.put_file(path.relative_to(directory).as_posix(), path)
-        store.put_file("meta.json", directory / "meta.json")  # last: marks the set complete
+        store = _upload(directory, out)
     if progress:
         print(
             f"prepare: {meta['tokens']['train']:,} train and {meta['tokens']['val']:,} val tokens "

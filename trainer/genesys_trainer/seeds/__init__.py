@@ -5,8 +5,11 @@ Every seed shares one top-level shape, :class:`ResidualBlock` with ``seq_norm``,
 crossover (Genesys, arXiv 2506.20249, "Seed designs").
 
 What must stay true:
-- ``SEEDS`` lists each seed's tree; ``designs/<name>.json`` are generated from it and the unit
-  sources in ``units/`` (``genesys designs sync-seeds``; a test checks they are current).
+- The seed names are :data:`genesys.api.seeds.SEED_NAMES`, the one list the engine uses too;
+  ``SEEDS`` holds each one's tree spec, in that order, and ``SEED_SPECS`` has no other entry
+  (``tests/unit/test_seeds_names.py``).
+- ``designs/<name>.json`` are generated from ``SEEDS`` and the unit sources in ``units/``
+  (``genesys designs sync-seeds``; a test checks they are current).
 - Every seed is pure PyTorch, exactly causal, and trains on a CPU.
 """
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from genesys.api.seeds import SEED_NAMES
 from genesys_trainer.tree import UnitSpec, UnitTree, tree_from_json
 
 
@@ -51,7 +55,7 @@ UNIT_FILES: dict[str, str] = {
     "CausalConv": "causal_conv.py",
 }
 
-SEEDS: dict[str, SeedSpec] = {
+SEED_SPECS: dict[str, SeedSpec] = {
     "gpt2": SeedSpec(
         title="GPT-2 (rotary multi-head attention, SwiGLU MLP, RMSNorm)",
         citation="Radford et al. 2019; Su et al. 2021 (rotary); Shazeer 2020 (GLU variants)",
@@ -85,6 +89,8 @@ SEEDS: dict[str, SeedSpec] = {
         extra_children={"TTTLinear": {"conv": "CausalConv"}},
     ),
 }
+# The seeds, by name, in the order of SEED_NAMES (a name without a spec fails here, at import).
+SEEDS: dict[str, SeedSpec] = {name: SEED_SPECS[name] for name in SEED_NAMES}
 
 REQUIREMENTS = {
     "ResidualBlock": "the block: two pre-norm residual branches, sequence mixing then channels",
@@ -152,4 +158,12 @@ def load_seed(name: str) -> UnitTree:
     return tree_from_json(json.loads(text))
 
 
-__all__ = ["SEEDS", "SeedSpec", "build_seed_tree", "load_seed", "seed_json_text", "unit_source"]
+__all__ = [
+    "SEEDS",
+    "SEED_SPECS",
+    "SeedSpec",
+    "build_seed_tree",
+    "load_seed",
+    "seed_json_text",
+    "unit_source",
+]

@@ -1,8 +1,8 @@
-"""Builders of the objects the operator creates: agent and check Jobs, Design resources.
+"""Kubernetes manifests of what the operator creates: agent and check Jobs, Design resources.
 
 Every builder is a pure function of the run (its :class:`~genesys.backends.common.RunHandle`)
 and an engine action or archive record, so the same inputs give the same manifest and the same
-deterministic name (house style: KubeRay's builders). Applying a manifest twice therefore
+deterministic name (the way KubeRay builds its objects). Applying a manifest twice therefore
 creates nothing twice: a second create answers 409 and is ignored.
 
 What must stay true: every object carries ``genesys.dev/run`` and ``genesys.dev/run-uid`` and a
@@ -30,11 +30,15 @@ from genesys.api.discoveryrun import AgentPod, DiscoveryRun
 from genesys.api.labels import LABEL_DESIGN, LABEL_OPERATOR, LABEL_ROLE, LABEL_RUN, LABEL_RUN_UID
 from genesys.api.runconfig import RunIdentity
 from genesys.backends.common import RunHandle, agent_image, session_arguments
+from genesys.backends.podsecurity import (
+    NOBODY,
+    SCRATCH_PATH,
+    SCRATCH_VOLUME,
+    restricted_container,
+    restricted_pod_security,
+)
 from genesys.engine.actions import StartSession
 from genesys.quantities import memory_bytes
-
-NOBODY = 65534
-"""The uid and gid every pod of the operator's runs as (the images' user too)."""
 
 MANAGED_BY = "genesys-operator"
 """``app.kubernetes.io/managed-by`` of every object the operator creates."""
@@ -48,8 +52,6 @@ COMPONENT_AGENT = "agent"
 COMPONENT_CHECK = "check"
 COMPONENT_TRAINER = "trainer"
 COMPONENT_DESIGN = "design"
-SCRATCH_VOLUME = "scratch"
-SCRATCH_PATH = "/tmp"
 AGENT_SCRATCH = "2Gi"
 """Size of an agent pod's writable /tmp (its session's working files)."""
 LABEL_SESSION = "genesys.dev/session"
@@ -118,25 +120,6 @@ def standard_labels(identity: RunIdentity, component: str) -> dict[str, str]:
     }
 
 
-def restricted_pod_security() -> dict[str, Any]:
-    """A pod ``securityContext`` of Pod Security "restricted": non-root, runtime seccomp."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": NOBODY,
-        "runAsGroup": NOBODY,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def restricted_container() -> dict[str, Any]:
-    """A container ``securityContext`` of Pod Security "restricted", root file system read-only."""
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-
-
 def scratch_env() -> list[dict[str, str]]:
     """``HOME`` and ``TMPDIR`` on the writable scratch volume (the root file system is not)."""
     return [{"name": "HOME", "value": SCRATCH_PATH}, {"name": "TMPDIR", "value": SCRATCH_PATH}]
@@ -201,8 +184,11 @@ def session_job_name(identity: RunIdentity, session: str) -> str:
 
 def session_labels(identity: RunIdentity, session: str, role: str) -> dict[str, str]:
     """The labels that find one pod of a session: run uid, session and role (a selector)."""
-    return {LABEL_RUN_UID: label_value(identity.uid or ""), LABEL_SESSION: session,
-            LABEL_ROLE: role}  # fmt: skip
+    return {
+        LABEL_RUN_UID: label_value(identity.uid or ""),
+        LABEL_SESSION: session,
+        LABEL_ROLE: role,
+    }
 
 
 def check_name(identity: RunIdentity, session: str) -> str:
@@ -243,6 +229,27 @@ def session_pod_job(
     }
 
 
+def session_pod_spec(
+    container: dict[str, Any], scratch_size: str, runtime_class_name: str | None
+) -> dict[str, Any]:
+    """The pod spec of a session's agent or check pod: one container, never restarted in place.
+
+    No service-account token, no service links, Pod Security "restricted", the scratch volume,
+    and the RuntimeClass when one is named.
+    """
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": restricted_pod_security(),
+        "containers": [container],
+        "volumes": [scratch_volume(scratch_size)],
+    }
+    if runtime_class_name:
+        pod_spec["runtimeClassName"] = runtime_class_name
+    return pod_spec
+
+
 def agent_job(
     handle: RunHandle, action: StartSession, *, owner: Mapping[str, Any], namespace: str
 ) -> dict[str, Any]:
@@ -258,11 +265,18 @@ def agent_job(
     }
     checks = [
         {"name": "GENESYS_SANDBOX", "value": "remote"},
-        {"name": "GENESYS_CHECK_SERVER",
-         "value": check_server_url(identity, action.session, namespace)},
-    ]  # fmt: skip
-    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}, *scratch_env(), *checks, *store_env(run),
-           *agent_env(run)]  # fmt: skip
+        {
+            "name": "GENESYS_CHECK_SERVER",
+            "value": check_server_url(identity, action.session, namespace),
+        },
+    ]
+    env = [
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *scratch_env(),
+        *checks,
+        *store_env(run),
+        *agent_env(run),
+    ]
     container = {
         "name": "agent",
         "image": agent_image(run),
@@ -276,16 +290,7 @@ def agent_job(
         "securityContext": restricted_container(),
         "volumeMounts": [scratch_mount()],
     }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": restricted_pod_security(),
-        "containers": [container],
-        "volumes": [scratch_volume(AGENT_SCRATCH)],
-    }
-    if pod.runtime_class_name:
-        pod_spec["runtimeClassName"] = pod.runtime_class_name
+    pod_spec = session_pod_spec(container, AGENT_SCRATCH, pod.runtime_class_name)
     name = session_job_name(identity, action.session)
     return session_pod_job(name, labels, pod_spec, pod, owner=owner, namespace=namespace)
 
@@ -308,17 +313,27 @@ def check_job(
         **session_labels(identity, action.session, ROLE_CHECK),
     }
     sandbox_mib = memory_bytes(checks.sandbox_memory) // 2**20
-    args = ["check-server", "--listen", f"0.0.0.0:{CHECK_PORT}",
-            "--idle-seconds", str(CHECK_IDLE_SECONDS),
-            "--max-memory", f"{sandbox_mib}Mi",
-            "--max-seconds", f"{checks.sandbox_timeout_seconds:g}"]  # fmt: skip
+    args = [
+        "check-server",
+        "--listen",
+        f"0.0.0.0:{CHECK_PORT}",
+        "--idle-seconds",
+        str(CHECK_IDLE_SECONDS),
+        "--max-memory",
+        f"{sandbox_mib}Mi",
+        "--max-seconds",
+        f"{checks.sandbox_timeout_seconds:g}",
+    ]
     container = {
         "name": "check",
         "image": agent_image(run),
         "command": ["genesys"],
         "args": args,
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
-                {"name": "GENESYS_SANDBOX", "value": "container"}, *scratch_env()],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "GENESYS_SANDBOX", "value": "container"},
+            *scratch_env(),
+        ],
         "ports": [{"name": "check", "containerPort": CHECK_PORT, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": pod.cpu, "memory": pod.memory},
@@ -327,17 +342,8 @@ def check_job(
         },
         "securityContext": restricted_container(),
         "volumeMounts": [scratch_mount()],
-    }  # fmt: skip
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": restricted_pod_security(),
-        "containers": [container],
-        "volumes": [scratch_volume(CHECK_SCRATCH)],
     }
-    if checks.runtime_class_name:
-        pod_spec["runtimeClassName"] = checks.runtime_class_name
+    pod_spec = session_pod_spec(container, CHECK_SCRATCH, checks.runtime_class_name)
     name = check_name(identity, action.session)
     return session_pod_job(name, labels, pod_spec, pod, owner=owner, namespace=namespace)
 

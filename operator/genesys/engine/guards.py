@@ -1,0 +1,295 @@
+"""The planner's rules, one small pure function each (Genesys, "Ladder of scales", "Selection").
+
+:func:`genesys.engine.plan.plan` calls them in this order, and their actions keep this order:
+
+1. :func:`give_ups`: a verification whose failed attempts exceed ``verification.maxRetries`` gets
+   a final error result (``RecordFailure``) instead of another attempt.
+2. :func:`seed_verifications`: the seed designs at the lowest rung, outside its budget.
+3. :func:`bottom_rung`: implemented designs at the lowest rung, in creation order, within its
+   budget.
+4. :func:`promotions`: one rung up at a time, chosen by quadrant selection among the designs that
+   passed the rung below and are not quarantined. The top rung is promoted to only when
+   :func:`top_rung_open`: every lower budget is spent, or no new design can still reach the
+   lower rungs.
+5. :func:`sessions`: design sessions while the lowest budget (and ``sessions.maxDesigns``) can
+   still take new designs, ``sessions.parallel`` at a time; the operator and the parents come
+   from the selector, seeded by (run seed, session index).
+
+The verification guards share two explicit values: :class:`Jobs` (the archive, the jobs that may
+not start again now, the attempt counts) and :class:`Capacity` (how many jobs each rung may still
+start under ``verification.maxParallelJobsPerRung``, seeds included), which each guard takes and
+returns with its own starts taken.
+
+What must stay true: no I/O, no clock, no mutation of an argument; every random choice uses a
+``random.Random`` seeded from the run's seed and the choice's place (rung and budget position,
+session index), so the same inputs give the same actions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from genesys.api.discoveryrun import GeneticOperators, Selection
+from genesys.api.ladder import RungConfig
+from genesys.api.seeds import SEED_NAMES
+from genesys.engine.actions import RecordFailure, StartSession, StartVerification
+from genesys.engine.state import Job, RungSummary, design_id, in_budget, session_id
+from genesys.evolution.selection import choose_operator, select_parents, select_promotions
+from genesys.store.archive import Archive, DesignRecord
+
+SESSION_FAILURE_FACTOR = 3  # at most this many sessions per design the run may still take
+PARENTS_OF = {"mutation": 1, "crossover": 2, "scratch": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Training jobs each rung may still start in this plan."""
+
+    free: Mapping[str, int]
+
+    @classmethod
+    def of(cls, rungs: Sequence[RungConfig], running: Iterable[Job], per_rung: int) -> Capacity:
+        """``per_rung`` less the jobs running at each rung (every job counts, seeds too)."""
+        at = Counter(rung for _, rung in running)
+        return cls({rung.name: per_rung - at[rung.name] for rung in rungs})
+
+    def at(self, rung: str) -> int:
+        """Jobs ``rung`` may still start (never negative)."""
+        return max(0, self.free[rung])
+
+    def take(self, rung: str, count: int) -> Capacity:
+        """The capacity left once ``count`` more jobs start at ``rung``."""
+        return Capacity({**self.free, rung: self.free[rung] - count})
+
+
+@dataclass(frozen=True, slots=True)
+class Jobs:
+    """What deciding a verification reads: the archive, the blocked jobs, attempt counts."""
+
+    archive: Archive
+    blocked: frozenset[Job]  # running now, or given up in this plan
+    attempts: Mapping[Job, int]  # failed attempts so far
+
+    def can_start(self, design: str, rung: str) -> bool:
+        """Neither blocked nor finished (passed or not) at ``rung``."""
+        return (design, rung) not in self.blocked and not finished(self.archive, design, rung)
+
+    def start(self, design: str, rung: str) -> StartVerification:
+        """The next attempt of (design, rung)."""
+        return StartVerification(design, rung, self.attempts.get((design, rung), 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """What choosing parents and promotions reads, besides its candidates."""
+
+    seed: int  # the run's spec.seed
+    selection: Selection
+    fitness: Mapping[str, float]
+    confidence: Mapping[str, int]
+
+
+def finished(archive: Archive, design: str, rung: str) -> bool:
+    """True when (design, rung) has a final result, passed or not."""
+    record = archive.designs.get(design)
+    return record is not None and rung in record.verifications
+
+
+def succeeded(archive: Archive, design: str, rung: str) -> bool:
+    """True when (design, rung) passed."""
+    record = archive.designs.get(design)
+    verification = record.verifications.get(rung) if record is not None else None
+    return verification is not None and verification.status == "succeeded"
+
+
+def give_ups(
+    archive: Archive,
+    running: frozenset[Job],
+    attempts: Mapping[Job, int],
+    max_retries: int,
+) -> list[RecordFailure]:
+    """Verifications that failed more than ``max_retries`` retries allow, not yet recorded."""
+    return [
+        RecordFailure(design, rung, f"failed {attempts[(design, rung)]} attempts")
+        for design, rung in sorted(attempts)
+        if attempts[(design, rung)] > max_retries
+        and (design, rung) not in running
+        and not finished(archive, design, rung)
+    ]
+
+
+def counting_give_ups(
+    summaries: Sequence[RungSummary],
+    given_up: Sequence[RecordFailure],
+    archive: Archive,
+    rungs: Sequence[RungConfig],
+) -> list[RungSummary]:
+    """``summaries`` with this plan's give-ups counted as used.
+
+    A give-up's error result fills its place in the rung's budget as soon as it is recorded, so
+    the same plan must not hand that place to another design.
+    """
+    by_name = {rung.name: rung for rung in rungs}
+    counts = Counter(g.rung for g in given_up if in_budget(archive, g.design_id, by_name[g.rung]))
+    return [replace(s, used=s.used + counts[s.name]) for s in summaries]
+
+
+def _starts(
+    jobs: Jobs, wanted: Sequence[str], rung: str, room: int, capacity: Capacity
+) -> tuple[list[StartVerification], Capacity]:
+    """Start the first ``room`` designs of ``wanted`` at ``rung`` (no more than it may start)."""
+    chosen = wanted[: max(0, min(room, capacity.at(rung)))]
+    return [jobs.start(d, rung) for d in chosen], capacity.take(rung, len(chosen))
+
+
+def seed_verifications(
+    jobs: Jobs, designs: Sequence[DesignRecord], lowest: str, capacity: Capacity
+) -> tuple[list[StartVerification], Capacity]:
+    """The seeds at the lowest rung, outside its budget, as far as its capacity allows."""
+    wanted = [d.id for d in designs if d.is_seed and jobs.can_start(d.id, lowest)]
+    return _starts(jobs, wanted, lowest, len(wanted), capacity)
+
+
+def bottom_rung(
+    jobs: Jobs, designs: Sequence[DesignRecord], lowest: RungSummary, capacity: Capacity
+) -> tuple[list[StartVerification], Capacity]:
+    """Implemented designs at the lowest rung, in creation order, within its budget."""
+    wanted = [d.id for d in designs if not d.is_seed and jobs.can_start(d.id, lowest.name)]
+    return _starts(jobs, wanted, lowest.name, lowest.room, capacity)
+
+
+def top_rung_open(
+    lower: Sequence[RungSummary], *, proposing_over: bool, jobs_running: bool, pending: bool
+) -> bool:
+    """True when the top rung may take promotions.
+
+    Every lower rung has nothing running and either has spent its budget or can get no new
+    design: proposing is over (no session runs or starts), no training job runs, and this plan
+    ``pending`` no work (it records no give-up and starts no verification below the top rung).
+    """
+    no_new_design = proposing_over and not jobs_running and not pending
+    return all((s.spent or no_new_design) and s.running == 0 for s in lower)
+
+
+def promotions(
+    jobs: Jobs,
+    designs: Sequence[DesignRecord],
+    target: RungSummary,
+    below: str,
+    capacity: Capacity,
+    selector: Selector,
+) -> tuple[list[StartVerification], Capacity]:
+    """Designs that passed ``below`` and climb to ``target``, chosen by quadrant selection."""
+    room = min(target.room, capacity.at(target.name))
+    if room <= 0:
+        return [], capacity
+    candidates = [
+        d.id
+        for d in designs
+        if succeeded(jobs.archive, d.id, below)
+        and d.quarantine is None
+        and jobs.can_start(d.id, target.name)
+    ]
+    rng = random.Random(f"{selector.seed}:promote:{target.name}:{target.used + target.running}")
+    chosen = select_promotions(
+        rng, candidates, selector.fitness, selector.confidence, room, selector.selection
+    )
+    return _starts(jobs, chosen, target.name, room, capacity)
+
+
+def session_count(
+    *,
+    implemented: int,
+    running: int,
+    known: int,
+    seeds: int,
+    target: int,
+    parallel: int,
+) -> int:
+    """How many sessions start now: within the target, the parallelism and the failure bound."""
+    return max(
+        0,
+        min(
+            target - implemented - running,
+            parallel - running,
+            SESSION_FAILURE_FACTOR * target + seeds - known,
+        ),
+    )
+
+
+def session_start(
+    index: int,
+    *,
+    implemented: int,
+    designs: Sequence[DesignRecord],
+    operators: GeneticOperators,
+    selector: Selector,
+) -> StartSession:
+    """The index-th design session: its operator, parents and seed from (run seed, index)."""
+    rng = random.Random(f"{selector.seed}:session:{index}")
+    operator = choose_operator(rng, implemented, operators)
+    wanted = PARENTS_OF[operator]
+    parents = select_parents(
+        rng, designs, selector.fitness, selector.confidence, wanted, selector.selection
+    )
+    if len(parents) < wanted:
+        operator, parents = "mutation", parents[:1]
+    return StartSession(
+        session=session_id(index),
+        design_id=design_id(index),
+        seq=len(SEED_NAMES) + index,
+        operator=operator,
+        parents=tuple(parents),
+        seed=rng.randrange(2**31),
+    )
+
+
+def sessions(
+    archive: Archive,
+    running: frozenset[str],
+    *,
+    target: int,
+    parallel: int,
+    operators: GeneticOperators,
+    selector: Selector,
+) -> list[StartSession]:
+    """New design sessions, numbered after every session known (finished or running)."""
+    implemented = sum(1 for d in archive.designs.values() if not d.is_seed)
+    known = len(set(archive.sessions) | running)
+    count = session_count(
+        implemented=implemented,
+        running=len(running),
+        known=known,
+        seeds=len(archive.designs) - implemented,
+        target=target,
+        parallel=parallel,
+    )
+    designs = archive.ordered()
+    return [
+        session_start(
+            index, implemented=implemented, designs=designs, operators=operators, selector=selector
+        )
+        for index in range(known, known + count)
+    ]
+
+
+__all__ = [
+    "SESSION_FAILURE_FACTOR",
+    "Capacity",
+    "Jobs",
+    "Selector",
+    "bottom_rung",
+    "counting_give_ups",
+    "finished",
+    "give_ups",
+    "promotions",
+    "seed_verifications",
+    "session_count",
+    "session_start",
+    "sessions",
+    "succeeded",
+    "top_rung_open",
+]
