@@ -436,6 +436,7 @@ NAMESPACE_RULES = {
     ("genesys.dev", "designs"): {"get", "list", "create", "delete"},
     ("genesys.dev", "designs/status"): {"patch"},
     ("batch", "jobs"): {"list", "watch", "create", "patch", "delete"},
+    ("", "pods"): {"list"},
     ("", "services"): {"list", "create", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"list", "create", "delete"},
     ("", "events"): {"create"},

@@ -118,6 +118,7 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
         "Ready": "True",
         "BudgetExhausted": "True",
         "Failed": "False",
+        "WaitingForCapacity": "False",
     }
     for record in archive.designs.values():  # every Design mirrors the archive
         design = designs[f"tiny-{record.id}"]

@@ -18,6 +18,8 @@ What the emulator here adds to kmock's (:class:`RealisticKubernetesEmulator`):
 - the built-in resources are known from the start (kmock's bundled list, a recent K3s's API
   groups: :func:`bundled_resources`), so discovery and lists of not-yet-created kinds work;
 - create answers ``201 Created``, as the API server does;
+- an object created with ``metadata.generateName`` and no name gets that prefix and five random
+  characters as its name (kopf names its Events so);
 - created objects get ``metadata.uid``, ``resourceVersion`` (one counter for the server),
   ``creationTimestamp``, ``generation`` and, from the URL, ``namespace``; every PATCH moves
   ``resourceVersion`` on, and a merge patch that changes ``spec`` moves ``generation`` on;
@@ -163,6 +165,8 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             metadata = request.data.setdefault("metadata", {})
             if request.namespace:
                 metadata.setdefault("namespace", request.namespace)
+            if not metadata.get("name") and metadata.get("generateName"):
+                metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
             metadata.setdefault("uid", str(uuid.uuid4()))
             metadata.setdefault(
                 "creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,7 +21,10 @@ enforced here; their manifests are tested as manifests.
 
 It then sets the Job's status the way the Job controller does: ``active``, ``startTime``, and at
 the end ``succeeded`` or ``failed`` with a ``Complete`` or ``Failed`` condition and a
-``completionTime``. ``fail_first`` makes the first N runs of Jobs whose name contains a key fail
+``completionTime``. With ``gpu_capacity`` set (the GPUs of the cluster's nodes, all together), a
+Job whose pod asks for more ``nvidia.com/gpu`` than are free is not started: its pod stays
+``Pending`` with ``PodScheduled=False``, reason ``Unschedulable`` and the scheduler's message,
+until enough GPUs are free (raise ``gpu_capacity`` to play a scale-up). ``fail_first`` makes the first N runs of Jobs whose name contains a key fail
 without running (as an evicted or crashed pod would). A deleted Job's process is killed; a
 suspended Job is not started, and a running one that gets suspended loses its process, until it
 is resumed (as the Job controller deletes a suspended Job's pods).
@@ -57,6 +60,15 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _gpus_of(job: Mapping[str, Any]) -> int:
+    """The ``nvidia.com/gpu`` its pod's containers ask for (limits, as the scheduler reads them)."""
+    containers = job["spec"]["template"]["spec"].get("containers") or []
+    return sum(
+        int(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
+        for c in containers
+    )
+
+
 def _is_training(container: Mapping[str, Any]) -> bool:
     """True for a training pod's container (it runs the trainer)."""
     return "genesys_trainer.train" in " ".join(container.get("args") or [])
@@ -73,6 +85,7 @@ class Started:
     outcome: int | None = None
     pod: str = ""
     container: str = ""  # the podman container, with a runtime
+    gpus: int = 0  # what its pod asked for
 
 
 @dataclass
@@ -92,6 +105,8 @@ class FakeKubelet:
     runs: dict[str, int] = field(default_factory=dict)  # job name -> times started
     service_ports: dict[str, int] = field(default_factory=dict)  # Service -> loopback port
     runtime: PodmanRuntime | None = None  # run pods as podman containers from their images
+    gpu_capacity: int | None = None  # GPUs of all nodes together; None: no limit
+    unschedulable: dict[str, str] = field(default_factory=dict)  # job name -> its pending pod
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -130,6 +145,10 @@ class FakeKubelet:
             if name not in jobs:
                 self._kill(started)
                 del self.started[name]
+        for name, pod in list(self.unschedulable.items()):
+            if name not in jobs:  # deleted while it waited: its pending pod goes with it
+                self.core.delete_namespaced_pod(pod, self.namespace)
+                del self.unschedulable[name]
         for name, job in jobs.items():
             status = job.get("status") or {}
             ended = any(
@@ -159,8 +178,40 @@ class FakeKubelet:
                 raise
             self.batch.patch_namespaced_job(name, self.namespace, body)
 
+    def _gpus_free(self) -> int | None:
+        if self.gpu_capacity is None:
+            return None
+        busy = sum(s.gpus for s in self.started.values())  # an ended pod gives its GPUs back
+        return self.gpu_capacity - busy
+
+    def _hold(self, job: dict[str, Any], gpus: int, free: int) -> None:
+        """Leave the Job's pod Pending and unschedulable, as the scheduler does (once)."""
+        name = job["metadata"]["name"]
+        if name in self.unschedulable:
+            return
+        message = f"0/1 nodes are available: 1 Insufficient nvidia.com/gpu ({gpus} > {free})."
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastTransitionTime": _now(),
+        }
+        pod = f"{name}-unscheduled"[-63:]
+        self._put_pod(job, pod, {"phase": "Pending", "conditions": [condition]})
+        self.unschedulable[name] = pod
+        self._patch_status(name, {"active": 1, "startTime": _now()})
+
     def _start(self, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
+        gpus = _gpus_of(job)
+        free = self._gpus_free()
+        if free is not None and gpus > free:
+            self._hold(job, gpus, free)
+            return
+        held = self.unschedulable.pop(name, None)
+        if held is not None:
+            self.core.delete_namespaced_pod(held, self.namespace)
         self.runs[name] = self.runs.get(name, 0) + 1
         log = self.workdir / f"{name}.{self.runs[name]}.log"
         for key, count in self.fail_first.items():
@@ -182,6 +233,7 @@ class FakeKubelet:
             self.started[name] = Started(name, self.namespace, process, log)
             self.started[name].container = pod_name if self.runtime is not None else ""
         self.started[name].pod = self._create_pod(job)
+        self.started[name].gpus = gpus
         self._patch_status(name, {"active": 1, "startTime": _now()})
         if self.on_start is not None:
             self.on_start(name)
@@ -223,13 +275,20 @@ class FakeKubelet:
             "succeeded" if ok else "failed": 1,
         }
         self._finish_pod(started, ok)
+        started.gpus = 0
         self._patch_status(name, status)
 
     # -------------------------------------------------------------------------------- pods
 
     def _create_pod(self, job: dict[str, Any]) -> str:
-        """A Pod object for the Job, labelled as the Job controller labels its pods."""
+        """A running Pod object for the Job, labelled as the Job controller labels its pods."""
         name = f"{job['metadata']['name']}-{self.runs[job['metadata']['name']]:05d}"[-63:]
+        scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()}
+        self._put_pod(job, name, {"phase": "Running", "conditions": [scheduled]})
+        return name
+
+    def _put_pod(self, job: dict[str, Any], name: str, status: dict[str, Any]) -> None:
+        """Create a Pod of the Job with ``status`` (a name taken already is left as it is)."""
         template = job["spec"]["template"]
         labels = {
             **(template.get("metadata") or {}).get("labels", {}),
@@ -240,14 +299,13 @@ class FakeKubelet:
             "kind": "Pod",
             "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
             "spec": template["spec"],
-            "status": {"phase": "Running"},
+            "status": status,
         }
         try:
             self.core.create_namespaced_pod(self.namespace, pod)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        return name
 
     def _finish_pod(self, started: Started, ok: bool) -> None:
         if not started.pod:

@@ -251,3 +251,20 @@ def test_kmock_server_answers_like_an_api_server_until_exit() -> None:
 )
 def test_label_selectors_filter_like_the_api_server(selector: str, matches: bool) -> None:
     assert label_selector_matches(selector, {"a": "1", "b": "2"}) is matches
+
+
+def test_created_objects_named_by_generate_name_get_distinct_names(kube: KMockServer) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client(kube.url))
+    event = {
+        "metadata": {"generateName": "genesys-operator-"},
+        "involvedObject": {"kind": "DiscoveryRun", "name": "r", "namespace": NAMESPACE},
+        "reason": "Started",
+        "message": "m",
+    }
+    first = core.create_namespaced_event(NAMESPACE, event)
+    second = core.create_namespaced_event(NAMESPACE, event)
+    names = {first.metadata.name, second.metadata.name}
+    assert len(names) == 2
+    assert all(name.startswith("genesys-operator-") and len(name) == 22 for name in names)

@@ -195,3 +195,60 @@ def test_lm_eval_random_model_near_chance_trained_above(
     assert abs(random_scores["genesys_cloze"]["acc_norm"] - chance) < 0.12
     assert trained_scores["genesys_cloze"]["acc_norm"] > chance + 0.04
     assert trained_scores["genesys_cloze"]["acc_norm"] > random_scores["genesys_cloze"]["acc_norm"]
+
+
+def test_sigterm_checkpoints_to_s3_and_the_rerun_ends_as_an_uninterrupted_run(
+    builtin_data: Path, tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    import boto3
+
+    from genesys_trainer.train import EXIT_PREEMPTED
+
+    common = ["--tokens", "65536", "--no-eval", "--log-every", "1", "--device", "cpu"]
+    environ = {**os.environ, **s3_env}
+    uninterrupted = subprocess.run(
+        train_command(builtin_data, tmp_path / "whole", *common),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=environ,
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stdout[-2000:]
+    reference = result_of(tmp_path / "whole")
+    out = "s3://genesys-test/preempted"
+    command = train_command(builtin_data, Path("unused"), *common)
+    command[command.index("unused")] = out
+    half = reference["planned_steps"] // 2
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=environ
+    ) as process:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= half:
+                process.send_signal(signal.SIGTERM)
+                break
+        lines.extend(process.stdout)
+        process.wait()
+    assert process.returncode == EXIT_PREEMPTED, "".join(lines)[-2000:]
+    s3 = boto3.client("s3", endpoint_url=s3_env["GENESYS_S3_ENDPOINT"])
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="genesys-test")["Contents"]}
+    assert {"preempted/checkpoint.pt", "preempted/preemptions.jsonl"} <= keys
+    assert "preempted/result.json" not in keys
+    body = s3.get_object(Bucket="genesys-test", Key="preempted/preemptions.jsonl")["Body"]
+    stopped = json.loads(body.read().decode().splitlines()[0])["step"]
+    assert half <= stopped < reference["planned_steps"]
+    rerun = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=REPO, env=environ
+    )
+    assert rerun.returncode == 0, rerun.stdout[-2000:]
+    assert f"resuming from step {stopped}/" in rerun.stdout
+    result = json.loads(
+        s3.get_object(Bucket="genesys-test", Key="preempted/result.json")["Body"].read()
+    )
+    assert result["resumed_from"] == stopped
+    assert result["steps"] == reference["steps"]
+    assert result["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-5)
+    assert result["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-5)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from genesys.backends.torchx_job import render_job
 from genesys.controller.reconcile import validate
 from genesys.engine.actions import StartSession, StartVerification
 from genesys.engine.plan import Observed, plan
+from genesys.engine.state import Waiting
 from genesys.store.archive import Archive, DesignRecord, Verification
 from genesys.store.base import LocalStore
 from genesys.store.documents import SessionOutcome
@@ -77,6 +78,23 @@ BUILTIN_DATA: dict[str, Any] = {
 }
 HF_DATA: dict[str, Any] = {
     "verification": {"data": {"shards": None, "dataset": "org/mix", "subsets": [{"name": "a"}]}}
+}
+
+def rung_tolerations(*tolerations: dict[str, Any]) -> dict[str, Any]:
+    """A base patch: the first rung of :data:`BASE` with its own tolerations."""
+    rungs = copy.deepcopy(BASE["ladder"]["rungs"])
+    rungs[0]["tolerations"] = list(tolerations)
+    return {"ladder": {"rungs": rungs}}
+
+
+NODE_AFFINITY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["h100"]}]}
+            ]
+        }
+    }
 }
 
 # path -> (change, base patch): rungs[] means the first rung, tolerations[] the first toleration
@@ -118,6 +136,25 @@ CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
     "ladder.rungs[].confidencePoints": (4, None),
     "ladder.rungs[].slowdownTolerance": (9.0, None),
     "ladder.rungs[].deadlineSeconds": (900, None),
+    "ladder.rungs[].resources.gpus": (2, None),
+    "ladder.rungs[].resources.cpu": ("500m", None),
+    "ladder.rungs[].resources.memory": ("8Gi", None),
+    "ladder.rungs[].resources.shmSize": ("1Gi", None),
+    "ladder.rungs[].nodeSelector": ({"pool": "big"}, None),
+    "ladder.rungs[].tolerations[].key": ("spot", None),
+    "ladder.rungs[].tolerations[].operator": ("Exists", rung_tolerations({"key": "k"})),
+    "ladder.rungs[].tolerations[].value": (
+        "yes",
+        rung_tolerations({"key": "k", "operator": "Equal", "value": "no"}),
+    ),
+    "ladder.rungs[].tolerations[].effect": ("NoSchedule", rung_tolerations({"key": "k"})),
+    "ladder.rungs[].tolerations[].tolerationSeconds": (
+        60,
+        rung_tolerations({"key": "k", "operator": "Exists", "effect": "NoExecute"}),
+    ),
+    "ladder.rungs[].affinity": (NODE_AFFINITY, None),
+    "ladder.rungs[].priorityClassName": ("urgent", None),
+    "ladder.rungs[].queueName": ("big-gpus", None),
     "sessions.flow": ("direct", None),
     "sessions.parallel": (5, None),
     "sessions.maxDesigns": (3, None),
@@ -195,6 +232,10 @@ CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
     "verification.resources.memory": ("8Gi", None),
     "verification.resources.shmSize": ("1Gi", None),
     "verification.nodeSelector": ({"pool": "gpu"}, None),
+    "verification.affinity": (NODE_AFFINITY, None),
+    "verification.terminationGracePeriodSeconds": (60, None),
+    "verification.maxPendingJobs": (1, None),
+    "verification.capacityTimeoutSeconds": (3600, None),
     "verification.tolerations[].key": ("other", None),
     "verification.tolerations[].operator": ("Equal", None),
     "verification.tolerations[].value": (
@@ -365,6 +406,7 @@ OBSERVED = [Observed(Archive("empty"))] + [
         running_jobs=frozenset({("d0001", "nano")}),
         failed_attempts={("d0003", "nano"): 2},
         spend_usd=3.0,
+        waiting_jobs={("d0001", "nano"): Waiting(NOW - timedelta(hours=2), "Unschedulable")},
     )
     for designs in range(2, 26, 3)
     for extra in (0, 2)

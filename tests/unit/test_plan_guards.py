@@ -18,7 +18,12 @@ from genesys.api.discoveryrun import (
 from genesys.api.ladder import RungConfig, preset_rung, resolve_ladder
 from genesys.api.seeds import SEED_NAMES
 from genesys.engine import guards
-from genesys.engine.actions import RecordFailure, StartSession, StartVerification
+from genesys.engine.actions import (
+    CancelVerification,
+    RecordFailure,
+    StartSession,
+    StartVerification,
+)
 from genesys.engine.guards import Capacity, Jobs, Selector
 from genesys.engine.phase import (
     NOTHING_RANKED_MESSAGE,
@@ -29,7 +34,7 @@ from genesys.engine.phase import (
     reported_phase,
     stop_reason,
 )
-from genesys.engine.state import Observed, RungSummary, rung_summaries
+from genesys.engine.state import Observed, RungSummary, Waiting, rung_summaries
 from genesys.store.archive import Archive, DesignRecord, Verification
 from genesys.store.documents import SessionOutcome
 
@@ -91,12 +96,12 @@ def summary(name: str = "nano", budget: int = 4, used: int = 0, running: int = 0
 
 def test_capacity_counts_every_running_job_seeds_too() -> None:
     running = [("seed-gpt2", "nano"), ("d0000", "nano"), ("d0001", "micro")]
-    capacity = Capacity.of(rungs(), running, per_rung=3)
+    capacity = Capacity.of(rungs(), running, per_rung=3, max_waiting=100)
     assert capacity.free == {"nano": 1, "micro": 2}
 
 
 def test_capacity_take_returns_a_new_value_and_never_goes_below_zero() -> None:
-    capacity = Capacity({"nano": 1})
+    capacity = Capacity({"nano": 1}, waiting_room=100)
     taken = capacity.take("nano", 2)
     assert capacity.at("nano") == 1  # unchanged
     assert taken.free == {"nano": -1}
@@ -147,7 +152,10 @@ def test_give_ups_come_in_sorted_order() -> None:
 def test_seed_verifications_start_every_seed_the_capacity_allows() -> None:
     archive = store(1)
     started, left = guards.seed_verifications(
-        jobs(archive), archive.ordered(), "nano", Capacity({"nano": 3, "micro": 3})
+        jobs(archive),
+        archive.ordered(),
+        "nano",
+        Capacity({"nano": 3, "micro": 3}, waiting_room=100),
     )
     assert [s.design_id for s in started] == ["seed-gpt2", "seed-mamba2", "seed-retnet"]
     assert left.free == {"nano": 0, "micro": 3}
@@ -156,7 +164,9 @@ def test_seed_verifications_start_every_seed_the_capacity_allows() -> None:
 def test_seed_verifications_skip_seeds_running_or_finished() -> None:
     archive = result(store(0), "seed-gpt2", "nano")
     book = jobs(archive, blocked={("seed-mamba2", "nano")}, attempts={("seed-retnet", "nano"): 1})
-    started, _ = guards.seed_verifications(book, archive.ordered(), "nano", Capacity({"nano": 8}))
+    started, _ = guards.seed_verifications(
+        book, archive.ordered(), "nano", Capacity({"nano": 8}, waiting_room=100)
+    )
     assert started == [
         StartVerification("seed-retnet", "nano", 1),
         StartVerification("seed-rwkv6", "nano", 0),
@@ -167,7 +177,7 @@ def test_seed_verifications_skip_seeds_running_or_finished() -> None:
 def test_seed_verifications_with_no_capacity_start_nothing() -> None:
     archive = store(0)
     started, left = guards.seed_verifications(
-        jobs(archive), archive.ordered(), "nano", Capacity({"nano": -1})
+        jobs(archive), archive.ordered(), "nano", Capacity({"nano": -1}, waiting_room=100)
     )
     assert started == []
     assert left.free == {"nano": -1}
@@ -182,7 +192,7 @@ def test_bottom_rung_starts_designs_in_creation_order_within_the_budget() -> Non
         jobs(archive),
         archive.ordered(),
         summary(budget=4, used=1, running=1),
-        Capacity({"nano": 8}),
+        Capacity({"nano": 8}, waiting_room=100),
     )
     assert [s.design_id for s in started] == ["d0000", "d0001"]
     assert left.at("nano") == 6
@@ -191,7 +201,7 @@ def test_bottom_rung_starts_designs_in_creation_order_within_the_budget() -> Non
 def test_bottom_rung_never_starts_a_seed() -> None:
     archive = store(0)
     started, _ = guards.bottom_rung(
-        jobs(archive), archive.ordered(), summary(), Capacity({"nano": 8})
+        jobs(archive), archive.ordered(), summary(), Capacity({"nano": 8}, waiting_room=100)
     )
     assert started == []
 
@@ -199,7 +209,7 @@ def test_bottom_rung_never_starts_a_seed() -> None:
 def test_bottom_rung_is_held_to_the_capacity() -> None:
     archive = store(4)
     started, left = guards.bottom_rung(
-        jobs(archive), archive.ordered(), summary(budget=4), Capacity({"nano": 1})
+        jobs(archive), archive.ordered(), summary(budget=4), Capacity({"nano": 1}, waiting_room=100)
     )
     assert [s.design_id for s in started] == ["d0000"]
     assert left.at("nano") == 0
@@ -208,7 +218,10 @@ def test_bottom_rung_is_held_to_the_capacity() -> None:
 def test_bottom_rung_with_an_overspent_budget_starts_nothing() -> None:
     archive = store(2)
     started, _ = guards.bottom_rung(
-        jobs(archive), archive.ordered(), summary(budget=1, used=2), Capacity({"nano": 8})
+        jobs(archive),
+        archive.ordered(),
+        summary(budget=1, used=2),
+        Capacity({"nano": 8}, waiting_room=100),
     )
     assert started == []
 
@@ -225,7 +238,7 @@ def test_promotions_take_only_designs_that_passed_the_rung_below() -> None:
         archive.ordered(),
         summary("micro", budget=2),
         "nano",
-        Capacity({"nano": 8, "micro": 8}),
+        Capacity({"nano": 8, "micro": 8}, waiting_room=100),
         SELECTOR,
     )
     assert started == [StartVerification("d0000", "micro", 0)]
@@ -242,7 +255,7 @@ def test_promotions_never_take_a_quarantined_design() -> None:
         archive.ordered(),
         summary("micro", budget=2),
         "nano",
-        Capacity({"micro": 8}),
+        Capacity({"micro": 8}, waiting_room=100),
         SELECTOR,
     )
     assert [s.design_id for s in started] == ["d0000"]
@@ -257,7 +270,7 @@ def test_promotions_stop_at_the_room_of_the_budget() -> None:
         archive.ordered(),
         summary("micro", budget=3, used=1, running=1),
         "nano",
-        Capacity({"micro": 8}),
+        Capacity({"micro": 8}, waiting_room=100),
         SELECTOR,
     )
     assert len(started) == 1
@@ -270,7 +283,7 @@ def test_promotions_without_capacity_start_nothing() -> None:
         archive.ordered(),
         summary("micro", budget=2),
         "nano",
-        Capacity({"micro": 0}),
+        Capacity({"micro": 0}, waiting_room=100),
         SELECTOR,
     )
     assert started == []
@@ -281,7 +294,7 @@ def test_promotions_are_deterministic() -> None:
     archive = store(6)
     for index in range(6):
         result(archive, f"d{index:04d}", "nano")
-    args = (summary("micro", budget=3), "nano", Capacity({"micro": 8}), SELECTOR)
+    args = (summary("micro", budget=3), "nano", Capacity({"micro": 8}, waiting_room=100), SELECTOR)
     first, _ = guards.promotions(jobs(archive), archive.ordered(), *args)
     again, _ = guards.promotions(jobs(archive), archive.ordered(), *args)
     assert first == again
@@ -508,3 +521,36 @@ def test_counting_give_ups_fills_the_budget_place_of_each_give_up() -> None:
     counted = guards.counting_give_ups(summaries, given_up, Archive(run="r"), rungs)
     assert [(s.name, s.used) for s in counted] == [(rungs[0].name, 1), (rungs[1].name, 2)]
     assert [s.used for s in summaries] == [1, 1]  # the argument is left as it was
+
+
+# ------------------------------------------------------------------ waiting for capacity
+
+
+def test_capacity_counts_waiting_jobs_against_every_rung() -> None:
+    capacity = Capacity.of(rungs(), set(), per_rung=8, waiting=14, max_waiting=16)
+    assert capacity.at("nano") == 2
+    assert capacity.take("nano", 2).at("micro") == 0  # one room for every rung together
+
+
+def test_capacity_with_more_waiting_than_allowed_starts_nothing() -> None:
+    capacity = Capacity.of(rungs(), set(), per_rung=8, waiting=20, max_waiting=16)
+    assert [capacity.at(r.name) for r in rungs()] == [0] * len(rungs())
+
+
+def test_capacity_timeouts_cancel_only_jobs_that_waited_too_long_for_capacity() -> None:
+    waiting = {
+        ("d0001", "nano"): Waiting(NOW - timedelta(seconds=700), "Unschedulable", "0/3 nodes"),
+        ("d0002", "nano"): Waiting(NOW - timedelta(seconds=100), "Unschedulable", "0/3 nodes"),
+        ("d0003", "nano"): Waiting(NOW - timedelta(seconds=900), "Scheduling"),
+        ("d0004", "micro"): Waiting(NOW - timedelta(seconds=601), "Queued", "queue gpus"),
+    }
+    cancelled = guards.capacity_timeouts(waiting, NOW, 600)
+    assert [(c.design_id, c.rung) for c in cancelled] == [("d0001", "nano"), ("d0004", "micro")]
+    assert isinstance(cancelled[0], CancelVerification)
+    assert "waited 700s for capacity" in cancelled[0].reason
+    assert "0/3 nodes" in cancelled[0].reason
+
+
+def test_capacity_timeouts_without_a_timeout_cancel_nothing() -> None:
+    waiting = {("d0001", "nano"): Waiting(NOW - timedelta(days=3), "Unschedulable")}
+    assert guards.capacity_timeouts(waiting, NOW, None) == []

@@ -19,6 +19,7 @@ Keys written under OUT (a path or store URI)::
                     or minutes); a rerun of the same command resumes from it
     model.pt        final weights;  config.json  model and training config
     log.jsonl       progress lines;  result.json the verification result
+    preemptions.jsonl  one line per SIGTERM obeyed: the step it stopped at, and when
 
 What must stay true:
 - Data order depends only on (seed, step, rank, world size) (:mod:`.data.sampler`), so a run
@@ -29,6 +30,10 @@ What must stay true:
 - The validation loss and the leak guard (:mod:`.leak_guard`) share one forward function and one
   loop; a design the guard finds non-causal on real data ends ``status: failed`` with
   ``quarantine`` set to the reason, so the operator never ranks it.
+- SIGTERM (a preemption, a node drain, a spot reclaim) stops the run after the step under way:
+  every rank stops at the same step, the checkpoint is written, the preemption is recorded, and
+  the process exits :data:`EXIT_PREEMPTED` (143), so the Job's next pod resumes from exactly that
+  step. The pod's ``terminationGracePeriodSeconds`` must cover one step and one checkpoint.
 - ``result.json`` is written with a conditional create: when two attempts of one verification
   race (a Job retried while a lost one still runs), the first final result stands.
 """
@@ -42,6 +47,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -81,6 +87,14 @@ from genesys_trainer.tree import UnitTree, load_tree, tree_from_json
 
 class GuardStop(Exception):  # noqa: N818 - a stop, not an error
     """A training guard stopped the run; the reason is recorded."""
+
+
+EXIT_PREEMPTED = 128 + signal.SIGTERM
+"""The exit status after obeying SIGTERM: checkpoint saved, the training is to be resumed."""
+
+
+class Preempted(Exception):  # noqa: N818 - a stop, not an error
+    """SIGTERM was obeyed: the checkpoint is in the store; the process exits EXIT_PREEMPTED."""
 
 
 @dataclass(slots=True)
@@ -471,6 +485,7 @@ class Run:
         self.step = 0
         self.elapsed = 0.0  # training seconds, summed across resumes
         self.resumed_from: int | None = None
+        self.stop_requested = False  # set by SIGTERM; obeyed after the step under way
         self.losses: list[float] = []
         self.log_lines: list[str] = []
 
@@ -518,6 +533,34 @@ class Run:
         if self.store.exists("log.jsonl"):
             self.log_lines = [x for x in self.store.get_text("log.jsonl").splitlines() if x]
         self.log(f"resuming from step {self.step}/{self.plan.steps} ({self.store.uri})")
+
+    # -- preemption
+
+    def request_stop(self, *_: object) -> None:
+        """The SIGTERM handler: stop after the step under way (the loop checks the flag)."""
+        self.stop_requested = True
+
+    def stop_wanted(self) -> bool:
+        """True when any rank was asked to stop, so that every rank stops at the same step."""
+        if self.world == 1:
+            return self.stop_requested
+        flag = torch.tensor([1.0 if self.stop_requested else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+    def stop_for_preemption(self) -> None:
+        """Save the checkpoint, record the preemption, and raise :class:`Preempted`."""
+        self.save_checkpoint()
+        if self.rank == 0:
+            record = {"step": self.step, "at": datetime.now(UTC).isoformat()}
+            earlier = (
+                self.store.get_text("preemptions.jsonl")
+                if self.store.exists("preemptions.jsonl")
+                else ""
+            )
+            self.store.put_text("preemptions.jsonl", earlier + json.dumps(record) + "\n")
+        self.log(f"stopped at step {self.step}/{self.plan.steps} on SIGTERM; checkpoint saved")
+        raise Preempted(f"stopped at step {self.step} on SIGTERM")
 
     # -- the loop
 
@@ -639,6 +682,8 @@ class Run:
                     cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0
                 )
                 due_time = time.monotonic() - last_save > 60 * cfg.training.checkpoint_every_minutes
+                if self.step < plan.steps and self.stop_wanted():
+                    self.stop_for_preemption()
                 if (due_steps or due_time) and self.step < plan.steps:
                     self.save_checkpoint()
                     last_save = time.monotonic()
@@ -847,11 +892,17 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Train; exit 0 when a result was recorded (even a guard stop), 1 on a crash."""
+    """Train; exit 0 when a result was recorded (even a guard stop), 1 on a crash.
+
+    After SIGTERM the exit status is :data:`EXIT_PREEMPTED`, with the checkpoint saved.
+    """
     cfg = parse_args(argv)
     run = Run(cfg)
+    signal.signal(signal.SIGTERM, run.request_stop)
     try:
         result = run.run()
+    except Preempted:
+        return EXIT_PREEMPTED
     except Exception as exc:
         if run.rank == 0:  # record the crash, then fail the process so it is retried
             crash = VerificationResult(

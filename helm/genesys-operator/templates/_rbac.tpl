@@ -33,6 +33,10 @@ into the ClusterRole; with watchNamespaces into a Role in each of those namespac
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Training pods: listed by the run's labels to see which wait for a node (WaitingForCapacity).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # The check pod's Service, one per design session: created with the session, deleted when
 # it ends; listed by the run's labels when the run is deleted.
 - apiGroups: [""]

@@ -7,6 +7,8 @@ OpenAPI v3.0 schema. :func:`structural` converts one into the other:
 - ``X | None`` becomes ``X`` with ``nullable: true``;
 - ``const`` becomes a one-value ``enum``; numeric ``exclusiveMinimum: n`` becomes
   ``minimum: n`` plus ``exclusiveMinimum: true``;
+- a boolean ``additionalProperties`` is dropped (a free-form object, such as an ``affinity``,
+  carries ``x-kubernetes-preserve-unknown-fields`` instead);
 - ``title`` is dropped, every ``description`` kept, and defaults (factories included) are written
   so that the API server fills them in and ``kubectl explain`` shows them.
 
@@ -121,8 +123,10 @@ def _child(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -
 
 
 def _additional(key: str, value: Any, defs: dict[str, Schema], keep_defaults: bool) -> Schema:
-    if value is False:
-        return {}  # structural schemas forbid it beside properties; the API server prunes
+    if value is False or value is True:
+        # false: structural schemas forbid it beside properties, and the API server prunes;
+        # true: a free-form object says so with x-kubernetes-preserve-unknown-fields instead
+        return {}
     if isinstance(value, dict):
         return _child(key, value, defs, keep_defaults)
     return {key: value}

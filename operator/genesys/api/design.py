@@ -65,8 +65,9 @@ class RungResult(ApiModel):
     """Summary of a design's verification at one rung."""
 
     rung: str = Field(description="Rung name.")
-    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(
-        description="State of this verification."
+    phase: Literal["Pending", "WaitingForCapacity", "Running", "Succeeded", "Failed"] = Field(
+        description="State of this verification; WaitingForCapacity while its training pod "
+        "waits for a node (unschedulable) or for admission by Kueue."
     )
     attempts: int = Field(default=0, ge=0, description="Training-job attempts so far.")
     params: int | None = Field(default=None, ge=0, description="Fitted parameter count.")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field, StringConstraints
 
@@ -55,8 +55,43 @@ class ModelShape(ApiModel):
     )
 
 
+class Toleration(ApiModel):
+    """A Kubernetes toleration for training pods."""
+
+    key: str | None = Field(default=None, description="Taint key; unset matches all keys.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value (with Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect; unset matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class RungResources(ApiModel):
+    """Per-pod resources of one rung's training pods; unset fields take verification.resources'."""
+
+    gpus: int | None = Field(default=None, ge=0, le=64, description="GPUs per pod.")
+    cpu: Quantity | None = Field(default=None, description="CPU request.")
+    memory: Quantity | None = Field(default=None, description="Memory request and limit.")
+    shm_size: Quantity | None = Field(default=None, description="Size of /dev/shm.")
+
+
+Affinity = Annotated[
+    dict[str, Any],
+    Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A Kubernetes ``Affinity``, passed to the pods as written (its keys are checked on validation)."""
+
+
 class Rung(ApiModel):
-    """One rung of the ladder of scales. Unset fields take the preset's value."""
+    """One rung of the ladder of scales. Unset fields take the preset's value.
+
+    Placement fields (``resources``, ``nodeSelector``, ``tolerations``, ``affinity``,
+    ``priorityClassName``, ``queueName``) place this rung's training pods; each one left unset
+    takes ``spec.verification``'s.
+    """
 
     name: RungName = Field(description="Rung name, unique in the ladder, e.g. 14M.")
     preset: PresetName | None = Field(
@@ -109,6 +144,34 @@ class Rung(ApiModel):
         description="Wall-clock limit of one training Job at this rung (activeDeadlineSeconds on "
         "a cluster; enforced by genesys run locally); a Job past it is stopped and counted as a "
         "failed attempt. Unset: the preset's (1h for CPU rungs, 6h at 14M to 14 days at 350M).",
+    )
+    resources: RungResources | None = Field(
+        default=None,
+        description="Resources of this rung's training pods; each unset field takes "
+        "verification.resources'.",
+    )
+    node_selector: dict[str, str] | None = Field(
+        default=None,
+        description="nodeSelector of this rung's training pods (replaces "
+        "verification.nodeSelector). Unset: verification.nodeSelector.",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None,
+        description="Tolerations of this rung's training pods (replace verification's). Unset: "
+        "verification.tolerations.",
+    )
+    affinity: Affinity | None = Field(
+        default=None,
+        description="Affinity of this rung's training pods (a Kubernetes Affinity: nodeAffinity, "
+        "podAffinity, podAntiAffinity). Unset: verification.affinity.",
+    )
+    priority_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="priorityClassName of this rung's training pods. Unset: verification's.",
+    )
+    queue_name: DnsSubdomain | None = Field(
+        default=None,
+        description="Kueue LocalQueue of this rung's training Jobs. Unset: verification's.",
     )
 
 
@@ -524,20 +587,6 @@ PAPER_EVAL_TASKS = (
 )
 
 
-class Toleration(ApiModel):
-    """A Kubernetes toleration for training pods."""
-
-    key: str | None = Field(default=None, description="Taint key; unset matches all keys.")
-    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value (with Equal).")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        default=None, description="Taint effect; unset matches all effects."
-    )
-    toleration_seconds: int | None = Field(
-        default=None, ge=0, description="How long a NoExecute taint is tolerated."
-    )
-
-
 class Resources(ApiModel):
     """Resources of one training pod."""
 
@@ -598,6 +647,11 @@ class Verification(ApiModel):
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="nodeSelector of training pods."
     )
+    affinity: Affinity | None = Field(
+        default=None,
+        description="Affinity of training pods (a Kubernetes Affinity: nodeAffinity, "
+        "podAffinity, podAntiAffinity).",
+    )
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Tolerations of training pods."
     )
@@ -617,8 +671,33 @@ class Verification(ApiModel):
     max_parallel_jobs_per_rung: int = Field(
         default=8, ge=1, le=10_000, description="Training jobs running at once per rung."
     )
+    max_pending_jobs: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Training jobs that may wait to be scheduled at once, every rung together "
+        "(on a cluster: pods not yet placed on a node, or Jobs Kueue has not admitted). No new "
+        "training job starts while this many wait, so demand grows as fast as the cluster "
+        "scales.",
+    )
+    capacity_timeout_seconds: int | None = Field(
+        default=None,
+        ge=10,
+        le=30 * 86_400,
+        description="A training job whose pod has waited this long for capacity is cancelled "
+        "and recorded as an error of its verification. Unset: it waits as long as it takes.",
+    )
     max_retries: int = Field(
         default=2, ge=0, le=20, description="Retries of a failed training job; then recorded."
+    )
+    termination_grace_period_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=3600,
+        description="On a cluster: the seconds a training pod has after SIGTERM (a preemption, a "
+        "node drain, a spot reclaim) to finish its step and write its checkpoint to the store. "
+        "A pod disrupted that way is recreated, resumes from the checkpoint, and does not count "
+        "against maxRetries.",
     )
     training: Training = Field(default_factory=Training, description="Optimiser and guards.")
 

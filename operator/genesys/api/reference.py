@@ -45,6 +45,7 @@ _SCALARS: dict[Any, str] = {
     float: "number",
     str: "string",
     datetime: "date-time (RFC 3339)",
+    Any: "any value",
 }
 
 

@@ -268,6 +268,7 @@ def _ladder_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:
         first_index.setdefault(rung.name, index)
         yield from _rung_recipe_errors(path, rung)
         yield from _rung_shape_errors(path, rung)
+        yield from _placement_errors(path, rung.tolerations, rung.affinity)
     yield from _rung_growth_errors(rungs, spec.verification.data.vocab_size)
     yield from _rung_budget_errors(spec)
 
@@ -389,12 +390,34 @@ def _toleration_errors(path: str, toleration: Toleration) -> Iterator[SpecError]
         )
 
 
+AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+
+
+def _affinity_errors(path: str, affinity: Mapping[str, Any] | None) -> Iterator[SpecError]:
+    """An affinity holds only the three kinds of Kubernetes affinity, each an object."""
+    for key, value in (affinity or {}).items():
+        if key not in AFFINITY_KEYS:
+            yield SpecError(f"{path}.{key}", f"expected one of {', '.join(AFFINITY_KEYS)}", key)
+        elif not isinstance(value, Mapping):
+            yield SpecError(f"{path}.{key}", "expected an object", value)
+
+
+def _placement_errors(
+    path: str, tolerations: Sequence[Toleration] | None, affinity: Mapping[str, Any] | None
+) -> Iterator[SpecError]:
+    """The tolerations and the affinity of ``verification`` or of one rung."""
+    for index, toleration in enumerate(tolerations or []):
+        yield from _toleration_errors(f"{path}.tolerations[{index}]", toleration)
+    yield from _affinity_errors(f"{path}.affinity", affinity)
+
+
 def _verification_errors(verification: Verification) -> Iterator[SpecError]:
     yield from _tokenizer_errors(verification.data)
     yield from _subset_errors(verification.data)
     yield from _eval_task_errors(verification.eval_tasks)
-    for index, toleration in enumerate(verification.tolerations):
-        yield from _toleration_errors(f"spec.verification.tolerations[{index}]", toleration)
+    yield from _placement_errors(
+        "spec.verification", verification.tolerations, verification.affinity
+    )
 
 
 def _other_errors(spec: DiscoveryRunSpec) -> Iterator[SpecError]:

@@ -34,9 +34,15 @@ from typing import Any
 
 from genesys import __version__
 from genesys.api.discoveryrun import DiscoveryRun
+from genesys.api.placement import rung_placement
 from genesys.api.runconfig import RunConfig, RunIdentity, resolve_run_config
 from genesys.api.seeds import SEED_NAMES
-from genesys.engine.actions import RecordFailure, StartSession, StartVerification
+from genesys.engine.actions import (
+    CancelVerification,
+    RecordFailure,
+    StartSession,
+    StartVerification,
+)
 from genesys.store.archive import design_key, load_archive, session_key, verification_prefix
 from genesys.store.base import Store
 from genesys.store.claims import Binding, bind_run, claim_hash
@@ -154,7 +160,7 @@ def verification_app(
     from genesys.quantities import cpus, memory_mib
     from genesys_trainer.component import verify
 
-    resources = handle.run.spec.verification.resources
+    resources = rung_placement(handle.run.spec, action.rung).resources
     return verify(
         design=handle.uri(design_key(action.design_id, "design.json")),
         rung=action.rung,
@@ -229,8 +235,8 @@ def failed_attempts(store: Store) -> dict[tuple[str, str], int]:
     return counts
 
 
-def write_failure(store: Store, action: RecordFailure) -> None:
-    """The final ``error`` result of a verification given up after its retries."""
+def write_failure(store: Store, action: RecordFailure | CancelVerification) -> None:
+    """The final ``error`` result of a verification given up (retries spent, or no capacity)."""
     key = f"{verification_prefix(action.design_id, action.rung)}/result.json"
     result = VerificationResult(
         design=action.design_id, rung=action.rung, status="error", reason=action.reason

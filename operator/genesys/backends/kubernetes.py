@@ -40,6 +40,7 @@ from typing import Any
 
 from genesys.api.base import API_GROUP, API_VERSION
 from genesys.api.labels import LABEL_DESIGN, LABEL_ROLE, LABEL_RUNG
+from genesys.api.placement import rung_placement
 from genesys.api.runconfig import RunIdentity
 from genesys.backends import manifests
 from genesys.backends.common import (
@@ -51,14 +52,17 @@ from genesys.backends.common import (
     write_failure,
     write_seeds,
 )
+from genesys.backends.torchx_job import LABEL_KUEUE_QUEUE
 from genesys.engine.actions import (
     Action,
+    CancelVerification,
     InitSeeds,
     RecordFailure,
     StartSession,
     StartVerification,
 )
 from genesys.engine.plan import Observed
+from genesys.engine.state import Waiting
 from genesys.store.archive import (
     Archive,
     DocumentCache,
@@ -90,6 +94,8 @@ class JobView:
     gpus: int
     started: datetime | None
     completed: datetime | None
+    created: datetime | None = None
+    queue: str | None = None  # the Kueue LocalQueue it was submitted to
 
 
 @dataclass
@@ -142,7 +148,50 @@ def job_view(job: Any) -> JobView:
         gpus=_gpus(job),
         started=status.start_time if status else None,
         completed=status.completion_time if status else None,
+        created=job.metadata.creation_timestamp,
+        queue=(job.metadata.labels or {}).get(LABEL_KUEUE_QUEUE),
     )
+
+
+def _scheduled(pod: Any) -> bool | None:
+    """True once a pod is on a node, False while the scheduler finds none, None before it looks."""
+    for condition in (pod.status.conditions if pod.status else None) or []:
+        if condition.type == "PodScheduled":
+            return bool(condition.status == "True")
+    return None
+
+
+def _unschedulable(pod: Any) -> Any:
+    """The pod's ``PodScheduled=False`` condition (the scheduler's words), or None."""
+    return next(
+        (
+            c
+            for c in (pod.status.conditions if pod.status else None) or []
+            if c.type == "PodScheduled" and c.status == "False"
+        ),
+        None,
+    )
+
+
+def job_waiting(job: JobView, pods: Sequence[Any], now: datetime) -> Waiting | None:
+    """Why a running training Job is not on a node yet; None once one of its pods is.
+
+    A suspended Job waits for Kueue to admit it; a pod the scheduler cannot place waits for
+    capacity (its ``PodScheduled`` condition says why); a Job with no pod yet, or a pod the
+    scheduler has not looked at, is being scheduled.
+    """
+    since = job.created or now
+    if job.suspended:
+        queue = f" {job.queue}" if job.queue else ""
+        return Waiting(since, "Queued", f"not admitted yet by the Kueue queue{queue}")
+    live = [p for p in pods if p.status is None or p.status.phase in ("Pending", "Running")]
+    if any(_scheduled(p) or (p.status and p.status.phase == "Running") for p in live):
+        return None
+    refused = next((c for c in map(_unschedulable, live) if c is not None), None)
+    if refused is not None:
+        when = refused.last_transition_time or since
+        return Waiting(when, refused.reason or "Unschedulable", refused.message or "")
+    return Waiting(since, "Scheduling")
 
 
 def job_seconds(job: JobView, now: datetime) -> float:
@@ -230,6 +279,8 @@ class KubernetesBackend:
         happenings: list[Happening] = []
         running_sessions: set[str] = set()
         running_jobs: set[tuple[str, str]] = set()
+        waiting_jobs: dict[tuple[str, str], Waiting] = {}
+        pods: dict[str, list[Any]] | None = None  # training pods by Job, listed when needed
         running_gpu_hours = 0.0
         for job in jobs:
             role = job.labels.get(LABEL_ROLE)
@@ -245,6 +296,10 @@ class KubernetesBackend:
                 if job.finished is None:
                     running_jobs.add(key)
                     running_gpu_hours += gpu_hours([job], now)
+                    pods = self.training_pods() if pods is None else pods
+                    waiting = job_waiting(job, pods.get(job.name, []), now)
+                    if waiting is not None:
+                        waiting_jobs[key] = waiting
                 elif not done:
                     happenings += self._verification_ended(job, key, now)
         observed = Observed(
@@ -253,9 +308,23 @@ class KubernetesBackend:
             running_jobs=frozenset(running_jobs),
             failed_attempts=failed_attempts(self.store),
             spend_usd=run_spent_usd(self.store, cache=self.cache),
+            waiting_jobs=waiting_jobs,
         )
         spent = recorded_gpu_hours(self.store, self.cache) + running_gpu_hours
         return Observation(observed, spent, happenings)
+
+    def training_pods(self) -> dict[str, list[Any]]:
+        """The run's training pods, by the name of their Job (the ``job-name`` label)."""
+        selector = (
+            f"{manifests.run_selector(self.identity)},{LABEL_ROLE}={manifests.ROLE_VERIFICATION}"
+        )
+        listed = self.core.list_namespaced_pod(self.namespace, label_selector=selector)
+        by_job: dict[str, list[Any]] = {}
+        for pod in listed.items:
+            labels = pod.metadata.labels or {}
+            if _labelled(labels, self.identity) and "job-name" in labels:
+                by_job.setdefault(labels["job-name"], []).append(pod)
+        return by_job
 
     def _session_ended(self, job: JobView, session: str) -> list[Happening]:
         self.end_checks(session)
@@ -332,7 +401,30 @@ class KubernetesBackend:
                         f"rung {action.rung}: {action.reason}",
                     )
                 )
+            elif isinstance(action, CancelVerification):
+                happenings.append(self.cancel_verification(action))
         return happenings
+
+    def cancel_verification(self, action: CancelVerification) -> Happening:
+        """Delete the training Job that waited too long for capacity; record the error."""
+        for job in self.jobs():
+            key = (job.labels.get(LABEL_DESIGN), job.labels.get(LABEL_RUNG))
+            wanted = (manifests.label_value(action.design_id), manifests.label_value(action.rung))
+            if job.finished is None and key == wanted:
+                _delete_if_present(
+                    self.batch.delete_namespaced_job,
+                    job.name,
+                    self.namespace,
+                    propagation_policy="Background",
+                )
+        write_failure(self.store, action)
+        return Happening(
+            "design",
+            manifests.design_name(self.name, action.design_id),
+            "Warning",
+            "TrainingCancelled",
+            f"rung {action.rung}: {action.reason}",
+        )
 
     def start_session(self, action: StartSession) -> bool:
         """Create the session's check pod (Job, Service, NetworkPolicy), then its agent Job.
@@ -405,6 +497,7 @@ class KubernetesBackend:
     def scheduler_config(self, action: StartVerification) -> dict[str, Any]:
         """The ``kubernetes_job`` run options of one verification (no Secret reaches the pod)."""
         verification = self.run.spec.verification
+        placement = rung_placement(self.run.spec, action.rung)
         # name and managed-by are the scheduler's labels (genesys-trainer, the option below)
         standard = manifests.standard_labels(self.identity, manifests.COMPONENT_TRAINER)
         labels = {
@@ -422,22 +515,27 @@ class KubernetesBackend:
         cfg: dict[str, Any] = {
             "namespace": self.namespace,
             "labels": labels,
-            "node_selector": dict(verification.node_selector),
-            "tolerations": [
-                t.model_dump(by_alias=True, exclude_none=True) for t in verification.tolerations
-            ],
-            "shm_size": verification.resources.shm_size,
+            "node_selector": dict(placement.node_selector),
+            "tolerations": manifests.training_tolerations(
+                [t.model_dump(by_alias=True, exclude_none=True) for t in placement.tolerations],
+                placement.resources.gpus,
+            ),
+            "affinity": dict(placement.affinity),
+            "annotations": dict(manifests.TRAINING_POD_ANNOTATIONS),
+            "shm_size": placement.resources.shm_size,
             "backoff_limit": 0,
+            "retry_disrupted": True,
+            "termination_grace_period_seconds": verification.termination_grace_period_seconds,
             "owner_references": [manifests.owner_reference(self.body)],
             "managed_by": manifests.MANAGED_BY,
             "run_as_user": manifests.NOBODY,
             "active_deadline_seconds": self.handle.config.rung(action.rung).deadline_seconds,
             "ttl_seconds_after_finished": manifests.JOB_TTL_SECONDS,
         }
-        if verification.queue_name:
-            cfg["queue"] = verification.queue_name
-        if verification.priority_class_name:
-            cfg["priority_class_name"] = verification.priority_class_name
+        if placement.queue_name:
+            cfg["queue"] = placement.queue_name
+        if placement.priority_class_name:
+            cfg["priority_class_name"] = placement.priority_class_name
         if verification.runtime_class_name:
             cfg["runtime_class_name"] = verification.runtime_class_name
         return cfg

@@ -52,6 +52,7 @@ from genesys.backends.common import (
 from genesys.backends.sandboxed import confine, training_binds
 from genesys.engine.actions import (
     Action,
+    CancelVerification,
     InitSeeds,
     RecordFailure,
     StartSession,
@@ -192,6 +193,19 @@ class LocalBackend:
                 self.start_verification(action)
             elif isinstance(action, RecordFailure):
                 write_failure(self.store, action)
+            elif isinstance(action, CancelVerification):
+                self.cancel_verification(action)
+
+    def cancel_verification(self, action: CancelVerification) -> None:
+        """Stop a verification's job, if it runs, and record its error.
+
+        Local jobs start at once and never wait for capacity, so the planner has no reason to
+        cancel one here; the action is honoured all the same.
+        """
+        job = self.jobs.pop((action.design_id, action.rung), None)
+        if job is not None:
+            self.runner.cancel(job.handle)
+        write_failure(self.store, action)
 
     def start_session(self, action: StartSession) -> None:
         """Run one design session (offline or LLM, as the run config says) in a child process."""

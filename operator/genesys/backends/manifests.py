@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from genesys.api.base import API_GROUP_VERSION
@@ -37,6 +37,7 @@ from genesys.backends.podsecurity import (
     restricted_container,
     restricted_pod_security,
 )
+from genesys.backends.torchx_job import GPU_RESOURCE
 from genesys.engine.actions import StartSession
 from genesys.quantities import memory_bytes
 
@@ -227,6 +228,23 @@ def session_pod_job(
             "template": {"metadata": {"labels": dict(labels)}, "spec": dict(pod_spec)},
         },
     }
+
+
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+"""Tolerated by every pod that asks for GPUs: GPU node groups carry this taint."""
+TRAINING_POD_ANNOTATIONS = {
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    "karpenter.sh/do-not-disrupt": "true",
+}
+"""On every training pod: neither autoscaler removes a node under a running training."""
+
+
+def training_tolerations(given: Sequence[Mapping[str, Any]], gpus: int) -> list[dict[str, Any]]:
+    """The tolerations of a training pod: ``given``, plus the GPU taint's when it asks for GPUs."""
+    tolerations = [dict(toleration) for toleration in given]
+    if gpus > 0 and GPU_TOLERATION not in tolerations:
+        tolerations.append(dict(GPU_TOLERATION))
+    return tolerations
 
 
 def session_pod_spec(
@@ -449,6 +467,7 @@ __all__ = [
     "COMPONENT_CHECK",
     "COMPONENT_DESIGN",
     "COMPONENT_TRAINER",
+    "GPU_TOLERATION",
     "JOB_TTL_SECONDS",
     "LABEL_PARENTS",
     "LABEL_SESSION",
@@ -457,6 +476,7 @@ __all__ = [
     "ROLE_CHECK",
     "ROLE_SESSION",
     "ROLE_VERIFICATION",
+    "TRAINING_POD_ANNOTATIONS",
     "agent_env",
     "agent_job",
     "check_job",
@@ -481,4 +501,5 @@ __all__ = [
     "standard_labels",
     "store_env",
     "store_uri",
+    "training_tolerations",
 ]

@@ -101,6 +101,12 @@ SHM_PATH = "/dev/shm"
 
 # A DNS-1035 label (the headless Service shares the Job's name), short enough that an indexed
 # pod's hostname ``<name>-<index>`` stays within 63 characters for indexes up to 999999.
+IGNORE_DISRUPTIONS = {
+    "action": "Ignore",
+    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+}
+"""A pod failure rule: a pod that was disrupted is recreated and not counted as a failure."""
+
 MAX_JOB_NAME = 63 - len("-999999")
 NAME_HASH_LENGTH = 8
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -117,11 +123,15 @@ OPTION_HELP: dict[str, str] = {
     "service_account": "service account of the pod (its token is never mounted)",
     "image_pull_secrets": "image pull secret names: a list or 'a,b'",
     "labels": "extra labels on the Job and its pods: a dict or 'key=value,...'",
+    "annotations": "annotations of the pods: a dict or 'key=value,...'",
     "active_deadline_seconds": "spec.activeDeadlineSeconds of the Job",
     "ttl_seconds_after_finished": "spec.ttlSecondsAfterFinished of the Job",
     "shm_size": f"size of /dev/shm (memory emptyDir); {DEFAULT_GPU_SHM_SIZE} when GPUs are asked",
     "env_from_secrets": "env vars from secrets: {NAME: 'secret:key'} or 'NAME=secret:key,...'",
     "backoff_limit": "spec.backoffLimit of the Job (default: the role's max_retries)",
+    "retry_disrupted": "recreate a pod that was disrupted (preempted, evicted, its node taken "
+    "away) without counting it against backoff_limit (a podFailurePolicy on DisruptionTarget)",
+    "termination_grace_period_seconds": "seconds a pod has between SIGTERM and SIGKILL",
     "owner_references": "metadata.ownerReferences of the Job: a list of dicts or its JSON",
     "managed_by": f"app.kubernetes.io/managed-by of the Job and pods (default {MANAGED_BY_VALUE})",
     "run_as_user": f"non-root uid and gid the pod runs as (default {DEFAULT_RUN_AS_USER})",
@@ -154,11 +164,14 @@ class JobOptions:
     service_account: str | None = None
     image_pull_secrets: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
     active_deadline_seconds: int | None = None
     ttl_seconds_after_finished: int | None = None
     shm_size: str | None = None
     env_from_secrets: dict[str, SecretRef] = field(default_factory=dict)
     backoff_limit: int | None = None
+    retry_disrupted: bool = False
+    termination_grace_period_seconds: int | None = None
     owner_references: list[dict[str, Any]] = field(default_factory=list)
     managed_by: str = MANAGED_BY_VALUE
     run_as_user: int = DEFAULT_RUN_AS_USER
@@ -180,11 +193,14 @@ def run_options() -> specs.runopts:
         "service_account": str,
         "image_pull_secrets": text_or_list,
         "labels": text_or_dict,
+        "annotations": text_or_dict,
         "active_deadline_seconds": int,
         "ttl_seconds_after_finished": int,
         "shm_size": str,
         "env_from_secrets": text_or_dict,
         "backoff_limit": int,
+        "retry_disrupted": bool,
+        "termination_grace_period_seconds": int,
         "owner_references": text_or_list,
         "managed_by": str,
         "run_as_user": int,
@@ -219,11 +235,14 @@ def job_options(cfg: Mapping[str, Any]) -> JobOptions:
         service_account=_text(given, "service_account"),
         image_pull_secrets=parse_names(given.get("image_pull_secrets"), "image_pull_secrets"),
         labels=parse_key_values(given.get("labels"), "labels"),
+        annotations=parse_key_values(given.get("annotations"), "annotations"),
         active_deadline_seconds=_count(given, "active_deadline_seconds"),
         ttl_seconds_after_finished=_count(given, "ttl_seconds_after_finished"),
         shm_size=_text(given, "shm_size"),
         env_from_secrets=parse_secret_refs(given.get("env_from_secrets")),
         backoff_limit=_count(given, "backoff_limit"),
+        retry_disrupted=bool(given.get("retry_disrupted", False)),
+        termination_grace_period_seconds=_count(given, "termination_grace_period_seconds"),
         owner_references=parse_json_list(given.get("owner_references"), "owner_references"),
         managed_by=_text(given, "managed_by") or MANAGED_BY_VALUE,
         run_as_user=_non_root(_count(given, "run_as_user")),
@@ -467,6 +486,21 @@ def render_container(role: specs.Role, options: JobOptions, shm: bool) -> dict[s
     return container
 
 
+def pod_scheduling(options: JobOptions) -> dict[str, Any]:
+    """The pod spec's optional fields the options set: account, priority, placement, pulls."""
+    fields: dict[str, Any] = {
+        "serviceAccountName": options.service_account,
+        "priorityClassName": options.priority_class_name,
+        "terminationGracePeriodSeconds": options.termination_grace_period_seconds,
+        "runtimeClassName": options.runtime_class_name,
+        "nodeSelector": dict(options.node_selector),
+        "tolerations": [dict(toleration) for toleration in options.tolerations],
+        "affinity": dict(options.affinity),
+        "imagePullSecrets": [{"name": name} for name in options.image_pull_secrets],
+    }
+    return {key: value for key, value in fields.items() if value not in (None, "", [], {})}
+
+
 def render_pod_spec(role: specs.Role, options: JobOptions, job_name: str) -> dict[str, Any]:
     """The pod template's spec: never restarted in place, no service-account token."""
     shm_size = shm_size_for(role.resource, options)
@@ -479,20 +513,7 @@ def render_pod_spec(role: specs.Role, options: JobOptions, job_name: str) -> dic
     }
     if role.num_replicas > 1:
         pod["subdomain"] = job_name
-    if options.service_account:
-        pod["serviceAccountName"] = options.service_account
-    if options.priority_class_name:
-        pod["priorityClassName"] = options.priority_class_name
-    if options.runtime_class_name:
-        pod["runtimeClassName"] = options.runtime_class_name
-    if options.node_selector:
-        pod["nodeSelector"] = dict(options.node_selector)
-    if options.tolerations:
-        pod["tolerations"] = [dict(toleration) for toleration in options.tolerations]
-    if options.affinity:
-        pod["affinity"] = dict(options.affinity)
-    if options.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": name} for name in options.image_pull_secrets]
+    pod.update(pod_scheduling(options))
     scratch: dict[str, Any] = {"sizeLimit": options.scratch_size} if options.scratch_size else {}
     pod["volumes"] = [{"name": SCRATCH_VOLUME, "emptyDir": scratch}]
     if shm_size is not None:
@@ -530,12 +551,17 @@ def render_job(app: specs.AppDef, cfg: Mapping[str, Any]) -> dict[str, Any]:
         spec["completionMode"] = "Indexed"
     if options.queue:
         spec["suspend"] = True
+    if options.retry_disrupted:
+        spec["podFailurePolicy"] = {"rules": [IGNORE_DISRUPTIONS]}
     if options.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = options.active_deadline_seconds
     if options.ttl_seconds_after_finished is not None:
         spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
     spec["template"] = {
-        "metadata": {"labels": labels},
+        "metadata": {
+            "labels": labels,
+            **({"annotations": dict(options.annotations)} if options.annotations else {}),
+        },
         "spec": render_pod_spec(role, options, name),
     }
     metadata: dict[str, Any] = {

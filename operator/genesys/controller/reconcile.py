@@ -182,6 +182,7 @@ def reconcile(
         finish=finish,
         llm_usd=observation.observed.spend_usd,
         gpu_hours=observation.gpu_hours,
+        waiting=observation.observed.waiting_jobs,
     )
     if status["phase"] != old.get("phase"):
         happenings.append(_phase_event(name, status["phase"], finish))
@@ -208,6 +209,7 @@ def design_statuses(
     order = [r.name for r in rungs]
     points = {r.name: r.confidence_points for r in rungs}
     rank = ranks(fitness)
+    waiting = {job for job, state in observed.waiting_jobs.items() if state.for_capacity}
     statuses = {}
     for design_id, record in observed.archive.designs.items():
         statuses[design_id] = design_status(
@@ -219,6 +221,7 @@ def design_statuses(
             attempts=observed.failed_attempts,
             rung_points=points,
             artifact_uri=handle.uri(design_key(design_id)).rstrip("/"),
+            waiting=waiting,
         )
     return statuses
 

@@ -19,10 +19,10 @@ reason are the engine's (:mod:`genesys.engine.phase`), never derived again here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
@@ -38,6 +38,7 @@ from genesys.api.discoveryrun import (
 )
 from genesys.engine.phase import reported_phase
 from genesys.engine.plan import Plan
+from genesys.engine.state import Job, Waiting
 from genesys.evolution.selection import confidence
 from genesys.store.archive import Archive, DesignRecord
 
@@ -188,6 +189,26 @@ def run_conditions(phase: Phase, reason: FinishReason | None, message: str) -> l
     ]
 
 
+def capacity_condition(waiting: Mapping[Job, Waiting]) -> ConditionSpec:
+    """``WaitingForCapacity``: True while training pods wait for a node or for Kueue's quota.
+
+    The message counts them and quotes the one that has waited longest, since when and why.
+    """
+    stuck = sorted(
+        ((state.since, job, state) for job, state in waiting.items() if state.for_capacity),
+        key=lambda item: (item[0], item[1]),
+    )
+    if not stuck:
+        return ConditionSpec("WaitingForCapacity", False, "NoneWaiting")
+    since, (design, rung), first = stuck[0]
+    words = f": {first.message}" if first.message else ""
+    message = (
+        f"{len(stuck)} training pod(s) wait for capacity, the first since "
+        f"{_timestamp(since)} ({design} at {rung}, {first.reason}{words})"
+    )
+    return ConditionSpec("WaitingForCapacity", True, first.reason, message[:1024])
+
+
 def design_counts(archive: Archive, running_sessions: int) -> DesignCounts:
     """Designs by state (seeds excluded)."""
     designs = [d for d in archive.designs.values() if not d.is_seed]
@@ -212,6 +233,7 @@ def run_status(
     finish: FinishReason | None = None,
     llm_usd: float,
     gpu_hours: float,
+    waiting: Mapping[Job, Waiting] | None = None,
 ) -> dict[str, Any]:
     """The status of a valid run after one reconcile.
 
@@ -227,9 +249,8 @@ def run_status(
     best = plan.best
     message = plan.message or f"{plan.sessions_done} sessions done, {plan.sessions_running} running"
     previous = read_run_status(old)
-    conditions = merge_conditions(
-        old.get("conditions") or [], run_conditions(phase, finish, message), now, generation
-    )
+    wanted = [*run_conditions(phase, finish, message), capacity_condition(waiting or {})]
+    conditions = merge_conditions(old.get("conditions") or [], wanted, now, generation)
     status = DiscoveryRunStatus(
         phase=phase,
         observed_generation=generation,
@@ -247,11 +268,16 @@ def run_status(
     return as_json(status)
 
 
-def _rung_result(record: DesignRecord, rung: str, running: bool, attempts: int) -> RungResult:
+def _rung_result(
+    record: DesignRecord, rung: str, running: bool, attempts: int, waiting: bool = False
+) -> RungResult:
     verification = record.verifications.get(rung)
     if verification is None:
         if running:
-            return RungResult(rung=rung, phase="Running", attempts=attempts)
+            phase: Literal["WaitingForCapacity", "Running"] = (
+                "WaitingForCapacity" if waiting else "Running"
+            )
+            return RungResult(rung=rung, phase=phase, attempts=attempts)
         return RungResult(rung=rung, phase="Failed" if attempts else "Pending", attempts=attempts)
     scores = [m.get("acc_norm", m.get("acc")) for m in verification.metrics.values()]
     values = [float(s) for s in scores if s is not None]
@@ -278,17 +304,24 @@ def design_status(
     attempts: Mapping[tuple[str, str], int],
     rung_points: Mapping[str, int],
     artifact_uri: str,
+    waiting: Collection[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """The status of one Design resource."""
+    """The status of one Design resource (``waiting``: its jobs that wait for capacity)."""
     rungs = [
-        _rung_result(record, rung, (record.id, rung) in running, attempts.get((record.id, rung), 0))
+        _rung_result(
+            record,
+            rung,
+            (record.id, rung) in running,
+            attempts.get((record.id, rung), 0),
+            waiting=(record.id, rung) in waiting,
+        )
         for rung in rung_order
         if rung in record.verifications
         or (record.id, rung) in running
         or attempts.get((record.id, rung), 0)
     ]
     verified = [r.rung for r in rungs if r.phase == "Succeeded"]
-    if any(r.phase == "Running" for r in rungs):
+    if any(r.phase in ("Running", "WaitingForCapacity") for r in rungs):
         phase = DesignPhase.VERIFYING
     elif verified:
         phase = DesignPhase.VERIFIED

@@ -47,12 +47,29 @@ class RecordFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelVerification:
+    """Cancel a training job that waited too long for capacity; write a final ``error`` result."""
+
+    design_id: str
+    rung: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The run is over."""
 
     reason: FinishReason
 
 
-Action = InitSeeds | StartSession | StartVerification | RecordFailure | Finish
+Action = InitSeeds | StartSession | StartVerification | RecordFailure | CancelVerification | Finish
 
-__all__ = ["Action", "Finish", "InitSeeds", "RecordFailure", "StartSession", "StartVerification"]
+__all__ = [
+    "Action",
+    "CancelVerification",
+    "Finish",
+    "InitSeeds",
+    "RecordFailure",
+    "StartSession",
+    "StartVerification",
+]

@@ -31,12 +31,18 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from genesys.api.discoveryrun import GeneticOperators, Selection
 from genesys.api.ladder import RungConfig
 from genesys.api.seeds import SEED_NAMES
-from genesys.engine.actions import RecordFailure, StartSession, StartVerification
-from genesys.engine.state import Job, RungSummary, design_id, in_budget, session_id
+from genesys.engine.actions import (
+    CancelVerification,
+    RecordFailure,
+    StartSession,
+    StartVerification,
+)
+from genesys.engine.state import Job, RungSummary, Waiting, design_id, in_budget, session_id
 from genesys.evolution.selection import choose_operator, select_parents, select_promotions
 from genesys.store.archive import Archive, DesignRecord
 
@@ -46,23 +52,36 @@ PARENTS_OF = {"mutation": 1, "crossover": 2, "scratch": 0}
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """Training jobs each rung may still start in this plan."""
+    """Training jobs each rung may still start in this plan, and how many more may wait."""
 
     free: Mapping[str, int]
+    waiting_room: int  # jobs that may still start to wait for scheduling, every rung together
 
     @classmethod
-    def of(cls, rungs: Sequence[RungConfig], running: Iterable[Job], per_rung: int) -> Capacity:
-        """``per_rung`` less the jobs running at each rung (every job counts, seeds too)."""
+    def of(
+        cls,
+        rungs: Sequence[RungConfig],
+        running: Iterable[Job],
+        per_rung: int,
+        *,
+        waiting: int = 0,
+        max_waiting: int,
+    ) -> Capacity:
+        """``per_rung`` less the jobs running at each rung (every job counts, seeds too).
+
+        A job waits to be scheduled when it starts, so at most ``max_waiting`` less the jobs
+        ``waiting`` now may start in one plan.
+        """
         at = Counter(rung for _, rung in running)
-        return cls({rung.name: per_rung - at[rung.name] for rung in rungs})
+        return cls({rung.name: per_rung - at[rung.name] for rung in rungs}, max_waiting - waiting)
 
     def at(self, rung: str) -> int:
         """Jobs ``rung`` may still start (never negative)."""
-        return max(0, self.free[rung])
+        return max(0, min(self.free[rung], self.waiting_room))
 
     def take(self, rung: str, count: int) -> Capacity:
         """The capacity left once ``count`` more jobs start at ``rung``."""
-        return Capacity({**self.free, rung: self.free[rung] - count})
+        return Capacity({**self.free, rung: self.free[rung] - count}, self.waiting_room - count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +140,32 @@ def give_ups(
     ]
 
 
+def capacity_timeouts(
+    waiting: Mapping[Job, Waiting], now: datetime, timeout_seconds: int | None
+) -> list[CancelVerification]:
+    """Training jobs that have waited for capacity longer than ``timeout_seconds``."""
+    if timeout_seconds is None:
+        return []
+    return [
+        CancelVerification(
+            design,
+            rung,
+            f"waited {int((now - state.since).total_seconds())}s for capacity "
+            f"(capacityTimeoutSeconds={timeout_seconds}): {state.reason}"
+            + (f": {state.message}" if state.message else ""),
+        )
+        for (design, rung), state in sorted(waiting.items())
+        if state.for_capacity and (now - state.since).total_seconds() > timeout_seconds
+    ]
+
+
 def counting_give_ups(
     summaries: Sequence[RungSummary],
-    given_up: Sequence[RecordFailure],
+    given_up: Sequence[RecordFailure | CancelVerification],
     archive: Archive,
     rungs: Sequence[RungConfig],
 ) -> list[RungSummary]:
-    """``summaries`` with this plan's give-ups counted as used.
+    """``summaries`` with this plan's give-ups (and cancelled jobs) counted as used.
 
     A give-up's error result fills its place in the rung's budget as soon as it is recorded, so
     the same plan must not hand that place to another design.
@@ -282,6 +320,7 @@ __all__ = [
     "Jobs",
     "Selector",
     "bottom_rung",
+    "capacity_timeouts",
     "counting_give_ups",
     "finished",
     "give_ups",

@@ -30,7 +30,15 @@ from genesys.api.discoveryrun import DiscoveryRunSpec, FinishReason, Phase
 from genesys.api.ladder import RungConfig, resolve_ladder
 from genesys.api.seeds import SEED_NAMES
 from genesys.engine import guards
-from genesys.engine.actions import Action, Finish, InitSeeds, StartSession, StartVerification
+from genesys.engine.actions import (
+    Action,
+    CancelVerification,
+    Finish,
+    InitSeeds,
+    RecordFailure,
+    StartSession,
+    StartVerification,
+)
 from genesys.engine.guards import Capacity, Jobs, Selector
 from genesys.engine.phase import Progress, decide_phase, stop_reason
 from genesys.engine.state import (
@@ -66,25 +74,36 @@ def _verifications(
     observed: Observed,
     selector: Selector,
     proposing_over: bool,
+    now: datetime,
 ) -> list[Action]:
-    """Give-ups, then verifications: seeds, the lowest rung, promotions one rung at a time.
+    """Give-ups and capacity timeouts, then verifications: seeds, the lowest rung, promotions.
 
-    The top rung's gate sees this plan's own pending work: a give-up (its error result is not in
-    the archive yet) or a start below the top rung keeps the top rung closed for one more plan.
+    The top rung's gate sees this plan's own pending work: a give-up or a cancelled job (its
+    error result is not in the archive yet) or a start below the top rung keeps the top rung
+    closed for one more plan.
     """
     archive = observed.archive
+    verification = spec.verification
     given_up = guards.give_ups(
-        archive, observed.running_jobs, observed.failed_attempts, spec.verification.max_retries
+        archive, observed.running_jobs, observed.failed_attempts, verification.max_retries
     )
+    cancelled = guards.capacity_timeouts(
+        observed.waiting_jobs, now, verification.capacity_timeout_seconds
+    )
+    ended: list[RecordFailure | CancelVerification] = [*given_up, *cancelled]
     jobs = Jobs(
         archive,
-        observed.running_jobs | {(g.design_id, g.rung) for g in given_up},
+        observed.running_jobs | {(e.design_id, e.rung) for e in ended},
         observed.failed_attempts,
     )
-    summaries = guards.counting_give_ups(summaries, given_up, archive, rungs)
+    summaries = guards.counting_give_ups(summaries, ended, archive, rungs)
     designs = archive.ordered()
     capacity = Capacity.of(
-        rungs, observed.running_jobs, spec.verification.max_parallel_jobs_per_rung
+        rungs,
+        observed.running_jobs,
+        verification.max_parallel_jobs_per_rung,
+        waiting=len(observed.waiting_jobs),
+        max_waiting=verification.max_pending_jobs,
     )
     seeds, capacity = guards.seed_verifications(jobs, designs, rungs[0].name, capacity)
     bottom, capacity = guards.bottom_rung(jobs, designs, summaries[0], capacity)
@@ -94,12 +113,12 @@ def _verifications(
             jobs, designs, summaries[index], rungs[index - 1].name, capacity, selector
         )
         middle += climbed
-    actions: list[Action] = [*given_up, *seeds, *bottom, *middle]
+    actions: list[Action] = [*ended, *seeds, *bottom, *middle]
     if len(rungs) > 1 and guards.top_rung_open(
         summaries[:-1],
         proposing_over=proposing_over,
         jobs_running=bool(observed.running_jobs),
-        pending=bool(given_up or seeds or bottom or middle),
+        pending=bool(ended or seeds or bottom or middle),
     ):
         top, _ = guards.promotions(jobs, designs, summaries[-1], rungs[-2].name, capacity, selector)
         actions += top
@@ -126,11 +145,12 @@ def _work(
     summaries: Sequence[RungSummary],
     observed: Observed,
     selector: Selector,
+    now: datetime,
 ) -> list[Action]:
     """What a seeded run that may start work does now: verifications, then sessions."""
     sessions = _sessions(spec, observed, summaries[0], selector)
     proposing_over = not sessions and not observed.running_sessions
-    verifications = _verifications(spec, rungs, summaries, observed, selector, proposing_over)
+    verifications = _verifications(spec, rungs, summaries, observed, selector, proposing_over, now)
     return [*verifications, *sessions]
 
 
@@ -149,7 +169,7 @@ def plan(spec: DiscoveryRunSpec, observed: Observed, now: datetime) -> Plan:
     if not seeded:
         actions = [InitSeeds()]
     elif stop is None and not spec.suspend:
-        actions = _work(spec, rungs, summaries, observed, selector)
+        actions = _work(spec, rungs, summaries, observed, selector, now)
     implemented = sum(1 for d in archive.designs.values() if not d.is_seed)
     max_designs = spec.sessions.max_designs
     decision = decide_phase(

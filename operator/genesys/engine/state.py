@@ -1,7 +1,8 @@
 """What the planner is shown, and the budget accounting it derives from it.
 
 :class:`Observed` is the backend's view of a run (the archive rebuilt from the store, the sessions
-and training jobs running, failed training attempts, USD spent); :class:`RungSummary` is one
+and training jobs running, which of those wait to be scheduled (:class:`Waiting`), failed
+training attempts, USD spent); :class:`RungSummary` is one
 rung's budget, what it used and what runs on it. The ids of sessions and the designs they may
 add are deterministic: session ``s0007`` may add design ``d0007``.
 
@@ -14,11 +15,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from genesys.api.ladder import RungConfig
 from genesys.store.archive import Archive
 
 Job = tuple[str, str]  # (design id, rung name)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A running training job whose pod is not placed yet, and why."""
+
+    since: datetime  # when it started waiting
+    reason: str  # "Unschedulable" (no node fits), "Queued" (not admitted by Kueue), "Scheduling"
+    message: str = ""  # the scheduler's or the queue's words
+
+    @property
+    def for_capacity(self) -> bool:
+        """True when it waits for capacity (no node fits, or no quota), not just a moment."""
+        return self.reason in ("Unschedulable", "Queued")
 
 
 @dataclass(slots=True)
@@ -30,6 +46,7 @@ class Observed:
     running_jobs: frozenset[Job] = frozenset()
     failed_attempts: Mapping[Job, int] = field(default_factory=dict)
     spend_usd: float = 0.0
+    waiting_jobs: Mapping[Job, Waiting] = field(default_factory=dict)  # a part of running_jobs
 
     @property
     def idle(self) -> bool:
@@ -99,6 +116,7 @@ __all__ = [
     "Job",
     "Observed",
     "RungSummary",
+    "Waiting",
     "design_id",
     "in_budget",
     "rung_summaries",
