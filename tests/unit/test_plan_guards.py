@@ -20,6 +20,7 @@ from genesys.api.seeds import SEED_NAMES
 from genesys.engine import guards
 from genesys.engine.actions import (
     CancelVerification,
+    Finish,
     RecordFailure,
     StartSession,
     StartVerification,
@@ -34,6 +35,7 @@ from genesys.engine.phase import (
     reported_phase,
     stop_reason,
 )
+from genesys.engine.plan import plan
 from genesys.engine.state import Observed, RungSummary, Waiting, rung_summaries
 from genesys.store.archive import Archive, DesignRecord, Verification
 from genesys.store.documents import SessionOutcome
@@ -554,3 +556,28 @@ def test_capacity_timeouts_cancel_only_jobs_that_waited_too_long_for_capacity() 
 def test_capacity_timeouts_without_a_timeout_cancel_nothing() -> None:
     waiting = {("d0001", "nano"): Waiting(NOW - timedelta(days=3), "Unschedulable")}
     assert guards.capacity_timeouts(waiting, NOW, None) == []
+
+
+def test_unscheduled_jobs_are_cancelled_when_the_run_stops() -> None:
+    waiting = {
+        ("d0002", "micro"): Waiting(NOW, "Scheduling"),
+        ("d0001", "nano"): Waiting(NOW - timedelta(hours=1), "Unschedulable", "0/3 nodes"),
+    }
+    cancelled = guards.unscheduled_at_stop(waiting, FinishReason.DEADLINE_PASSED)
+    assert [(c.design_id, c.rung) for c in cancelled] == [("d0001", "nano"), ("d0002", "micro")]
+    assert all("the run stopped (DeadlinePassed)" in c.reason for c in cancelled)
+
+
+def test_a_stopped_run_cancels_its_unscheduled_jobs_and_waits_for_the_rest() -> None:
+    stopped = spec(deadline=NOW - timedelta(minutes=1))
+    waiting = {("d0001", "nano"): Waiting(NOW - timedelta(minutes=5), "Unschedulable")}
+    observed = Observed(
+        store(designs=2),
+        running_jobs=frozenset({("d0000", "nano"), ("d0001", "nano")}),
+        waiting_jobs=waiting,
+    )
+    result_ = plan(stopped, observed, NOW)
+    assert [type(a).__name__ for a in result_.actions] == ["CancelVerification"]
+    assert result_.phase == Phase.VERIFYING  # d0000 trains on: the run ends when it is done
+    idle = plan(stopped, Observed(store(designs=2)), NOW)
+    assert idle.actions[-1] == Finish(FinishReason.DEADLINE_PASSED)

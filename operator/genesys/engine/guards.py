@@ -3,7 +3,10 @@
 :func:`genesys.engine.plan.plan` calls them in this order, and their actions keep this order:
 
 1. :func:`give_ups`: a verification whose failed attempts exceed ``verification.maxRetries`` gets
-   a final error result (``RecordFailure``) instead of another attempt.
+   a final error result (``RecordFailure``) instead of another attempt; and
+   :func:`capacity_timeouts`: a training job that has waited longer than
+   ``verification.capacityTimeoutSeconds`` for a node is cancelled with an error result
+   (``CancelVerification``).
 2. :func:`seed_verifications`: the seed designs at the lowest rung, outside its budget.
 3. :func:`bottom_rung`: implemented designs at the lowest rung, in creation order, within its
    budget.
@@ -17,8 +20,11 @@
 
 The verification guards share two explicit values: :class:`Jobs` (the archive, the jobs that may
 not start again now, the attempt counts) and :class:`Capacity` (how many jobs each rung may still
-start under ``verification.maxParallelJobsPerRung``, seeds included), which each guard takes and
-returns with its own starts taken.
+start under ``verification.maxParallelJobsPerRung``, seeds included, and how many more may wait
+to be scheduled under ``verification.maxPendingJobs``), which each guard takes and returns with
+its own starts taken. When the run stops (USD cap, deadline), :func:`unscheduled_at_stop`
+cancels the jobs still waiting to be scheduled: they have not trained, and no node should be
+added for them.
 
 What must stay true: no I/O, no clock, no mutation of an argument; every random choice uses a
 ``random.Random`` seeded from the run's seed and the choice's place (rung and budget position,
@@ -33,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from genesys.api.discoveryrun import GeneticOperators, Selection
+from genesys.api.discoveryrun import FinishReason, GeneticOperators, Selection
 from genesys.api.ladder import RungConfig
 from genesys.api.seeds import SEED_NAMES
 from genesys.engine.actions import (
@@ -156,6 +162,20 @@ def capacity_timeouts(
         )
         for (design, rung), state in sorted(waiting.items())
         if state.for_capacity and (now - state.since).total_seconds() > timeout_seconds
+    ]
+
+
+def unscheduled_at_stop(
+    waiting: Mapping[Job, Waiting], stop: FinishReason
+) -> list[CancelVerification]:
+    """Training jobs still waiting to be scheduled when the run stops: none may start now.
+
+    They have not trained yet, so cancelling them loses nothing, and no GPU node is added (or
+    kept) for a run that is over.
+    """
+    return [
+        CancelVerification(design, rung, f"the run stopped ({stop.value}) before it was scheduled")
+        for design, rung in sorted(waiting)
     ]
 
 
@@ -331,4 +351,5 @@ __all__ = [
     "sessions",
     "succeeded",
     "top_rung_open",
+    "unscheduled_at_stop",
 ]

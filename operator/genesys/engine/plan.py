@@ -170,6 +170,8 @@ def plan(spec: DiscoveryRunSpec, observed: Observed, now: datetime) -> Plan:
         actions = [InitSeeds()]
     elif stop is None and not spec.suspend:
         actions = _work(spec, rungs, summaries, observed, selector, now)
+    elif stop is not None:
+        actions = [*guards.unscheduled_at_stop(observed.waiting_jobs, stop)]
     implemented = sum(1 for d in archive.designs.values() if not d.is_seed)
     max_designs = spec.sessions.max_designs
     decision = decide_phase(
