@@ -80,6 +80,7 @@ HF_DATA: dict[str, Any] = {
     "verification": {"data": {"shards": None, "dataset": "org/mix", "subsets": [{"name": "a"}]}}
 }
 
+
 def rung_tolerations(*tolerations: dict[str, Any]) -> dict[str, Any]:
     """A base patch: the first rung of :data:`BASE` with its own tolerations."""
     rungs = copy.deepcopy(BASE["ladder"]["rungs"])
