@@ -110,7 +110,7 @@ class SessionRecords:
         return read_document(self.store, session_key(self.session), SessionOutcome)
 
     def existing_design(self) -> DesignDocument | None:
-        """The ``design.json`` of this session's design id, if any (DocumentError if bad)."""
+        """The ``design.json`` of the design id of the session, if any (DocumentError if bad)."""
         return read_document(self.store, design_key(self.design_id, "design.json"), DesignDocument)
 
     def passing_report(self, tree: UnitTree) -> dict[str, Any]:
