@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from genesys.api.discoveryrun import Training
+from genesys.api.ladder import preset_rung
 from genesys.api.presets import SCALE_PRESETS
 from genesys_trainer.data.prepare import prepare
 from genesys_trainer.train import Run, TrainConfig
@@ -42,7 +44,7 @@ def bare_loop(run: Run, steps: int) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
-    return steps * accumulation * micro * run.preset.block_size / seconds
+    return steps * accumulation * micro * run.block_size / seconds
 
 
 def main() -> None:
@@ -59,13 +61,12 @@ def main() -> None:
         tokens = args.steps * preset.batch_tokens
         cfg = TrainConfig(
             design="gpt2",
-            rung=args.rung,
+            rung=preset_rung(args.rung).model_copy(update={"tokens": tokens}),
             data=str(data),
             out=str(Path(scratch) / "o"),
-            tokens=tokens,
+            training=Training(checkpointEveryMinutes=1440),
             evaluate=False,
             slowdown_guard=False,
-            checkpoint_every_minutes=1e6,
             val_windows=1,
             log_every=10**9,
         )
@@ -73,7 +74,7 @@ def main() -> None:
         bare = bare_loop(run, run.plan.steps)
         with contextlib.redirect_stdout(io.StringIO()):
             result = run.run()
-    trainer = result["tokens_per_second"]
+    trainer = result.tokens_per_second or 0.0
     print(
         f"gpt2 at {args.rung}, {run.plan.steps} steps of {run.plan.sequences_per_step} x "
         f"{preset.block_size} tokens, threads={torch.get_num_threads()}"

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from genesys import __version__
+from genesys import __version__, telemetry
 from genesys.api.crd import all_crds
 from genesys.api.discoveryrun import DiscoveryRun, FinishReason
 from genesys.api.ladder import RungConfig, preset_rung, resolve_ladder
@@ -241,8 +241,34 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(
         f"genesys run {run.metadata.name} in {workdir} (agents: {endpoint})", file=out, flush=True
     )
-    summary = drive(run, workdir, out)
+    if not start_telemetry("genesys-run", err, trace_file=args.trace):
+        return EXIT_INVALID
+    if args.trace:
+        print(f"spans: appended to {Path(args.trace).resolve()} (OTLP JSON)", file=out)
+    try:
+        summary = drive(run, workdir, out)
+    finally:
+        telemetry.reset()  # flushes the spans
     return run_exit_code(summary["reason"])
+
+
+def start_telemetry(
+    service: str, err: TextIO, *, trace_file: str | None = None, metrics_port: int | None = None
+) -> bool:
+    """Set up traces and metrics from the ``OTEL_*`` variables; False (reported) when invalid.
+
+    A trace file is also handed to the session processes (``GENESYS_TRACE_FILE``).
+    """
+    from genesys.backends.local import TRACE_FILE_VAR
+
+    if trace_file:
+        os.environ[TRACE_FILE_VAR] = str(Path(trace_file).resolve())
+    try:
+        telemetry.configure(service, trace_file=trace_file, prometheus_port=metrics_port)
+    except (telemetry.TelemetryConfigError, OSError) as exc:
+        print(f"error: telemetry: {exc}", file=err)
+        return False
+    return True
 
 
 def run_exit_code(reason: str) -> int:
@@ -259,13 +285,21 @@ def cmd_operator(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     kopf.configure(verbose=args.verbose)
     scope = ", ".join(args.namespace) if args.namespace else "every namespace"
     print(f"genesys operator: watching {scope}", file=out, flush=True)
-    kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=list(args.namespace),
-        liveness_endpoint=args.liveness or None,
-        standalone=args.standalone,
-        peering_name=None if args.standalone else args.peering,
-    )
+    port = args.metrics_port if args.metrics_port else None
+    if not start_telemetry("genesys-operator", err, metrics_port=port):
+        return EXIT_INVALID
+    if port:
+        print(f"genesys operator: Prometheus metrics on :{port}/metrics", file=out, flush=True)
+    try:
+        kopf.run(
+            clusterwide=not args.namespace,
+            namespaces=list(args.namespace),
+            liveness_endpoint=args.liveness or None,
+            standalone=args.standalone,
+            peering_name=None if args.standalone else args.peering,
+        )
+    finally:
+        telemetry.reset()  # flushes the spans and metrics still buffered
     return EXIT_OK
 
 
@@ -277,6 +311,7 @@ class RunContext:
     archive: Any
     fitness: dict[str, float]
     rungs: list[RungConfig]
+    identity: Any = None  # the RunIdentity the store is bound to, when recorded
 
 
 def load_run_context(target: str, err: TextIO) -> RunContext | None:
@@ -298,7 +333,8 @@ def load_run_context(target: str, err: TextIO) -> RunContext | None:
     if spec is not None:
         rungs = resolve_ladder(spec.ladder, vocab_size=spec.verification.data.vocab_size)
     fitness = compute_fitness(archive, spec.selection if spec is not None else None)
-    return RunContext(name, archive, fitness, rungs)
+    identity = record.identity if record is not None else None
+    return RunContext(name, archive, fitness, rungs, identity)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -334,12 +370,17 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ctx = load_run_context(args.run, err)
     if ctx is None:
         return EXIT_INVALID
+    from genesys.backends.observability import design_traces, trace_url
+
+    identity = ctx.identity
     html = render_html(
         ctx.archive,
         ctx.fitness,
         [r.name for r in ctx.rungs],
         {r.name: r.budget for r in ctx.rungs},
         title=f"genesys run {ctx.name}",
+        traces=design_traces(identity, ctx.archive.designs) if identity else None,
+        trace_url=trace_url(),
     )
     target = Path(args.output or f"{ctx.name}-report.html")
     target.write_text(html, encoding="utf-8")
@@ -514,6 +555,33 @@ def cmd_install(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print one trace of an OTLP JSON trace file as a tree of spans."""
+    from genesys.telemetry.otlp_json import spans_from_json
+    from genesys.telemetry.tree import render_trace
+
+    if (args.trace_id is None) == (args.design is None):
+        print("error: name a TRACE_ID, or a design with --design (and --run)", file=err)
+        return EXIT_INVALID
+    try:
+        spans = spans_from_json(Path(args.file).read_text(encoding="utf-8"))
+        if args.design is not None:
+            key = telemetry.run_key(args.namespace, args.run, args.uid)
+            trace_id = telemetry.design_trace_id(key, args.design)
+        else:
+            trace_id = int(args.trace_id, 16)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
+    tree = render_trace(spans, trace_id)
+    if not tree:
+        print(f"error: no span of trace {trace_id:032x} in {args.file}", file=err)
+        return EXIT_FAILED
+    print(f"trace {trace_id:032x}", file=out)
+    print(tree, file=out)
+    return EXIT_OK
+
+
 def cmd_docs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print generated documentation (the API reference) to stdout."""
     from genesys.api.reference import api_reference_markdown
@@ -588,7 +656,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workdir", default=".", help="where the store and data go (default: .)")
     run.add_argument("--sandbox", choices=SANDBOX_CHOICES, default=None, help=SANDBOX_HELP)
+    run.add_argument(
+        "--trace",
+        metavar="FILE",
+        default=None,
+        help="append the run's spans (driver, sessions, training) to FILE as OTLP JSON lines",
+    )
     run.set_defaults(handler=cmd_run)
+    trace = commands.add_parser(
+        "trace", help="print one design's trace from a trace file (genesys run --trace)"
+    )
+    trace.add_argument(
+        "file", metavar="FILE", help="OTLP JSON lines, as genesys run --trace writes"
+    )
+    trace.add_argument(
+        "trace_id", metavar="TRACE_ID", nargs="?", help="32 hex digits (the report's)"
+    )
+    trace.add_argument("--design", default=None, help="a design id instead of a trace id")
+    trace.add_argument("--run", default="quickstart", help="the run's name (with --design)")
+    trace.add_argument("--namespace", default=None, help="the run's namespace (cluster runs)")
+    trace.add_argument("--uid", default=None, help="the run's uid (cluster runs)")
+    trace.set_defaults(handler=cmd_trace)
     status = commands.add_parser("status", help="leaderboard and ladder state of a run")
     status.add_argument("run", metavar="RUN", help="run directory (.../runs/NAME) or s3:// URI")
     status.set_defaults(handler=cmd_status)
@@ -622,6 +710,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="peering name shared by replicas (one is active at a time; needs kopf's peering "
         "CRDs). Default: peer when the CRDs exist, else run alone",
+    )
+    operator.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("GENESYS_METRICS_PORT") or 0),
+        help="serve Prometheus metrics on this port at /metrics (0: off; default "
+        "$GENESYS_METRICS_PORT)",
     )
     operator.add_argument("--verbose", action="store_true", help="debug logging")
     operator.set_defaults(handler=cmd_operator)

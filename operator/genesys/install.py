@@ -3,8 +3,9 @@
 The manifests are the Helm chart rendered with its default values into the namespace
 ``genesys-system`` (``scripts/render-install.sh`` writes the packaged copy, and a test fails when
 it is stale): the Namespace (Pod Security "restricted" enforced), the ServiceAccount, the CRDs,
-the ClusterRole and its binding, and the Deployment. :func:`install_manifests` moves them into
-another namespace; every other value of the chart is its default (use the chart to change one).
+the ClusterRole and its binding, the Deployment and the Service of its Prometheus metrics.
+:func:`install_manifests` moves them into another namespace; every other value of the chart is
+its default (use the chart to change one).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ import yaml
 
 from genesys.store import open_store
 from genesys.store.archive import load_archive
+from genesys.telemetry import design_trace_id, run_key, trace_id_hex
+from genesys.telemetry.otlp_json import spans_from_json
 from support import agent_script as script
 from support.scripted_llm import ScriptedLLMServer
 
@@ -33,8 +35,19 @@ def test_genesys_run_with_llm_agents_completes_a_small_run(corpus: None, tmp_pat
         path = tmp_path / "llm.yaml"
         path.write_text(yaml.safe_dump(spec), encoding="utf-8")
         env = {**os.environ, "GENESYS_TEST_LLM_KEY": "test-key"}
+        trace_file = tmp_path / "spans.jsonl"
         done = subprocess.run(
-            [sys.executable, "-m", "genesys", "run", str(path), "--workdir", str(tmp_path)],
+            [
+                sys.executable,
+                "-m",
+                "genesys",
+                "run",
+                str(path),
+                "--workdir",
+                str(tmp_path),
+                "--trace",
+                str(trace_file),
+            ],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -67,3 +80,58 @@ def test_genesys_run_with_llm_agents_completes_a_small_run(corpus: None, tmp_pat
     sessions = [s for s in archive.sessions.values() if s.status == "implemented"]
     assert len(sessions) == 1
     assert sessions[0].calls == 6
+    check_design_trace(trace_file, design.id, tmp_path / "llmrun-report.html")
+
+
+def check_design_trace(trace_file: Path, design_id: str, report: Path) -> None:
+    """The trace file holds one trace for the design: driver, session, LLM calls, checks, training."""
+    spans = spans_from_json(trace_file.read_text(encoding="utf-8"))
+    trace_id = design_trace_id(run_key(None, "llmrun", None), design_id)
+    mine = [s for s in spans if s.context is not None and s.context.trace_id == trace_id]
+    by_id = {s.context.span_id: s for s in mine if s.context is not None}
+    names = {s.name for s in mine}
+    services = {str(s.resource.attributes["service.name"]) for s in mine}
+    assert services == {"genesys-run", "genesys-agent", "genesys-trainer"}, services
+    assert {"genesys.design", "genesys.job.create", "genesys.session", "genesys.train"} <= names
+    assert {"genesys.step proposer", "genesys.checks", "genesys.train.loop"} <= names, names
+    roots = [s for s in mine if s.parent is None]
+    assert [r.name for r in roots] == ["genesys.design"]
+    for span in mine:  # every other span hangs from a span of the same trace
+        assert span.parent is None or span.parent.span_id in by_id, span.name
+    calls = [s for s in mine if s.name.startswith("chat ")]
+    assert len(calls) == 6
+    for call in calls:
+        attributes = call.attributes or {}
+        assert attributes["gen_ai.operation.name"] == "chat"
+        assert attributes["gen_ai.provider.name"] == "openai"
+        assert attributes["gen_ai.usage.input_tokens"] > 0
+        assert attributes["gen_ai.usage.output_tokens"] > 0
+        parent = by_id[call.parent.span_id] if call.parent else None
+        assert parent is not None
+        assert parent.name == f"genesys.step {attributes['genesys.role']}"
+    session = next(s for s in mine if s.name == "genesys.session")
+    assert by_id[session.parent.span_id].name == "genesys.job.create"  # type: ignore[union-attr]
+    train = next(s for s in mine if s.name == "genesys.train")
+    assert (train.attributes or {})["genesys.train.status"] == "succeeded"
+    assert by_id[train.parent.span_id].name == "genesys.job.create"  # type: ignore[union-attr]
+    verdicts = {
+        (s.attributes or {}).get("genesys.check.name"): (s.attributes or {}).get(
+            "genesys.check.verdict"
+        )
+        for s in mine
+        if s.name.startswith("genesys.check ")
+    }
+    assert verdicts.get("causality") == "pass", verdicts
+    assert trace_id_hex(trace_id) in report.read_text(encoding="utf-8")
+    shown = subprocess.run(
+        [sys.executable, "-m", "genesys", "trace", str(trace_file), trace_id_hex(trace_id)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1].startswith("genesys.design")
+    assert sum("chat m1" in line for line in lines) == 6
+    assert any("genesys.train " in line and "status=succeeded" in line for line in lines)

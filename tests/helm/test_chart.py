@@ -151,6 +151,26 @@ ALL_OPT_INS: dict[str, Any] = {
             "ports": [9000],
         },
     },
+    "telemetry": {
+        "otlp": {
+            "endpoint": "http://otel-collector.observability:4317",
+            "protocol": "grpc",
+            "headersSecret": {"name": "otlp-auth", "key": "headers"},
+        },
+        "serviceName": "genesys-operator-prod",
+        "resourceAttributes": "deployment.environment=prod",
+        "disabled": True,
+        "collectorEgress": [
+            {
+                "to": [{"namespaceSelector": {"matchLabels": {"name": "observability"}}}],
+                "ports": [{"port": 4317, "protocol": "TCP"}],
+            }
+        ],
+    },
+    "metrics": {
+        "port": 9100,
+        "serviceMonitor": {"enabled": True, "interval": "1m", "labels": {"release": "prom"}},
+    },
 }
 
 CASES: dict[str, dict[str, Any]] = {
@@ -218,7 +238,7 @@ def test_every_object_is_valid_kubernetes(
 ) -> None:
     checked = 0
     for obj in rendered[case]:
-        if obj["apiVersion"].split("/")[0] == "kopf.dev":  # kopf's peering kinds: CRD-typed
+        if obj["apiVersion"].split("/")[0] in ("kopf.dev", "monitoring.coreos.com"):  # CRD-typed
             continue
         for version in KUBERNETES_VERSIONS:
             assert kubernetes_validate.validate(obj, desired_version=version, strict=True)
@@ -314,6 +334,20 @@ def test_pod_values_reach_the_pod(rendered: dict[str, Objects]) -> None:
     assert container["env"] == [
         {"name": "GENESYS_AGENT_IMAGE", "value": "registry.example/genesys-agent:1"},
         {"name": "GENESYS_TRAINER_IMAGE", "value": "registry.example/t:1"},
+        {"name": "GENESYS_METRICS_PORT", "value": "9100"},
+        {
+            "name": "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "value": "http://otel-collector.observability:4317",
+        },
+        {"name": "OTEL_EXPORTER_OTLP_PROTOCOL", "value": "grpc"},
+        {
+            "name": "OTEL_EXPORTER_OTLP_HEADERS",
+            "valueFrom": {"secretKeyRef": {"name": "otlp-auth", "key": "headers"}},
+        },
+        {"name": "GENESYS_OTLP_HEADERS_SECRET", "value": "otlp-auth/headers"},
+        {"name": "OTEL_SERVICE_NAME", "value": "genesys-operator-prod"},
+        {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "deployment.environment=prod"},
+        {"name": "OTEL_SDK_DISABLED", "value": "true"},
         *ALL_OPT_INS["extraEnv"],
     ]
     assert container["envFrom"] == ALL_OPT_INS["envFrom"]
@@ -343,6 +377,8 @@ def test_runs_default_images_are_the_charts_version(rendered: dict[str, Objects]
     assert container["env"] == [
         {"name": "GENESYS_AGENT_IMAGE", "value": "genesys-agent:0.1.0"},
         {"name": "GENESYS_TRAINER_IMAGE", "value": "genesys-trainer:0.1.0"},
+        {"name": "GENESYS_METRICS_PORT", "value": "9464"},
+        {"name": "OTEL_SERVICE_NAME", "value": "genesys-operator"},
     ]
 
 
@@ -380,7 +416,7 @@ def test_run_pods_reach_only_dns_the_store_the_llm_and_their_check_pod(
         assert store["to"] == ALL_OPT_INS["runPolicies"]["s3"]["to"]
         assert [p["port"] for p in store["ports"]] == [9000]
     assert len(trainer["egress"]) == 2  # DNS and the store, nothing else
-    llm, check = agent["egress"][2:]
+    llm, check, collector = agent["egress"][2:]
     # any address, but the API server's and the denied blocks: nothing reaches the API
     (anywhere,) = llm["to"]
     assert anywhere["ipBlock"]["cidr"] == "0.0.0.0/0"
@@ -393,6 +429,7 @@ def test_run_pods_reach_only_dns_the_store_the_llm_and_their_check_pod(
     assert [p["port"] for p in llm["ports"]] == [443, 8000]
     assert check["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "check"
     assert check["ports"] == [{"port": 8470, "protocol": "TCP"}]
+    assert collector == ALL_OPT_INS["telemetry"]["collectorEgress"][0]
 
 
 def test_run_policies_need_their_namespaces_and_the_api_servers_address(helm: str) -> None:
@@ -415,8 +452,11 @@ def test_run_policies_need_their_namespaces_and_the_api_servers_address(helm: st
 def test_network_policy_allows_only_api_server_dns_and_health(rendered: dict[str, Objects]) -> None:
     policy = operator_policy(rendered["all-opt-ins"])["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
-    api, dns, extra = policy["egress"]
+    assert policy["ingress"] == [
+        {"ports": [{"port": 8080, "protocol": "TCP"}]},
+        {"ports": [{"port": 9100, "protocol": "TCP"}]},  # the metrics port
+    ]
+    api, dns, collector, extra = policy["egress"]
     assert [p["port"] for p in api["ports"]] == [443, 6443]
     assert api["to"] == [
         {"ipBlock": {"cidr": "10.96.0.1/32"}},
@@ -424,6 +464,7 @@ def test_network_policy_allows_only_api_server_dns_and_health(rendered: dict[str
     ]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert collector == ALL_OPT_INS["telemetry"]["collectorEgress"][0]
     assert extra == ALL_OPT_INS["networkPolicy"]["extraEgress"][0]
 
 
@@ -678,6 +719,26 @@ CHANGES: dict[str, dict[str, Any]] = {
     "runPolicies.llm.ports": {"runPolicies": {"llm": {"ports": [443]}}},
     "runPolicies.s3.to": {"runPolicies": {"s3": {"to": []}}},
     "runPolicies.s3.ports": {"runPolicies": {"s3": {"ports": [443]}}},
+    "telemetry.otlp.endpoint": {"telemetry": {"otlp": {"endpoint": "https://otlp.example"}}},
+    "telemetry.otlp.protocol": {"telemetry": {"otlp": {"protocol": "http/protobuf"}}},
+    "telemetry.otlp.headers": {
+        "telemetry": {"otlp": {"headers": "x-token=1", "headersSecret": {"name": ""}}}
+    },
+    "telemetry.otlp.headersSecret.name": {
+        "telemetry": {"otlp": {"headersSecret": {"name": "other"}}}
+    },
+    "telemetry.otlp.headersSecret.key": {
+        "telemetry": {"otlp": {"headersSecret": {"key": "other"}}}
+    },
+    "telemetry.serviceName": {"telemetry": {"serviceName": ""}},
+    "telemetry.resourceAttributes": {"telemetry": {"resourceAttributes": ""}},
+    "telemetry.disabled": {"telemetry": {"disabled": False}},
+    "telemetry.collectorEgress": {"telemetry": {"collectorEgress": []}},
+    "metrics.enabled": {"metrics": {"enabled": False}},
+    "metrics.port": {"metrics": {"port": 9465}},
+    "metrics.serviceMonitor.enabled": {"metrics": {"serviceMonitor": {"enabled": False}}},
+    "metrics.serviceMonitor.interval": {"metrics": {"serviceMonitor": {"interval": "15s"}}},
+    "metrics.serviceMonitor.labels": {"metrics": {"serviceMonitor": {"labels": {}}}},
 }
 
 

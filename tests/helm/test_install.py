@@ -68,6 +68,7 @@ def test_print_gives_valid_objects_in_the_asked_namespace() -> None:
         "CustomResourceDefinition",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Service",
         "Deployment",
     ]
     for obj in found:

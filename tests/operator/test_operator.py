@@ -321,18 +321,3 @@ def test_delete_removes_children_and_applies_the_retention(
     assert cluster.get("designs")["items"] == []
     left = list(cluster.run_store("gone").list())
     assert (len(left) > 0) == (retention == "keep")
-
-
-def test_training_jobs_run_the_real_trainer_against_the_store(cluster: Cluster) -> None:
-    """No faking: the kubelet runs the TorchX-rendered trainer command, reading S3 shards."""
-    cluster.prepare_builtin_data()
-    cluster.start_operator()
-    with cluster.kubelet(fake_training=False):
-        apply(cluster, run_document(cluster, "real"))
-        cluster.wait_for(lambda: phase_is(cluster, "real", "Succeeded"), 600, "Succeeded")
-    archive = load_archive(cluster.run_store("real"))
-    results = [d.verifications["nano"] for d in archive.designs.values()]
-    assert len(results) == 6
-    assert all(r.status == "succeeded" for r in results), [r.reason for r in results]
-    assert all(r.val_loss is not None and r.val_loss < 6.0 for r in results)  # < ln(256)+
-    assert all("genesys_cloze" in r.metrics for r in results)

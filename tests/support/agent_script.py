@@ -202,6 +202,27 @@ FAST_CHECKS: dict[str, Any] = {
 }
 
 
+def llm_agents(base_url: str, **key: Any) -> dict[str, Any]:
+    """``spec.agents`` for every role on model m1 (priced) at ``base_url``.
+
+    ``key`` says where the API key comes from: ``apiKeyEnv`` (default) or ``apiKeySecret``.
+    """
+    return {
+        "offline": False,
+        "baseUrl": base_url,
+        **(key or {"apiKeyEnv": "GENESYS_TEST_LLM_KEY"}),
+        "models": {
+            role: [{"model": "m1"}]
+            for role in ("proposer", "reviewer", "planner", "coder", "observer")
+        },
+        "prices": {"m1": {"inputPerMTokens": 1.0, "outputPerMTokens": 2.0}},
+        "maxUsdPerSession": 10.0,
+        "timeoutSeconds": 5,
+        "maxRetries": 2,
+        "maxTokens": 2048,
+    }
+
+
 def run_spec(base_url: str, name: str = "llm", **sessions: Any) -> dict[str, Any]:
     """A DiscoveryRun document for LLM sessions against ``base_url`` (model m1, priced)."""
     return {
@@ -212,20 +233,7 @@ def run_spec(base_url: str, name: str = "llm", **sessions: Any) -> dict[str, Any
             "seed": 1,
             "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 1, "tokens": 24576}]},
             "sessions": {"parallel": 1, "maxDesigns": 1, "searchRounds": 0, **sessions},
-            "agents": {
-                "offline": False,
-                "baseUrl": base_url,
-                "apiKeyEnv": "GENESYS_TEST_LLM_KEY",
-                "models": {
-                    role: [{"model": "m1"}]
-                    for role in ("proposer", "reviewer", "planner", "coder", "observer")
-                },
-                "prices": {"m1": {"inputPerMTokens": 1.0, "outputPerMTokens": 2.0}},
-                "maxUsdPerSession": 10.0,
-                "timeoutSeconds": 5,
-                "maxRetries": 2,
-                "maxTokens": 2048,
-            },
+            "agents": llm_agents(base_url),
             "checks": FAST_CHECKS,
             "verification": {
                 "scheduler": "local",

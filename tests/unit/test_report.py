@@ -439,3 +439,23 @@ def test_write_html_creates_folders_and_writes_utf8(tmp_path: Path) -> None:
     write_html(target, "<p>fitness ≥ 0.5</p>\n")
     assert target.read_text(encoding="utf-8") == "<p>fitness ≥ 0.5</p>\n"
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]
+
+
+def test_render_html_links_each_designs_trace_when_a_viewer_is_known(archive: Archive) -> None:
+    traces = {design_id: f"{n:032x}" for n, design_id in enumerate(archive.designs, start=1)}
+    linked = render_html(
+        archive,
+        FITNESS,
+        RUNGS,
+        BUDGETS,
+        title="t",
+        traces=traces,
+        trace_url="https://jaeger.example/trace/{trace_id}",
+    )
+    assert "<th>Trace</th>" in linked
+    for trace_id in traces.values():
+        assert f'<a href="https://jaeger.example/trace/{trace_id}">{trace_id}</a>' in linked
+    plain = render_html(archive, FITNESS, RUNGS, BUDGETS, title="t", traces=traces)
+    assert all(f'<code class="trace">{t}</code>' in plain for t in traces.values())
+    assert "jaeger" not in plain
+    assert "<th>Trace</th>" not in page(archive)

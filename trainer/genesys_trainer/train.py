@@ -58,8 +58,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from opentelemetry import trace
 from torch import nn
 
+from genesys import telemetry
 from genesys.api.discoveryrun import Training
 from genesys.api.ladder import RungConfig, preset_rung
 from genesys.api.presets import SCALE_PRESETS, reference_params
@@ -82,6 +84,7 @@ from genesys_trainer.data.tokenizer import load_tokenizer
 from genesys_trainer.fit import FitResult, fit_design
 from genesys_trainer.model import LanguageModel, ModelConfig
 from genesys_trainer.seeds import SEEDS, load_seed
+from genesys_trainer.tracing import training_trace
 from genesys_trainer.tree import UnitTree, load_tree, tree_from_json
 
 
@@ -498,6 +501,7 @@ class Run:
         print(line, flush=True)
         if record is not None:
             self.log_lines.append(json.dumps(record))
+            trace.get_current_span().add_event("progress", record)
 
     def save_checkpoint(self) -> None:
         """Atomically write checkpoint.pt (and the log so far)."""
@@ -650,46 +654,50 @@ class Run:
         mark_step, mark_elapsed = self.step, self.elapsed  # throughput since the last log line
         status, reason = "succeeded", ""
         tokens_per_step = plan.sequences_per_step * self.block_size
-        try:
-            while self.step < plan.steps:
-                start = time.perf_counter()
-                loss, grad_norm = self.train_step()
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                self.elapsed += time.perf_counter() - start
-                self.step += 1
-                self.losses.append(loss)
-                self.check_guards(loss, grad_norm, reference_seconds)
-                if self.step % log_every == 0 or self.step == plan.steps:
-                    speed = (
-                        (self.step - mark_step)
-                        * tokens_per_step
-                        / max(self.elapsed - mark_elapsed, 1e-9)
+        with telemetry.span("genesys.train.loop", {"genesys.train.planned_steps": plan.steps}):
+            try:
+                while self.step < plan.steps:
+                    start = time.perf_counter()
+                    loss, grad_norm = self.train_step()
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    self.elapsed += time.perf_counter() - start
+                    self.step += 1
+                    self.losses.append(loss)
+                    self.check_guards(loss, grad_norm, reference_seconds)
+                    if self.step % log_every == 0 or self.step == plan.steps:
+                        speed = (
+                            (self.step - mark_step)
+                            * tokens_per_step
+                            / max(self.elapsed - mark_elapsed, 1e-9)
+                        )
+                        mark_step, mark_elapsed = self.step, self.elapsed
+                        eta = (plan.steps - self.step) * tokens_per_step / max(speed, 1e-9)
+                        self.log(
+                            f"step {self.step}/{plan.steps} | loss {loss:.4f} "
+                            f"| grad {grad_norm:.3f} | {speed:,.0f} tok/s "
+                            f"| ETA {format_duration(eta)}",
+                            {
+                                "step": self.step,
+                                "loss": loss,
+                                "grad_norm": grad_norm,
+                                "tokens_per_second": speed,
+                            },
+                        )
+                    due_steps = (
+                        cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0
                     )
-                    mark_step, mark_elapsed = self.step, self.elapsed
-                    eta = (plan.steps - self.step) * tokens_per_step / max(speed, 1e-9)
-                    self.log(
-                        f"step {self.step}/{plan.steps} | loss {loss:.4f} | grad {grad_norm:.3f} "
-                        f"| {speed:,.0f} tok/s | ETA {format_duration(eta)}",
-                        {
-                            "step": self.step,
-                            "loss": loss,
-                            "grad_norm": grad_norm,
-                            "tokens_per_second": speed,
-                        },
+                    due_time = (
+                        time.monotonic() - last_save > 60 * cfg.training.checkpoint_every_minutes
                     )
-                due_steps = (
-                    cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0
-                )
-                due_time = time.monotonic() - last_save > 60 * cfg.training.checkpoint_every_minutes
-                if self.step < plan.steps and self.stop_wanted():
-                    self.stop_for_preemption()
-                if (due_steps or due_time) and self.step < plan.steps:
-                    self.save_checkpoint()
-                    last_save = time.monotonic()
-        except GuardStop as stop:
-            status, reason = "failed", str(stop)
-            self.log(f"stopped: {reason}")
+                    if self.step < plan.steps and self.stop_wanted():
+                        self.stop_for_preemption()
+                    if (due_steps or due_time) and self.step < plan.steps:
+                        self.save_checkpoint()
+                        last_save = time.monotonic()
+            except GuardStop as stop:
+                status, reason = "failed", str(stop)
+                self.log(f"stopped: {reason}")
         return self.finish(status, reason)
 
     def finish(self, status: str, reason: str) -> VerificationResult:
@@ -725,9 +733,10 @@ class Run:
         )
         if self.rank == 0:
             if status == "succeeded":
-                result.val_loss, leak = validate(
-                    self.model, self.val_sampler, cfg.val_windows, plan.micro_batch, self.device
-                )
+                with telemetry.span("genesys.train.validate"):
+                    result.val_loss, leak = validate(
+                        self.model, self.val_sampler, cfg.val_windows, plan.micro_batch, self.device
+                    )
                 self.log(
                     f"validation loss {result.val_loss:.4f} (unigram entropy "
                     f"{result.unigram_entropy or float('nan'):.4f})"
@@ -766,14 +775,16 @@ class Run:
         from genesys_trainer.evaluate import evaluate
 
         tokenizer = load_tokenizer(self.meta["tokenizer"], self.data_dir)
-        metrics: dict[str, dict[str, float]] = evaluate(
-            self.model,
-            tokenizer,
-            data_dir=self.data_dir,
-            tasks=self.cfg.eval_tasks,
-            limit=self.cfg.eval_limit,
-            device=self.device,
-        )
+        tasks = {"genesys.eval.tasks": list(self.cfg.eval_tasks or [])}
+        with telemetry.span("genesys.train.eval", tasks):
+            metrics: dict[str, dict[str, float]] = evaluate(
+                self.model,
+                tokenizer,
+                data_dir=self.data_dir,
+                tasks=self.cfg.eval_tasks,
+                limit=self.cfg.eval_limit,
+                device=self.device,
+            )
         for task, values in sorted(metrics.items()):
             shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(values.items()))
             self.log(f"eval {task}: {shown}")
@@ -897,11 +908,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     After SIGTERM the exit status is :data:`EXIT_PREEMPTED`, with the checkpoint saved.
     """
     cfg = parse_args(argv)
-    run = Run(cfg)
+    attributes = {"genesys.design": cfg.design, "genesys.rung": cfg.rung.name}
+    with training_trace(cfg.out, attributes) as span:
+        return _train(cfg, span)
+
+
+def _train(cfg: TrainConfig, span: trace.Span) -> int:
+    """:func:`main`'s training, inside the job's span."""
+    with telemetry.span("genesys.train.data"):
+        run = Run(cfg)
     signal.signal(signal.SIGTERM, run.request_stop)
     try:
         result = run.run()
     except Preempted:
+        span.set_attribute("genesys.train.status", "preempted")
         return EXIT_PREEMPTED
     except Exception as exc:
         if run.rank == 0:  # record the crash, then fail the process so it is retried
@@ -918,7 +938,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+    span.set_attributes(result_attributes(result))
     return 0 if result.status in ("succeeded", "failed") else 1
+
+
+def result_attributes(result: VerificationResult) -> dict[str, Any]:
+    """The figures of a result worth seeing on the job's span."""
+    figures = {
+        "genesys.train.status": result.status,
+        "genesys.train.steps": result.steps,
+        "genesys.train.tokens": result.tokens,
+        "genesys.train.tokens_per_second": result.tokens_per_second,
+        "genesys.train.loss": result.train_loss,
+        "genesys.train.val_loss": result.val_loss,
+        "genesys.train.params": result.params,
+        "genesys.train.device": result.device,
+    }
+    return {name: value for name, value in figures.items() if value is not None}
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from genesys import telemetry
 from genesys.agents.knowledge import KnowledgeBase
 from genesys.agents.library import Library, tree_hash
 from genesys.agents.llm import LLMClient
@@ -127,13 +128,13 @@ class SessionContext:
     ) -> Any:
         """Ask ``role``'s model and ``parse`` the reply (re-asking on a reply that does not)."""
         assert self.client is not None
-        return self.client.ask(
-            role,
-            self.state.models[role],
-            conversation,
-            parse,
-            max_tokens=self.settings.agents.max_tokens,
-        )
+        model = self.state.models[role]
+        with telemetry.span(
+            f"genesys.step {role}", {"genesys.role": role, "gen_ai.request.model": model}
+        ):
+            return self.client.ask(
+                role, model, conversation, parse, max_tokens=self.settings.agents.max_tokens
+            )
 
 
 __all__ = ["SessionContext", "SessionSettings", "unit_interface"]

@@ -31,6 +31,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from genesys import telemetry
 from genesys.agents import offline
 from genesys.api.runconfig import RunConfig
 from genesys.sandbox.boundary import (
@@ -43,7 +44,7 @@ from genesys.sandbox.boundary import (
 from genesys.store.archive import session_key
 from genesys.store.base import Store, open_store
 from genesys.store.configs import read_run_config
-from genesys.store.documents import SessionOutcome, create_document
+from genesys.store.documents import SessionOutcome, create_document, read_document
 
 MODES = ("offline", "gau", "direct")
 
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             store, session_key(args.session), SessionOutcome(status="failed", reason=reason)
         )
         return 1
-    status = run_session(args, parents, config, store)
+    status = traced_session(args, parents, config, store)
     # once the outcome is recorded the check pod is of no more use; after an infrastructure
     # failure (1) the Job's retried pod resumes the session and still needs it
     if boundary is Boundary.REMOTE and status != 1:
@@ -107,6 +108,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         shutdown_server(os.environ[CHECK_SERVER_VAR])
     return status
+
+
+def traced_session(
+    args: argparse.Namespace, parents: list[str], config: RunConfig, store: Store
+) -> int:
+    """:func:`run_session` in a ``genesys.session`` span, continuing the trace it was handed.
+
+    Spans go where the ``OTEL_*`` variables (or ``GENESYS_TRACE_FILE``) say; a telemetry
+    setting this process cannot honour is reported and the session runs untraced.
+    """
+    try:
+        telemetry.configure(
+            "genesys-agent",
+            trace_file=os.environ.get("GENESYS_TRACE_FILE") or None,
+            environ={**os.environ, "OTEL_METRICS_EXPORTER": "none"},  # the operator counts
+        )
+    except (telemetry.TelemetryConfigError, OSError) as exc:
+        print(f"warning: telemetry off: {exc}", file=sys.stderr)
+    attributes = {
+        "genesys.session.id": args.session,
+        "genesys.design.id": args.design_id,
+        "genesys.design.operator": args.operator,
+        "genesys.design.parents": parents,
+        "genesys.flow": args.mode or config.session_flow,
+    }
+    try:
+        with telemetry.span(
+            "genesys.session", attributes, context=telemetry.context_from_env()
+        ) as span:
+            status = run_session(args, parents, config, store)
+            span.set_attribute("genesys.session.status", _outcome_status(store, args.session))
+            return status
+    finally:
+        telemetry.reset()  # flush before the process ends
+
+
+def _outcome_status(store: Store, session: str) -> str:
+    """The recorded outcome's status, or ``none`` when there is none."""
+    try:
+        outcome = read_document(store, session_key(session), SessionOutcome)
+    except (OSError, ValueError):
+        return "unreadable"
+    return outcome.status if outcome is not None else "none"
 
 
 def run_session(

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genesys.agents import roles
+from genesys.agents.check_records import traced_check
 from genesys.agents.context import SessionContext, unit_interface
 from genesys.agents.knowledge import render_hits
 from genesys.agents.library import tree_hash
@@ -50,7 +51,6 @@ from genesys.agents.treeops import (
     resolve_selection,
 )
 from genesys.sandbox.report import Report
-from genesys.sandbox.runner import check_design
 from genesys_trainer.tree import DesignError, UnitSpec, UnitTree, load_block_file, tree_from_json
 
 MAX_ROUNDS = 16
@@ -109,7 +109,10 @@ def _record_attempt(
 def check_and_observe(ctx: SessionContext, tree: UnitTree, written: WrittenUnit) -> Attempt:
     """Check ``tree`` in the sandbox, then ask the observer about ``written``."""
     settings = ctx.settings
-    report = check_design(
+    report = traced_check(
+        ctx.store,
+        ctx.session,
+        ctx.design_id,
         tree.to_json(),
         rung=settings.rung,
         settings=settings.child_settings(),

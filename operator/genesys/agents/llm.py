@@ -44,8 +44,11 @@ from typing import Any, TypeVar, cast
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from opentelemetry.trace import SpanKind, StatusCode
 
+from genesys import telemetry
 from genesys.api.discoveryrun import Agents, Price, WeightedModel
+from genesys.telemetry import genai
 
 ROLES = ("proposer", "reviewer", "planner", "coder", "observer")
 
@@ -402,24 +405,48 @@ class LLMClient:
         LLMError when the call fails for good.
         """
         record = CallRecord(role, model, prompt_hash(messages), 0, 0, 0.0, 0.0, 0)
-        with self._traced(record):
+        with self._traced(record, "chat", max_tokens):
             self.ledger.check(estimate_cost(self.agents.prices, model, messages, max_tokens))
             return self._send(record, messages, max_tokens=max_tokens, temperature=temperature)
 
     @contextlib.contextmanager
-    def _traced(self, record: CallRecord) -> Iterator[None]:
-        """Time the call, note its failure in ``record``, and emit the record exactly once."""
+    def _traced(
+        self, record: CallRecord, operation: str, max_tokens: int | None = None
+    ) -> Iterator[None]:
+        """Time the call, note its failure in ``record``, and emit the record exactly once.
+
+        The call is also an OpenTelemetry span with the GenAI conventions' attributes
+        (:mod:`genesys.telemetry.genai`).
+        """
         started = time.monotonic()
+        attributes = genai.call_attributes(
+            operation, record.model, role=record.role, base_url=self.base_url, max_tokens=max_tokens
+        )
+        span = telemetry.current().tracer.start_span(
+            genai.span_name(operation, record.model), kind=SpanKind.CLIENT, attributes=attributes
+        )
         try:
             yield
         except BudgetExhaustedError as error:
             record.error = f"{BudgetExhaustedError.reason}: {error}"
+            span.set_attribute(genai.ERROR_TYPE, BudgetExhaustedError.__name__)
             raise
         except LLMError as error:
             record.error = str(error)
+            span.set_attribute(genai.ERROR_TYPE, _error_type(error))
+            span.set_status(StatusCode.ERROR, str(error)[:500])
             raise
         finally:
             record.latency_s = time.monotonic() - started
+            span.set_attributes(
+                {
+                    genai.INPUT_TOKENS: record.prompt_tokens,
+                    genai.OUTPUT_TOKENS: record.completion_tokens,
+                    genai.COST_USD: record.cost_usd,
+                    genai.ATTEMPTS: record.attempt_count,
+                }
+            )
+            span.end()
             if self._trace is not None:
                 self._trace(record)
 
@@ -473,7 +500,7 @@ class LLMClient:
         record = CallRecord(
             "embeddings", model, prompt_hash([{"content": text}]), 0, 0, 0.0, 0.0, 1
         )
-        with self._traced(record):
+        with self._traced(record, "embeddings"):
             self.ledger.check(cost_usd(self.agents.prices, model, len(text) / CHARS_PER_TOKEN, 0))
             try:
                 response = self._client.embeddings.create(model=model, input=texts)
@@ -544,6 +571,14 @@ class LLMClient:
             max_tokens=max_tokens,
             temperature=temperature,
         )
+
+
+def _error_type(error: LLMError) -> str:
+    """``error.type`` of a failed call: the HTTP status, or the class of what failed."""
+    cause = error.__cause__
+    if isinstance(cause, openai.APIStatusError):
+        return str(cause.status_code)
+    return type(cause or error).__name__
 
 
 def _describe(error: BaseException) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genesys.agents.change_text import motivation, proposal_text
+from genesys.agents.check_records import traced_check
 from genesys.agents.genetic_operators import (
     OPERATORS,
     Change,
@@ -55,7 +56,7 @@ from genesys.agents.offline_records import (
 from genesys.api.discoveryrun import Checks
 from genesys.api.ladder import RungConfig
 from genesys.sandbox.report import Report
-from genesys.sandbox.runner import SandboxLimits, check_design, check_settings, limits_from_checks
+from genesys.sandbox.runner import SandboxLimits, check_settings, limits_from_checks
 from genesys.store.archive import rejection_key, session_key
 from genesys.store.base import Store
 from genesys.store.claims import claim_hash
@@ -203,7 +204,15 @@ def run_offline_session(
         known.add(proposal.hash)
         if claim_hash(store, proposal.hash, design=design_id, session=session) is not None:
             continue  # another session holds this tree: it is checked (or done) there
-        report = check_design(proposal.document, rung=rung, settings=child_settings, limits=limits)
+        report = traced_check(
+            store,
+            session,
+            design_id,
+            proposal.document,
+            rung=rung,
+            settings=child_settings,
+            limits=limits,
+        )
         checked += 1
         if report.passed:
             write_design(

@@ -8,6 +8,7 @@ Keys it writes (documents of :mod:`genesys.store.documents`)::
                                        proposal, hash, seq, session, rating (None)
     rejected/<id>-c<k>.json            RejectionRecord of candidate k: session, operator,
                                        parents, reason, check, hash, title, report
+    sessions/<session>/checks/<n>.json one check run (:mod:`genesys.agents.check_records`)
     sessions/<session>/session.json    SessionOutcome: status (implemented | failed), design,
                                        reason, candidates
 

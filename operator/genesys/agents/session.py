@@ -35,6 +35,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from genesys import telemetry
 from genesys.agents import proposal as proposal_phase
 from genesys.agents.context import SessionContext, SessionSettings, unit_interface
 from genesys.agents.genetic_operators import OPERATORS, check_operator
@@ -277,7 +278,10 @@ class DesignSession:
         limit = self._implementation_limit()
         while state.implementation < limit:
             ctx.progress(f"{ctx.session}: implementation {state.implementation + 1} ({ctx.flow})")
-            tree, reason = self.implement_direct() if ctx.flow == "direct" else self.implement()
+            attributes = {"genesys.implementation": state.implementation, "genesys.flow": ctx.flow}
+            with telemetry.span("genesys.session.implement", attributes) as span:
+                tree, reason = self.implement_direct() if ctx.flow == "direct" else self.implement()
+                span.set_attribute("genesys.implementation.passed", tree is not None)
             if tree is not None:
                 return self._write_design(tree)
             state.implementation_failures.append(reason)
@@ -299,7 +303,10 @@ class DesignSession:
 
     def propose(self) -> bool:
         """Search, propose, review and refine; True when a proposal passed the review."""
-        return proposal_phase.propose(self.ctx)
+        with telemetry.span("genesys.session.propose") as span:
+            accepted = proposal_phase.propose(self.ctx)
+            span.set_attribute("genesys.proposal.accepted", accepted)
+            return accepted
 
     def review(self, proposal: ProposalDoc) -> Rating:
         """The reviewer's verdict on ``proposal``."""

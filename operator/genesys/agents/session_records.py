@@ -13,6 +13,7 @@ Keys written (documents of :mod:`genesys.store.documents` where a model is named
                                                round r, attempt a): unit, written (name, source,
                                                children, hyperparameters, requirements, tests),
                                                passed, check, feedback, rating, report
+    sessions/<sid>/checks/<n>.json             one check run (:mod:`genesys.agents.check_records`)
     sessions/<sid>/session.json                SessionOutcome (written last, once)
     designs/<id>/proposal.md                   the accepted proposal, rendered
     designs/<id>/review.json                   every proposal attempt: proposal, review,

@@ -37,6 +37,7 @@ from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.placement import rung_placement
 from genesys.api.runconfig import RunConfig, RunIdentity, resolve_run_config
 from genesys.api.seeds import SEED_NAMES
+from genesys.backends.observability import design_traces, trace_url
 from genesys.engine.actions import (
     CancelVerification,
     RecordFailure,
@@ -178,11 +179,15 @@ def verification_app(
     )
 
 
-def write_seeds(store: Store) -> None:
-    """Write the seed designs into the archive as ``seed-<name>`` (once), claiming their hashes."""
+def write_seeds(store: Store) -> list[str]:
+    """Write the seed designs into the archive as ``seed-<name>`` (once), claiming their hashes.
+
+    Returns the ids written now (none when they were all there).
+    """
     from genesys.agents.library import structural_hash
     from genesys_trainer.seeds import load_seed  # torch-free: reads JSON
 
+    written = []
     for seq, name in enumerate(SEED_NAMES):
         design_id = f"seed-{name}"
         key = design_key(design_id, "design.json")
@@ -194,7 +199,9 @@ def write_seeds(store: Store) -> None:
             update={"seq": seq, "operator": "seed", "parents": [], "hash": digest}
         )
         claim_hash(store, digest, design=design_id, session="seeds")
-        create_document(store, key, document)
+        if create_document(store, key, document):
+            written.append(design_id)
+    return written
 
 
 def record_session_end(store: Store, session: str, reason: str) -> bool:
@@ -264,6 +271,8 @@ def publish_report(handle: RunHandle) -> tuple[str, list[Any]]:
             "designs": str(len(archive.designs)),
             "rejected candidates": str(len(archive.rejections)),
         },
+        traces=design_traces(handle.identity, archive.designs),
+        trace_url=trace_url(),
     )
     handle.store.put_text("report.html", html)
     return html, rows

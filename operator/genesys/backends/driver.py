@@ -22,9 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from genesys import telemetry
 from genesys.api.discoveryrun import Data, DiscoveryRun
 from genesys.api.runconfig import RunIdentity
+from genesys.backends import observability
 from genesys.backends.common import RunHandle, open_run, publish_report
+from genesys.backends.local import LocalBackend
 from genesys.engine.actions import Finish, StartSession, StartVerification
 from genesys.engine.plan import Plan, plan
 from genesys.progress import format_duration
@@ -132,10 +135,33 @@ def local_identity(run: DiscoveryRun) -> RunIdentity:
     return RunIdentity(name=run.metadata.name)
 
 
+def step(backend: LocalBackend) -> Plan:
+    """One observe -> plan -> apply; traced (``genesys.reconcile``) when it plans anything."""
+    identity = backend.handle.identity
+    started = time.monotonic()
+    observed = backend.observe()
+    backend.last_archive = observed.archive
+    result = plan(backend.run.spec, observed, datetime.now(UTC))
+    if result.actions:
+        counts: dict[str, int] = {}
+        for action in result.actions:
+            counts[type(action).__name__] = counts.get(type(action).__name__, 0) + 1
+        attributes: dict[str, Any] = {
+            **observability.run_attributes(identity),
+            "genesys.run.phase": result.phase.value,
+            "genesys.actions.planned": len(result.actions),
+            **{f"genesys.actions.{kind}": n for kind, n in counts.items()},
+        }
+        with telemetry.span("genesys.reconcile", attributes):
+            backend.apply(result.actions)
+    telemetry.current().instruments.reconcile_duration.record(
+        time.monotonic() - started, {"genesys.run": identity.describe()}
+    )
+    return result
+
+
 def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run the discovery to the end; the final summary."""
-    from genesys.backends.local import LocalBackend
-
     paths = resolve_paths(run, workdir)
     handle, _ = open_run(
         run, local_identity(run), open_store(paths.store_uri), data_uri=paths.data_uri
@@ -146,11 +172,11 @@ def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[st
     last_line = ""
     try:
         while True:
-            observed = backend.observe()
-            result = plan(run.spec, observed, datetime.now(UTC))
-            backend.apply(result.actions)
+            result = step(backend)
+            assert backend.last_archive is not None
+            observed_archive = backend.last_archive
             line = progress_line(
-                result, observed.archive, time.monotonic() - started, len(backend.jobs)
+                result, observed_archive, time.monotonic() - started, len(backend.jobs)
             )
             started_work = [
                 a for a in result.actions if isinstance(a, StartSession | StartVerification)

@@ -42,7 +42,7 @@ from genesys.api.base import API_GROUP, API_VERSION
 from genesys.api.labels import LABEL_DESIGN, LABEL_ROLE, LABEL_RUNG
 from genesys.api.placement import rung_placement
 from genesys.api.runconfig import RunIdentity
-from genesys.backends import manifests
+from genesys.backends import manifests, observability
 from genesys.backends.common import (
     RunHandle,
     failed_attempts,
@@ -311,6 +311,7 @@ class KubernetesBackend:
             waiting_jobs=waiting_jobs,
         )
         spent = recorded_gpu_hours(self.store, self.cache) + running_gpu_hours
+        observability.set_gauges(self.identity, observed)
         return Observation(observed, spent, happenings)
 
     def training_pods(self) -> dict[str, list[Any]]:
@@ -328,6 +329,7 @@ class KubernetesBackend:
 
     def _session_ended(self, job: JobView, session: str) -> list[Happening]:
         self.end_checks(session)
+        observability.ingest_session(self.store, self.identity, session)
         happenings = []
         reason = f"agent Job {job.name} ended {job.finished}: {job.reason}"
         if record_session_end(self.store, session, reason):
@@ -344,6 +346,9 @@ class KubernetesBackend:
         usage = GpuUsage(job=job.name, gpus=job.gpus, seconds=job_seconds(job, now))
         create_document(
             self.store, f"{verification_prefix(design, rung)}/gpu-usage/{job.name}.json", usage
+        )
+        observability.ingest_verification(
+            self.store, self.identity, design, rung, gpu_seconds=usage.gpus * usage.seconds
         )
         state = f"{job.finished} ({job.reason})"
         if record_verification_end(self.store, design, rung, state, job=job.name):
@@ -367,7 +372,7 @@ class KubernetesBackend:
         happenings: list[Happening] = []
         for action in actions:
             if isinstance(action, InitSeeds):
-                write_seeds(self.store)
+                observability.seeds_written(self.identity, write_seeds(self.store))
             elif isinstance(action, StartSession):
                 if self.start_session(action):
                     happenings.append(
@@ -442,8 +447,14 @@ class KubernetesBackend:
         self._create(self.networking.create_namespaced_network_policy, namespace, policy)
         self._create(self.core.create_namespaced_service, namespace, service)
         self._create(self.batch.create_namespaced_job, namespace, check)
-        job = manifests.agent_job(self.handle, action, owner=owner, namespace=namespace)
-        return self._create(self.batch.create_namespaced_job, namespace, job)
+        with observability.session_job_span(self.identity, action) as trace_env:
+            job = manifests.agent_job(
+                self.handle, action, owner=owner, namespace=namespace, trace_env=trace_env
+            )
+            created = self._create(self.batch.create_namespaced_job, namespace, job)
+        if created:
+            observability.session_started(self.identity, action)
+        return created
 
     def end_checks(self, session: str) -> None:
         """Remove a finished session's check pod, Service and NetworkPolicy (gone: fine)."""
@@ -462,7 +473,9 @@ class KubernetesBackend:
                 if exc.status != 404:
                     raise
 
-    def training_app(self, action: StartVerification) -> Any:
+    def training_app(
+        self, action: StartVerification, trace_env: Mapping[str, str] | None = None
+    ) -> Any:
         """The TorchX AppDef of one verification: no credential, a fresh store grant.
 
         The pod gets the store's endpoint and region as plain values and, instead of the
@@ -472,6 +485,7 @@ class KubernetesBackend:
         env = {
             item["name"]: item["value"] for item in manifests.store_env(self.run) if "value" in item
         }
+        env.update(trace_env or {})
         grant = self.store_grant(action)
         if grant is not None:
             env.update(grant_env(grant))
@@ -554,13 +568,15 @@ class KubernetesBackend:
         from kubernetes.client.exceptions import ApiException
 
         scheduler = self.scheduler()
-        dryrun = scheduler.submit_dryrun(self.training_app(action), self.scheduler_config(action))
-        try:
-            scheduler.schedule(dryrun)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
+        with observability.training_job_span(self.identity, action) as trace_env:
+            app = self.training_app(action, trace_env)
+            dryrun = scheduler.submit_dryrun(app, self.scheduler_config(action))
+            try:
+                scheduler.schedule(dryrun)
+            except ApiException as exc:
+                if exc.status == 409:
+                    return False
+                raise
         return True
 
     # --------------------------------------------------------------------------- designs

@@ -34,11 +34,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genesys.api.discoveryrun import DiscoveryRun
+from genesys.backends import observability
 from genesys.backends.common import (
     RunHandle,
     failed_attempts,
@@ -62,6 +64,7 @@ from genesys.engine.plan import Observed
 from genesys.sandbox.boundary import Boundary, local_boundary, requested_boundary
 from genesys.sandbox.env import scrubbed_env
 from genesys.store.archive import (
+    Archive,
     design_key,
     load_archive,
     run_spent_usd,
@@ -109,6 +112,7 @@ class LocalBackend:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.children_file = workdir / ".genesys" / f"{self.name}-children.json"
         self._runner: Any = None
+        self.last_archive: Archive | None = None  # what the last observe() read
         self.kill_leftovers()
 
     # ------------------------------------------------------------------ children bookkeeping
@@ -157,6 +161,7 @@ class LocalBackend:
             record_session_end(
                 self.store, session, f"session exited with status {process.returncode}: {tail}"
             )
+            observability.ingest_session(self.store, self.handle.identity, session)
         now = time.monotonic()
         for (design, rung), job in list(self.jobs.items()):
             status = self.runner.status(job.handle)
@@ -169,16 +174,19 @@ class LocalBackend:
                 state = f"DeadlineExceeded (ran past the rung's deadlineSeconds={limit})"
             del self.jobs[(design, rung)]
             record_verification_end(self.store, design, rung, state, job=job.handle)
+            observability.ingest_verification(self.store, self.handle.identity, design, rung)
             if job.scratch is not None:
                 shutil.rmtree(job.scratch, ignore_errors=True)
         archive = load_archive(self.store, self.name)
-        return Observed(
+        observed = Observed(
             archive=archive,
             running_sessions=frozenset(self.sessions),
             running_jobs=frozenset(self.jobs),
             failed_attempts=failed_attempts(self.store),
             spend_usd=run_spent_usd(self.store),
         )
+        observability.set_gauges(self.handle.identity, observed)
+        return observed
 
     # ------------------------------------------------------------------------------ apply
 
@@ -186,7 +194,7 @@ class LocalBackend:
         """Execute the actions (Finish is the driver's business)."""
         for action in actions:
             if isinstance(action, InitSeeds):
-                write_seeds(self.store)
+                observability.seeds_written(self.handle.identity, write_seeds(self.store))
             elif isinstance(action, StartSession):
                 self.start_session(action)
             elif isinstance(action, StartVerification):
@@ -211,25 +219,34 @@ class LocalBackend:
         """Run one design session (offline or LLM, as the run config says) in a child process."""
         command = [self.python, "-m", "genesys", *session_arguments(self.handle, action)]
         log = (self.logs / f"{action.session}.log").open("wb")
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=scrubbed_env(os.environ, {**_store_env(), **_agent_env(self.run)}),
-            cwd=self.workdir,
-        )
+        observability.session_started(self.handle.identity, action)
+        with observability.session_job_span(self.handle.identity, action) as trace_env:
+            extra = {**_store_env(), **_agent_env(self.run), **_telemetry_env(), **trace_env}
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=scrubbed_env(os.environ, extra),
+                cwd=self.workdir,
+            )
         log.close()
         self.sessions[action.session] = process
         self._remember(process.pid)
 
-    def training_app(self, action: StartVerification, grant: StoreGrant | None = None) -> Any:
+    def training_app(
+        self,
+        action: StartVerification,
+        grant: StoreGrant | None = None,
+        trace_env: Mapping[str, str] | None = None,
+    ) -> Any:
         """The TorchX AppDef of one verification: the shared one, run by this interpreter.
 
-        Its environment has the store's endpoint settings and, for a remote store or data, the
-        job's store grant (:meth:`store_grant`), never the store's credentials.
+        Its environment has the store's endpoint settings, the trace context (``trace_env``)
+        and, for a remote store or data, the job's store grant (:meth:`store_grant`), never
+        the store's credentials.
         """
-        env = _training_env()
+        env = {**_training_env(), **(trace_env or {})}
         if grant is not None:
             env.update(grant_env(grant))
         return verification_app(self.handle, action, python=self.python, env=env)
@@ -267,6 +284,7 @@ class LocalBackend:
         action: StartVerification,
         boundary: Boundary | None = None,
         grant: StoreGrant | None = None,
+        trace_env: Mapping[str, str] | None = None,
     ) -> Any:
         """The AppDef local_cwd starts: :meth:`training_app`, confined by the boundary.
 
@@ -274,7 +292,7 @@ class LocalBackend:
         :meth:`start_verification` makes the scratch and output directories first and issues
         the grant.
         """
-        app = self.training_app(action, grant)
+        app = self.training_app(action, grant, trace_env)
         if (boundary or self.boundary) is not Boundary.BUBBLEWRAP:
             return app  # container / unconfined: today's plain process
         binds = training_binds(self.handle, action)
@@ -291,10 +309,11 @@ class LocalBackend:
             scratch.mkdir(parents=True)
             for path in training_binds(self.handle, action).writable:
                 Path(path).mkdir(parents=True, exist_ok=True)
-        app = self.launch_app(action, self._resolved, self.store_grant(action))
-        handle = self.runner.run(
-            app, scheduler="local_cwd", cfg={"log_dir": str(self.logs / "jobs")}
-        )
+        with observability.training_job_span(self.handle.identity, action) as trace_env:
+            app = self.launch_app(action, self._resolved, self.store_grant(action), trace_env)
+            handle = self.runner.run(
+                app, scheduler="local_cwd", cfg={"log_dir": str(self.logs / "jobs")}
+            )
         deadline = time.monotonic() + self.handle.config.rung(action.rung).deadline_seconds
         self.jobs[(action.design_id, action.rung)] = LocalJob(handle, deadline, scratch)
         for pid in self._job_pids(handle):
@@ -339,6 +358,24 @@ def _store_env() -> dict[str, str]:
         "GENESYS_CORPUS_DIR",
     )
     return {name: os.environ[name] for name in names if name in os.environ}
+
+
+TRACE_FILE_VAR = "GENESYS_TRACE_FILE"
+"""The trace file of ``genesys run --trace``, which session processes append their spans to."""
+
+
+def _telemetry_env() -> dict[str, str]:
+    """What a session process needs to export its spans like the driver does.
+
+    Not the service name (each process names itself) nor the metrics exporter (the driver
+    records the sessions' metrics from the store).
+    """
+    forwarded = ("OTEL_EXPORTER_OTLP_", "OTEL_TRACES_", "OTEL_RESOURCE_ATTRIBUTES")
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(forwarded) or name in ("OTEL_SDK_DISABLED", TRACE_FILE_VAR)
+    }
 
 
 def _training_env() -> dict[str, str]:

@@ -21,6 +21,7 @@ carries the standard ``app.kubernetes.io`` labels (:func:`standard_labels`) with
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -178,6 +179,39 @@ def agent_env(run: DiscoveryRun) -> list[dict[str, Any]]:
     return env
 
 
+FORWARDED_OTEL_PREFIXES = ("OTEL_EXPORTER_OTLP_", "OTEL_TRACES_", "OTEL_RESOURCE_ATTRIBUTES")
+"""The operator's ``OTEL_*`` variables an agent pod gets (collector endpoint, protocol,
+headers, sampler, resource): not the service name (each process names itself) and not the
+metrics exporter (the operator records the agents' metrics from the store)."""
+
+
+HEADERS_SECRET_VAR = "GENESYS_OTLP_HEADERS_SECRET"
+"""``<secret>/<key>``: agent pods take the OTLP headers from this Secret of their own namespace
+(optional: a namespace without it exports without headers), and the operator's own headers
+value is not copied into their Jobs."""
+
+
+def telemetry_env(
+    trace_env: Mapping[str, str], environ: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """An agent pod's telemetry settings: the operator's OTLP settings and the trace context."""
+    variables = os.environ if environ is None else environ
+    secret = variables.get(HEADERS_SECRET_VAR, "")
+    forwarded = {
+        name: value
+        for name, value in variables.items()
+        if (name.startswith(FORWARDED_OTEL_PREFIXES) or name == "OTEL_SDK_DISABLED")
+        and not (secret and name.endswith("_HEADERS"))
+    }
+    merged = {**forwarded, **trace_env}
+    env: list[dict[str, Any]] = [{"name": name, "value": merged[name]} for name in sorted(merged)]
+    if secret:
+        name, _, key = secret.partition("/")
+        ref = {"name": name, "key": key or "headers", "optional": True}
+        env.append({"name": "OTEL_EXPORTER_OTLP_HEADERS", "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
 def session_job_name(identity: RunIdentity, session: str) -> str:
     """The deterministic name of a session's agent Job (run, uid, session)."""
     return dns_name(identity.name, identity.short_uid, session)
@@ -269,9 +303,17 @@ def session_pod_spec(
 
 
 def agent_job(
-    handle: RunHandle, action: StartSession, *, owner: Mapping[str, Any], namespace: str
+    handle: RunHandle,
+    action: StartSession,
+    *,
+    owner: Mapping[str, Any],
+    namespace: str,
+    trace_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ``batch/v1`` Job of one design session; its checks go to the session's check pod."""
+    """The ``batch/v1`` Job of one design session; its checks go to the session's check pod.
+
+    ``trace_env`` (``TRACEPARENT``) makes the session's spans part of its design's trace.
+    """
     run, identity = handle.run, handle.identity
     pod = run.spec.agents.pod
     labels = {
@@ -294,6 +336,7 @@ def agent_job(
         *checks,
         *store_env(run),
         *agent_env(run),
+        *telemetry_env(trace_env or {}),
     ]
     container = {
         "name": "agent",

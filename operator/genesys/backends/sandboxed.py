@@ -149,8 +149,9 @@ def sandbox_env(
         "GENESYS_SANDBOX_BOUNDARY": Boundary.BUBBLEWRAP.value,
         **dict(binds.env),
     }
-    if "OMP_NUM_THREADS" in role_env:
-        extra["OMP_NUM_THREADS"] = role_env["OMP_NUM_THREADS"]
+    for name in ("OMP_NUM_THREADS", "TRACEPARENT", "TRACESTATE"):  # threads; the trace context
+        if name in role_env:
+            extra[name] = role_env[name]
     env = scrubbed_env(environ, extra)
     for name in DEVICE_VARIABLES:  # TorchX sets it per replica: the launcher copies it in
         env.pop(name, None)

@@ -35,14 +35,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 
-from genesys import __version__
+from genesys import __version__, telemetry
 from genesys.api.base import API_GROUP, API_GROUP_VERSION, API_VERSION
 from genesys.api.discoveryrun import TERMINAL_PHASES, Storage
 from genesys.api.labels import ANNOTATION_PREFIX, FINALIZER, LABEL_RUN
@@ -238,31 +238,75 @@ def reconcile_and_write(body: Mapping[str, Any], logger: logging.Logger | Any) -
     """
     metadata = dict(body.get("metadata") or {})
     name, namespace = str(metadata.get("name")), str(metadata.get("namespace") or "default")
-    client = api_client()
     with _lock(f"{namespace}/{name}"):
-        try:
-            plain = read_run(name, namespace, client)
-        except Exception as exc:
-            raise kopf.TemporaryError(f"cannot read the run: {exc}", delay=RETRY_SECONDS) from exc
-        if plain is None or (plain.get("metadata") or {}).get("deletionTimestamp"):
-            return None
-        metadata = plain.get("metadata") or {}
-        key = str(metadata.get("uid") or f"{namespace}/{name}")
-        cache = _caches.setdefault(key, DocumentCache())
-        ingested = _ingested.setdefault(key, set())
-        try:
-            outcome = reconcile(plain, api_client=client, cache=cache, ingested=ingested)
-            if outcome.status != (plain.get("status") or {}):
-                write_status(name, namespace, outcome.status, client)
-        except Exception as exc:
-            if is_transient(exc):
-                raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=RETRY_SECONDS) from exc
-            _permanent(key, plain, exc, client, logger)
-            return None
-        _held.pop(key, None)
-        post_events(outcome.happenings, namespace=namespace, run_uid=metadata.get("uid"))
+        outcome = traced_reconcile(
+            namespace, name, metadata, lambda: _reconcile_locked(name, namespace, logger)
+        )
+    if outcome is None:
+        return None
     _reconciles["count"] += 1
     logger.info(f"reconciled {namespace}/{name}: phase {outcome.phase}")
+    return outcome
+
+
+def traced_reconcile(
+    namespace: str,
+    name: str,
+    metadata: Mapping[str, Any],
+    work: Callable[[], Outcome | None],
+) -> Outcome | None:
+    """``work`` (one reconcile of a run) in a ``genesys.reconcile`` span, its duration recorded.
+
+    The span carries the run, namespace and uid, then the phase and the actions planned.
+    """
+    attributes = {
+        "genesys.run": f"{namespace}/{name}",
+        "k8s.namespace.name": namespace,
+        "genesys.run.uid": str(metadata.get("uid") or ""),
+    }
+    started = time.monotonic()
+    try:
+        with telemetry.span("genesys.reconcile", attributes) as span:
+            outcome = work()
+            if outcome is not None:
+                span.set_attributes(
+                    {
+                        "genesys.run.phase": outcome.phase,
+                        "genesys.actions.planned": sum(outcome.actions.values()),
+                        **{f"genesys.actions.{kind}": n for kind, n in outcome.actions.items()},
+                    }
+                )
+            return outcome
+    finally:
+        telemetry.current().instruments.reconcile_duration.record(
+            time.monotonic() - started, {"genesys.run": f"{namespace}/{name}"}
+        )
+
+
+def _reconcile_locked(name: str, namespace: str, logger: Any) -> Outcome | None:
+    """The body of :func:`reconcile_and_write`, under the run's lock."""
+    client = api_client()
+    try:
+        plain = read_run(name, namespace, client)
+    except Exception as exc:
+        raise kopf.TemporaryError(f"cannot read the run: {exc}", delay=RETRY_SECONDS) from exc
+    if plain is None or (plain.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    metadata = plain.get("metadata") or {}
+    key = str(metadata.get("uid") or f"{namespace}/{name}")
+    cache = _caches.setdefault(key, DocumentCache())
+    ingested = _ingested.setdefault(key, set())
+    try:
+        outcome = reconcile(plain, api_client=client, cache=cache, ingested=ingested)
+        if outcome.status != (plain.get("status") or {}):
+            write_status(name, namespace, outcome.status, client)
+    except Exception as exc:
+        if is_transient(exc):
+            raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=RETRY_SECONDS) from exc
+        _permanent(key, plain, exc, client, logger)
+        return None
+    _held.pop(key, None)
+    post_events(outcome.happenings, namespace=namespace, run_uid=metadata.get("uid"))
     return outcome
 
 
@@ -355,6 +399,7 @@ def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         raise
     for registry in (_caches, _ingested, _held):
         registry.pop(str(identity.uid), None)
+    telemetry.current().instruments.gauges.forget(identity.describe())
     logger.info(
         f"{identity.describe()}: deleted {jobs} jobs, {designs} designs, {removed} store objects"
     )

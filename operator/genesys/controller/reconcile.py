@@ -22,7 +22,7 @@ nothing here reads or writes outside the run's own store prefix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +41,7 @@ from genesys.controller.status import (
     ranks,
     run_status,
 )
+from genesys.engine.actions import Action
 from genesys.engine.plan import plan
 from genesys.store.archive import DocumentCache, design_key
 from genesys.store.base import Store, open_store
@@ -52,6 +53,7 @@ class Outcome:
 
     status: dict[str, Any]
     happenings: list[Happening] = field(default_factory=list)
+    actions: dict[str, int] = field(default_factory=dict)  # planned, by kind
 
     @property
     def phase(self) -> str:
@@ -186,7 +188,16 @@ def reconcile(
     )
     if status["phase"] != old.get("phase"):
         happenings.append(_phase_event(name, status["phase"], finish))
-    return Outcome(status, happenings)
+    return Outcome(status, happenings, count_actions(result.actions))
+
+
+def count_actions(actions: Sequence[Action]) -> dict[str, int]:
+    """How many actions of each kind a plan holds."""
+    counts: dict[str, int] = {}
+    for action in actions:
+        kind = type(action).__name__
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def _holds_result(phase: object) -> bool:
@@ -229,6 +240,7 @@ def design_statuses(
 __all__ = [
     "Outcome",
     "cluster_spec_errors",
+    "count_actions",
     "design_statuses",
     "identity_of",
     "open_root_store",

@@ -78,10 +78,24 @@ def _summary(
     return list(facts.items())
 
 
-def _row_cells(row: LeaderboardRow, tasks: Sequence[str]) -> dict[str, object]:
+def _trace_cell(trace_id: str | None, trace_url: str | None) -> dict[str, str] | None:
+    """A design's trace: its id, and a link where a trace viewer's URL template is known."""
+    if not trace_id:
+        return None
+    link = trace_url.replace("{trace_id}", trace_id) if trace_url else ""
+    return {"id": trace_id, "link": link}
+
+
+def _row_cells(
+    row: LeaderboardRow,
+    tasks: Sequence[str],
+    traces: Mapping[str, str] | None = None,
+    trace_url: str | None = None,
+) -> dict[str, object]:
     """One leaderboard row as the text of its cells (numbers formatted, empties as ``-``)."""
     quarantined = row.quarantine is not None
     return {
+        "trace": _trace_cell((traces or {}).get(row.id), trace_url),
         "rank": row.rank,
         "id": row.id,
         "title": row.title,
@@ -102,12 +116,16 @@ def render_html(
     *,
     title: str,
     summary: Mapping[str, str] | None = None,
+    traces: Mapping[str, str] | None = None,
+    trace_url: str | None = None,
 ) -> str:
     """The whole report of a run as one HTML document.
 
     ``fitness`` maps design ids to fitness (higher is better), ``rung_order`` lists the
     ladder's rungs lowest first and ``budgets`` the number of designs each rung may verify.
-    ``summary`` adds key/value lines after the run's own facts.
+    ``summary`` adds key/value lines after the run's own facts. ``traces`` (design id to
+    trace id) adds a trace column, its ids linked where ``trace_url`` (a URL with
+    ``{trace_id}``, e.g. a Jaeger or Grafana Tempo address) is given.
     """
     rows = leaderboard(archive, fitness, rung_order)
     tasks = leaderboard_tasks(rows)
@@ -122,8 +140,9 @@ def render_html(
         run=archive.run,
         summary=_summary(archive, rows, summary),
         images=images,
-        head=[*LEADERBOARD_HEAD, "Val loss", *tasks],
-        rows=[_row_cells(row, tasks) for row in rows],
+        head=[*LEADERBOARD_HEAD, "Val loss", *tasks, *(["Trace"] if traces else [])],
+        rows=[_row_cells(row, tasks, traces, trace_url) for row in rows],
+        traced=bool(traces),
         quarantined=[row for row in rows if row.quarantine is not None],
         rejections=sorted(archive.rejections, key=lambda item: item.id),
     )

@@ -73,7 +73,16 @@ from genesys.store.base import (
 GRANT_VARIABLE = "GENESYS_STORE_GRANT"
 #: Keys under the output prefix the trainer reads and writes (``genesys_trainer.train``), and
 #: ``eval.json``, which ``genesys eval --run`` writes beside them.
-TRAINER_KEYS = ("checkpoint.pt", "config.json", "eval.json", "log.jsonl", "model.pt", "result.json")
+TRAINER_KEYS = (
+    "checkpoint.pt",
+    "config.json",
+    "eval.json",
+    "log.jsonl",
+    "model.pt",
+    "preemptions.jsonl",
+    "result.json",
+    "spans.json",
+)
 #: The longest a presigned URL may live (SigV4: seven days).
 MAX_LIFETIME_SECONDS = 7 * 24 * 3600
 #: Added to a job's deadline: the job may start a little after the grant is issued.
