@@ -444,10 +444,10 @@ class KubernetesBackend:
             self.identity, session, owner=owner, namespace=namespace
         )
         service = manifests.check_service(self.identity, session, owner=owner, namespace=namespace)
-        self._create(self.networking.create_namespaced_network_policy, namespace, policy)
-        self._create(self.core.create_namespaced_service, namespace, service)
-        self._create(self.batch.create_namespaced_job, namespace, check)
         with observability.session_job_span(self.identity, action) as trace_env:
+            self._create(self.networking.create_namespaced_network_policy, namespace, policy)
+            self._create(self.core.create_namespaced_service, namespace, service)
+            self._create(self.batch.create_namespaced_job, namespace, check)
             job = manifests.agent_job(
                 self.handle, action, owner=owner, namespace=namespace, trace_env=trace_env
             )
