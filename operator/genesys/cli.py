@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from genesys import __version__, telemetry
 from genesys.api.crd import all_crds
-from genesys.api.discoveryrun import DiscoveryRun, FinishReason
+from genesys.api.discoveryrun import DiscoveryRun
 from genesys.api.ladder import RungConfig, preset_rung, resolve_ladder
 from genesys.api.validation import (
     SpecError,
@@ -272,8 +272,10 @@ def start_telemetry(
 
 
 def run_exit_code(reason: str) -> int:
-    """``genesys run``'s exit status: 1 when the run ended ``Failed`` (no result), else 0."""
-    return EXIT_FAILED if reason == FinishReason.ERROR.value else EXIT_OK
+    """``genesys run``'s exit status: 1 when the run ended ``Failed``, else 0."""
+    from genesys.engine.phase import FAILING_REASONS
+
+    return EXIT_FAILED if reason in {r.value for r in FAILING_REASONS} else EXIT_OK
 
 
 def cmd_operator(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

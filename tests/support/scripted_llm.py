@@ -11,6 +11,17 @@ next step of the script. A step is a dict with one of these shapes:
 - ``{"garbage": True}``: status 200 with a body that is not JSON;
 - ``{"truncated_json": True}``: a completion whose content is a JSON object cut short.
 
+A ``reply`` step may also shape its completion the way real servers do:
+
+- ``"reasoning": str``: the message's ``reasoning_content`` (vLLM with a reasoning parser);
+- ``"usage": dict | None``: the usage object as given (fields may be null), or no usage;
+- ``"finish_reason": str``: e.g. ``"length"`` (the reply hit its token limit);
+- ``"no_choices": True``: ``choices`` is empty (the usage stays); ``"content_null": True``:
+  the message's content is null;
+- ``"trickle": seconds``: the body is sent in 8 pieces, that many seconds apart;
+- ``"refuse": [field, ...]``: a request carrying any of these fields gets a 400 naming it, as
+  OpenAI's reasoning models answer ``max_tokens`` and ``temperature``.
+
 The script is either one list, shared by every request, or a dict of lists keyed by role; the
 role of a request is the ``<name>`` in ``ROLE: <name>`` in its first system message, and requests
 with no role (or a role with no list) use the ``"*"`` list. An exhausted script answers 400 so a
@@ -121,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         if "sleep" in step and owner.stopping.wait(float(step["sleep"])):
             return  # the server is closing; the client has long given up
+        refused = [name for name in step.get("refuse", ()) if name in body]
+        if refused:
+            message = f"Unsupported parameter: '{refused[0]}' is not supported with this model."
+            self._send_error(400, message, "invalid_request_error")
+            return
         if "status" in step:
             status = int(step["status"])
             kind = "rate_limit_exceeded" if status == 429 else "server_error"
@@ -130,23 +146,34 @@ class _Handler(BaseHTTPRequestHandler):
         elif step.get("truncated_json"):
             self._send_completion(body, TRUNCATED_JSON)
         elif "reply" in step:
-            self._send_completion(body, str(step["reply"]))
+            self._send_completion(body, str(step["reply"]), step)
         else:
             self._send_error(400, f"scripted LLM server: bad step {step!r}", "bad_step")
 
-    def _send_completion(self, body: dict[str, Any], content: str) -> None:
+    def _send_completion(
+        self, body: dict[str, Any], content: str, step: Step | None = None
+    ) -> None:
+        step = step or {}
         prompt_tokens = len(_prompt_text(body)) // 4
         completion_tokens = len(content) // 4
-        completion = {
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if step.get("content_null") else content,
+        }
+        if "reasoning" in step:
+            message["reasoning_content"] = step["reasoning"]
+        completion: dict[str, Any] = {
             "id": f"chatcmpl-scripted-{self.server.owner.request_count()}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": str(body.get("model", "")),
-            "choices": [
+            "choices": []
+            if step.get("no_choices")
+            else [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": step.get("finish_reason", "stop"),
                 }
             ],
             "usage": {
@@ -155,7 +182,29 @@ class _Handler(BaseHTTPRequestHandler):
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
-        self._send_json(200, completion)
+        if "usage" in step:
+            completion["usage"] = step["usage"]
+        if step.get("trickle"):
+            self._trickle(json.dumps(completion).encode(), float(step["trickle"]))
+        else:
+            self._send_json(200, completion)
+
+    def _trickle(self, data: bytes, pause: float) -> None:
+        """Send ``data`` in 8 pieces, ``pause`` seconds apart (a server that dribbles)."""
+        owner = self.server.owner
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            size = -(-len(data) // 8)
+            for start in range(0, len(data), size):
+                self.wfile.write(data[start : start + size])
+                self.wfile.flush()
+                if owner.stopping.wait(pause):
+                    return
+        except OSError:
+            pass  # the client gave up
 
     def _send_error(
         self, status: int, message: str, kind: str, headers: dict[str, Any] | None = None

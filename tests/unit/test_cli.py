@@ -113,5 +113,5 @@ def test_unknown_subcommand_is_a_usage_error() -> None:
 
 @pytest.mark.parametrize("reason", list(FinishReason), ids=lambda r: r.value)
 def test_run_exit_code_fails_only_a_run_without_result(reason: FinishReason) -> None:
-    expected = 1 if reason is FinishReason.ERROR else 0
+    expected = 1 if reason in (FinishReason.ERROR, FinishReason.SESSIONS_FAILED) else 0
     assert run_exit_code(reason.value) == expected

@@ -402,3 +402,33 @@ def test_plan_with_one_seed_verified_finishes_as_it_would() -> None:
     result = plan(make_spec(sessions={"maxDesigns": 1}), Observed(record), NOW)
     assert result.actions == [Finish(FinishReason.MAX_DESIGNS_REACHED)]
     assert result.phase == Phase.SUCCEEDED
+
+
+def failing_sessions(record: Archive, count: int, *, first: int = 1) -> Archive:
+    for number in range(first, first + count):
+        record.sessions[f"s{number:04d}"] = SessionOutcome(
+            status="failed", reason=f"LLMError: HTTP 401 (session {number})"
+        )
+    return record
+
+
+def test_a_run_whose_sessions_keep_failing_stops_and_finishes_failed_saying_why() -> None:
+    spec = make_spec(sessions={"maxConsecutiveFailures": 3})
+    record = failing_sessions(archive(2), 3)
+    result = plan(spec, Observed(record), NOW)
+    assert not of(result.actions, StartSession)
+    assert result.actions == [Finish(FinishReason.SESSIONS_FAILED)]
+    assert result.phase == Phase.FAILED
+    assert result.message.startswith("the last 3 design sessions all failed")
+    assert "HTTP 401 (session 3)" in result.message  # the latest failure's reason
+
+
+def test_a_success_breaks_the_row_and_unset_means_never() -> None:
+    record = failing_sessions(archive(2), 3)
+    record.sessions["s0004"] = SessionOutcome(status="implemented", design="d0004", reason="ok")
+    failing_sessions(record, 2, first=5)
+    spec = make_spec(sessions={"maxConsecutiveFailures": 3})
+    assert plan(spec, Observed(record), NOW).finish is None
+    endless = failing_sessions(archive(2), 50)
+    spec = make_spec(sessions={"maxConsecutiveFailures": None})
+    assert plan(spec, Observed(endless), NOW).finish is None

@@ -497,10 +497,13 @@ def test_stop_reason_none_without_limits() -> None:
 
 
 @pytest.mark.parametrize("reason", list(FinishReason))
-def test_finished_phase_is_terminal_and_failed_only_for_error(reason: FinishReason) -> None:
+def test_finished_phase_is_terminal_and_failed_only_without_a_result(
+    reason: FinishReason,
+) -> None:
     phase = finished_phase(reason)
     assert phase in TERMINAL_PHASES
-    assert (phase is Phase.FAILED) == (reason is FinishReason.ERROR)
+    failing = reason in (FinishReason.ERROR, FinishReason.SESSIONS_FAILED)
+    assert (phase is Phase.FAILED) == failing
 
 
 def test_reported_phase_keeps_a_running_phase_until_finished() -> None:

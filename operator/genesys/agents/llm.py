@@ -2,8 +2,10 @@
 
 A design session draws one model per role (:func:`draw_models`, the paper's hybrid setting) and
 talks to an OpenAI-compatible endpoint through :class:`LLMClient`, which owns the retry policy,
-the USD accounting (:class:`Ledger`) and the per-call trace (:class:`CallRecord`). Replies are
-turned into data by :func:`extract_json` and :func:`extract_code`.
+the USD accounting (:class:`Ledger`) and the per-call trace (:class:`CallRecord`). Each request
+is shaped by the model's options (:func:`request_options`: the token-limit field, temperature,
+reasoning effort, extra body fields). Replies are turned into data by :func:`extract_json`,
+:func:`parse_last` and :func:`extract_code`.
 
 What must stay true:
 
@@ -22,7 +24,20 @@ What must stay true:
   :data:`RETRY_AFTER_CAP_S`; otherwise capped exponential backoff with jitter from the injected
   ``rng``;
 - every :meth:`LLMClient.chat` emits exactly one :class:`CallRecord` to ``trace``, whether it
-  succeeded, failed or was refused by the budget; ``attempt_count`` counts HTTP attempts.
+  succeeded, failed or was refused by the budget; ``attempt_count`` counts HTTP attempts;
+- reasoning is never the answer: ``<think>``/``<thinking>``/``<reasoning>`` blocks (closed,
+  opened only, or closed only) and a message's ``reasoning_content``/``reasoning`` field go to
+  the record's ``reasoning`` (:func:`split_reasoning`); of what is left, the *last* complete
+  JSON value that the role's schema accepts is the answer (:func:`parse_last`), and a value
+  cut short after it is an error, never a reason to take an earlier draft;
+- no cost is lost: missing or null usage is estimated at :data:`CHARS_PER_TOKEN_ESTIMATE`
+  characters a token and the record marked ``estimated``; an attempt that timed out is charged
+  its prompt and ``max_tokens``, one whose connection dropped or whose body was unreadable its
+  prompt; the budget is checked again before every retry;
+- a 200 with no choice, a null content, or reasoning and no answer is a malformed reply,
+  retried like a 5xx; ``timeoutSeconds`` bounds each attempt from first byte to last
+  (:meth:`LLMClient._create`); a reply cut at its token limit that does not parse is re-asked
+  once with twice the limit, and the failure says it was cut.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ import math
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,7 +63,13 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from opentelemetry.trace import SpanKind, StatusCode
 
 from genesys import telemetry
-from genesys.api.discoveryrun import Agents, Price, WeightedModel
+from genesys.api.discoveryrun import (
+    REASONING_MODEL_PATTERN,
+    Agents,
+    ModelOptions,
+    Price,
+    WeightedModel,
+)
 from genesys.telemetry import genai
 
 ROLES = ("proposer", "reviewer", "planner", "coder", "observer")
@@ -57,18 +79,35 @@ BACKOFF_FACTOR = 2.0
 BACKOFF_CAP_S = 20.0
 BACKOFF_JITTER = 0.25  # up to this fraction of the delay is added at random
 RETRY_AFTER_CAP_S = 60.0
+MAX_TOKENS_CAP = 32768
+"""The largest token limit a re-ask after a cut reply raises ``max_tokens`` to."""
 """The longest wait a server's ``Retry-After`` gets; a longer one is cut to this."""
 CHARS_PER_TOKEN = 4
 
 Messages = list[dict[str, str]]
 T = TypeVar("T")
 
-# ValueError: a body that is not JSON (e.g. a gateway's error page), as transient as a 502.
+CHARS_PER_TOKEN_ESTIMATE = 3
+"""Characters per token when a reply carries no usage: fewer than English text averages (about
+4), so an estimate charges a little more than the endpoint would, never less."""
+
+
+class CallDeadlineError(TimeoutError):
+    """One HTTP attempt passed ``timeoutSeconds`` from its first byte to its last."""
+
+
+class MalformedReplyError(ValueError):
+    """A 200 reply with no choice, no content, or reasoning and no answer: retried."""
+
+
+# ValueError: a body that is not JSON (e.g. a gateway's error page), as transient as a 502, and a
+# malformed reply (MalformedReplyError).
 _RETRYABLE: tuple[type[Exception], ...] = (
     openai.RateLimitError,
     openai.APITimeoutError,
     openai.APIConnectionError,
     openai.InternalServerError,
+    CallDeadlineError,
     ValueError,
 )
 
@@ -132,6 +171,75 @@ def cost_usd(
     ) / 1e6
 
 
+def estimate_tokens(chars: int) -> int:
+    """Tokens of ``chars`` characters by :data:`CHARS_PER_TOKEN_ESTIMATE` (rounded up)."""
+    return -(-chars // CHARS_PER_TOKEN_ESTIMATE)
+
+
+_THINK_BLOCK_RE = re.compile(
+    r"<(think|thinking|reasoning)>(.*?)</\1\s*>", re.DOTALL | re.IGNORECASE
+)
+_THINK_OPEN_RE = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
+_THINK_CLOSE_RE = re.compile(r"</(think|thinking|reasoning)\s*>", re.IGNORECASE)
+
+
+def split_reasoning(text: str, field: str = "") -> tuple[str, str]:
+    """(answer, reasoning) of a reply: think blocks are reasoning, never part of the answer.
+
+    ``<think>``, ``<thinking>`` and ``<reasoning>`` blocks are removed from the answer. A
+    closing tag with no opening one (a server that strips the opening tag) makes everything
+    before it reasoning; an opening tag never closed (a reply cut while thinking) everything
+    after it. ``field`` is a reasoning field of the message (``reasoning_content``,
+    ``reasoning``), kept first.
+    """
+    reasoning = [field.strip()] if field.strip() else []
+    reasoning += [match.group(2).strip() for match in _THINK_BLOCK_RE.finditer(text)]
+    answer = _THINK_BLOCK_RE.sub("", text)
+    close = _THINK_CLOSE_RE.search(answer)
+    if close is not None:
+        reasoning.append(answer[: close.start()].strip())
+        answer = answer[close.end() :]
+    opened = _THINK_OPEN_RE.search(answer)
+    if opened is not None:
+        reasoning.append(answer[opened.end() :].strip())
+        answer = answer[: opened.start()]
+    return answer.strip(), "\n\n".join(part for part in reasoning if part)
+
+
+def _reasoning_field(message: Any) -> str:
+    """The reasoning a server returns beside the content (vLLM, DeepSeek, Ollama, OpenRouter)."""
+    extra = getattr(message, "model_extra", None) or {}
+    for name in ("reasoning_content", "reasoning"):
+        value = extra.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def request_options(
+    agents: Agents, model: str, max_tokens: int, temperature: float
+) -> dict[str, Any]:
+    """The request fields a model gets: its token limit, temperature, reasoning effort, extras.
+
+    From ``spec.agents.modelOptions[model]``; unset options follow the model's kind
+    (:data:`~genesys.api.discoveryrun.REASONING_MODEL_PATTERN`): OpenAI's reasoning models get
+    ``max_completion_tokens`` and no temperature, every other model ``max_tokens`` and one.
+    """
+    options = agents.model_options.get(model) or ModelOptions()
+    reasoning = re.search(REASONING_MODEL_PATTERN, model) is not None
+    limit = options.token_limit or ("max_completion_tokens" if reasoning else "max_tokens")
+    fields: dict[str, Any] = {}
+    if limit != "none":
+        fields[limit] = max_tokens
+    if options.temperature if options.temperature is not None else not reasoning:
+        fields["temperature"] = temperature
+    if options.reasoning_effort is not None:
+        fields["reasoning_effort"] = options.reasoning_effort
+    if options.extra_body:
+        fields["extra_body"] = dict(options.extra_body)
+    return fields
+
+
 def estimate_cost(
     prices: dict[str, Price], model: str, messages: Messages, max_tokens: int
 ) -> float:
@@ -152,6 +260,9 @@ class CallRecord:
     latency_s: float
     attempt_count: int
     error: str | None = None
+    estimated: bool = False  # some of the tokens are estimates (no usage, or a failed attempt)
+    truncated: bool = False  # the reply stopped at its token limit (finish_reason "length")
+    reasoning: str = ""  # the model's reasoning (think blocks, reasoning_content), not the answer
 
 
 class Ledger:
@@ -239,31 +350,79 @@ def _balanced_end(text: str, start: int) -> int | None:
     return None
 
 
-def extract_json(text: str) -> Any:
-    """Parse the first ```json block of ``text``, else its first balanced ``{...}``/``[...]``.
+class CutShortError(ValueError):
+    """The reply's last JSON value is not complete (the reply was cut, e.g. by its token limit)."""
 
-    Raises ValueError when there is none, when the first candidate is cut short, or when the
-    ```json block is not valid JSON.
+
+def json_candidates(text: str) -> list[Any]:
+    """Every complete JSON value of ``text``, in order: its ```json blocks, else its bare values.
+
+    A bare value is a balanced ``{...}`` or ``[...]`` (strings respected) that parses; one
+    nested in another counts once, as part of the outer one. Raises :class:`CutShortError`
+    when a value opened after the last complete one never closes: the answer was cut, and an
+    earlier value is a draft, not the answer.
     """
+    fenced = []
     for language, body in _fenced_blocks(text):
         if language in _LANGUAGE_ALIASES["json"]:
-            try:
-                return json.loads(body)
-            except ValueError as error:
-                raise ValueError(f"the ```json block is not valid JSON: {error}") from error
+            with contextlib.suppress(ValueError):
+                fenced.append(json.loads(body))
+    if fenced:
+        return fenced
+    values: list[Any] = []
     index = 0
     while True:
         starts = [i for i in (text.find("{", index), text.find("[", index)) if i >= 0]
         if not starts:
-            raise ValueError("no JSON object or array in the reply")
+            return values
         start = min(starts)
         end = _balanced_end(text, start)
         if end is None:
-            raise ValueError(f"unterminated JSON starting at character {start}")
+            raise CutShortError(f"the reply's JSON starting at character {start} is cut short")
         try:
-            return json.loads(text[start:end])
-        except ValueError:
-            index = end  # balanced but not JSON (prose in braces): look further on
+            values.append(json.loads(text[start:end]))
+            index = end
+        except ValueError:  # balanced but not JSON (prose in braces): look inside it
+            index = start + 1
+
+
+def _no_json_reason(text: str) -> str:
+    for language, body in _fenced_blocks(text):
+        if language in _LANGUAGE_ALIASES["json"]:
+            try:
+                json.loads(body)
+            except ValueError as error:
+                return f"the ```json block is not valid JSON: {error}"
+    return "no JSON object or array in the reply"
+
+
+def extract_json(text: str) -> Any:
+    """The last JSON value of ``text`` (:func:`json_candidates`): a reply's final answer.
+
+    Raises ValueError naming why when there is none (none at all, cut short, an invalid block).
+    """
+    candidates = json_candidates(text)
+    if not candidates:
+        raise ValueError(_no_json_reason(text))
+    return candidates[-1]
+
+
+def parse_last(text: str, convert: Callable[[Any], T]) -> T:
+    """The last JSON value of ``text`` that ``convert`` accepts (a draft before it is skipped).
+
+    Raises ValueError: no JSON at all, or the conversion's error for the last value.
+    """
+    candidates = json_candidates(text)
+    if not candidates:
+        raise ValueError(_no_json_reason(text))
+    error: ValueError | None = None
+    for candidate in reversed(candidates):
+        try:
+            return convert(candidate)
+        except ValueError as exc:
+            error = error or exc
+    assert error is not None
+    raise error
 
 
 def extract_code(text: str, language: str = "python") -> str:
@@ -358,12 +517,9 @@ class LLMClient:
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
         self.base_url = agents.base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self._client = openai.OpenAI(
-            base_url=self.base_url,
-            api_key=key,
-            timeout=agents.timeout_seconds,
-            max_retries=0,  # retries are ours: see _send()
-        )
+        self._api_key = key
+        self._client = self._new_client()
+        self.last_truncated = False  # the last reply stopped at its token limit
 
     def close(self) -> None:
         """Close the HTTP connections of the underlying client."""
@@ -457,39 +613,122 @@ class LLMClient:
         for attempt in range(attempts):
             record.attempt_count = attempt + 1
             try:
-                completion = self._client.chat.completions.create(
-                    model=record.model,
-                    messages=cast("list[ChatCompletionMessageParam]", messages),
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                )
+                completion = self._create(record.model, messages, max_tokens, temperature)
+                return self._account(record, messages, completion)
             except _RETRYABLE as error:
+                self._charge_failed(record, messages, error, max_tokens)
                 reason = _describe(error)
                 if attempt + 1 >= attempts:
                     raise LLMError(f"{reason} (gave up after {attempts} attempts)") from error
+                self.ledger.check(
+                    estimate_cost(self.agents.prices, record.model, messages, max_tokens)
+                )  # the failed attempt was charged: a retry must fit the caps too
                 self._sleep(self.retry_delay_s(error, attempt))
-                continue
             except openai.OpenAIError as error:
                 raise LLMError(_describe(error)) from error
-            return self._account(record, messages, completion)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
+    def _create(
+        self, model: str, messages: Messages, max_tokens: int, temperature: float
+    ) -> ChatCompletion:
+        """One HTTP attempt, bounded from first byte to last by ``timeoutSeconds``.
+
+        The HTTP client's own timeout bounds each read only, so a server that trickles bytes
+        could hold a call for ever: the request runs in a worker thread, and past the deadline
+        the client is closed under it (which aborts the read) and a fresh one replaces it.
+        """
+        outcome: dict[str, Any] = {}
+
+        def request() -> None:
+            try:
+                outcome["completion"] = self._client.chat.completions.create(
+                    model=model,
+                    messages=cast("list[ChatCompletionMessageParam]", messages),
+                    **request_options(self.agents, model, max_tokens, temperature),
+                )
+            except BaseException as error:  # handed to the caller's thread
+                outcome["error"] = error
+
+        worker = threading.Thread(target=request, name="llm-call", daemon=True)
+        worker.start()
+        worker.join(self.agents.timeout_seconds)
+        if worker.is_alive():
+            self._client.close()
+            self._client = self._new_client()
+            worker.join(5.0)
+            raise CallDeadlineError(
+                f"no complete reply within {self.agents.timeout_seconds:g} s "
+                "(spec.agents.timeoutSeconds, first byte to last)"
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return cast("ChatCompletion", outcome["completion"])
+
+    def _charge_failed(
+        self, record: CallRecord, messages: Messages, error: Exception, max_tokens: int
+    ) -> None:
+        """Charge an attempt that failed after the endpoint may have worked on it (estimated).
+
+        A timed-out attempt is charged its prompt and ``max_tokens`` of completion (the most
+        the endpoint could have generated), a dropped connection or an unreadable body its
+        prompt; a refusal (429, 5xx) nothing; a malformed reply was charged by its usage.
+        """
+        if isinstance(
+            error, openai.RateLimitError | openai.InternalServerError | MalformedReplyError
+        ):
+            return
+        prompt = estimate_tokens(_messages_chars(messages))
+        timed_out = isinstance(error, openai.APITimeoutError | CallDeadlineError)
+        self._charge(record, prompt, max_tokens if timed_out else 0, estimated=True)
+
+    def _charge(
+        self, record: CallRecord, prompt_tokens: int, completion_tokens: int, *, estimated: bool
+    ) -> None:
+        cost = cost_usd(self.agents.prices, record.model, prompt_tokens, completion_tokens)
+        record.prompt_tokens += prompt_tokens
+        record.completion_tokens += completion_tokens
+        record.cost_usd += cost
+        record.estimated = record.estimated or estimated
+        self.ledger.add(cost)
+
     def _account(self, record: CallRecord, messages: Messages, completion: ChatCompletion) -> str:
-        if not completion.choices:
-            raise LLMError("the completion has no choices")
-        text = completion.choices[0].message.content or ""
+        """Charge a completion by its usage (estimated where it has none), then its answer.
+
+        Raises :class:`MalformedReplyError` (retried) for a reply with no choice or no content.
+        """
+        choice = completion.choices[0] if completion.choices else None
+        message = choice.message if choice is not None else None
+        text = (message.content if message is not None else None) or ""
+        answer, reasoning = split_reasoning(text, _reasoning_field(message))
         usage = completion.usage
-        if usage is not None:
-            record.prompt_tokens = usage.prompt_tokens
-            record.completion_tokens = usage.completion_tokens
-        else:  # some servers omit usage: count characters, as the estimate does
-            record.prompt_tokens = _messages_chars(messages) // CHARS_PER_TOKEN
-            record.completion_tokens = len(text) // CHARS_PER_TOKEN
-        record.cost_usd = cost_usd(
-            self.agents.prices, record.model, record.prompt_tokens, record.completion_tokens
+        prompt = usage.prompt_tokens if usage is not None else None
+        completion_tokens = usage.completion_tokens if usage is not None else None
+        estimated = prompt is None or completion_tokens is None
+        self._charge(
+            record,
+            prompt if prompt is not None else estimate_tokens(_messages_chars(messages)),
+            completion_tokens
+            if completion_tokens is not None
+            else estimate_tokens(len(text) + len(reasoning)),
+            estimated=estimated,
         )
-        self.ledger.add(record.cost_usd)
-        return text
+        record.reasoning = reasoning
+        if choice is None:
+            raise MalformedReplyError("the completion has no choices")
+        if message is None or message.content is None:
+            raise MalformedReplyError("the completion's message has no content")
+        record.truncated = self.last_truncated = choice.finish_reason == "length"
+        if not answer and reasoning and not record.truncated:  # (cut while thinking: re-asked)
+            raise MalformedReplyError("the reply holds reasoning only, no answer after it")
+        return answer
+
+    def _new_client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=self._api_key,
+            timeout=self.agents.timeout_seconds,
+            max_retries=0,  # retries are ours: see _send()
+        )
 
     def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """Embeddings of ``texts`` (one call, traced as role ``embeddings``, budget checked).
@@ -525,7 +764,9 @@ class LLMClient:
     ) -> T:
         """Chat and ``parse`` the reply, re-asking with the parse error up to ``reasks`` times.
 
-        Raises ReplyError when no reply parses (and whatever :meth:`chat` raises).
+        A reply cut at its token limit (``finish_reason: length``) that does not parse is
+        re-asked once with twice the limit (at most :data:`MAX_TOKENS_CAP`), and the error says
+        it was cut. Raises ReplyError when no reply parses (and whatever :meth:`chat` raises).
         """
         conversation = list(messages)
         for attempt in range(reasks + 1):
@@ -535,14 +776,18 @@ class LLMClient:
             try:
                 return parse(text)
             except ValueError as error:
+                reason = str(error)
+                if self.last_truncated:
+                    reason = f"the reply was cut at its limit of {max_tokens} tokens ({error})"
+                    max_tokens = min(2 * max_tokens, MAX_TOKENS_CAP)
                 if attempt >= reasks:
                     raise ReplyError(
-                        f"the {role} gave no usable reply in {reasks + 1} tries; last: {error}"
+                        f"the {role} gave no usable reply in {reasks + 1} tries; last: {reason}"
                     ) from error
                 conversation = [
                     *conversation,
                     {"role": "assistant", "content": text},
-                    {"role": "user", "content": f"Your reply could not be used ({error}). {hint}"},
+                    {"role": "user", "content": f"Your reply could not be used ({reason}). {hint}"},
                 ]
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
@@ -586,6 +831,8 @@ def _describe(error: BaseException) -> str:
         return f"HTTP {error.status_code} from the LLM endpoint: {error.message}"
     if isinstance(error, openai.APITimeoutError):
         return "the LLM call timed out"
+    if isinstance(error, CallDeadlineError):
+        return f"the LLM call timed out: {error}"
     if isinstance(error, openai.APIConnectionError):
         return f"cannot reach the LLM endpoint: {error}"
     if isinstance(error, ValueError):

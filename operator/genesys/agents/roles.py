@@ -23,7 +23,7 @@ from importlib import resources
 from string import Template
 from typing import Any, TypeVar
 
-from genesys.agents.llm import Messages, extract_json
+from genesys.agents.llm import Messages, parse_last
 from genesys.agents.treeops import WrittenUnit
 
 T = TypeVar("T")
@@ -200,13 +200,16 @@ def _is_tests(body: str) -> bool:
 
 
 def split_code(text: str) -> tuple[str, str]:
-    """(unit source, unit tests) from a coder reply; ValueError when there is no unit source."""
+    """(unit source, unit tests) from a coder reply; ValueError when there is no unit source.
+
+    The last block of each kind wins: a draft earlier in the reply is not the answer.
+    """
     blocks = _python_blocks(text)
     sources = [b for b in blocks if not _is_tests(b) and re.search(r"^class \w+", b, re.M)]
     if not sources:
         raise ValueError("no ```python block with a unit class in the reply")
-    tests = next((b for b in blocks if _is_tests(b)), "")
-    return sources[0], tests
+    tests = [b for b in blocks if _is_tests(b)]
+    return sources[-1], tests[-1] if tests else ""
 
 
 def parse_unit_reply(text: str) -> WrittenUnit:
@@ -214,7 +217,7 @@ def parse_unit_reply(text: str) -> WrittenUnit:
     source, tests = split_code(text)
     json_blocks = [m.group(2) for m in _FENCE_RE.finditer(text) if m.group(1).lower() == "json"]
     try:
-        meta = json.loads(json_blocks[0]) if json_blocks else {}
+        meta = json.loads(json_blocks[-1]) if json_blocks else {}
     except ValueError as exc:
         raise ValueError(f"the ```json block with the unit's name and children: {exc}") from None
     if not isinstance(meta, dict):
@@ -261,7 +264,7 @@ def json_parser(convert: Callable[[Any], T]) -> Callable[[str], T]:
     """A parser that extracts the reply's JSON, then converts it."""
 
     def parse(text: str) -> T:
-        return convert(extract_json(text))
+        return parse_last(text, convert)
 
     return parse
 

@@ -31,6 +31,7 @@ What must stay true:
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -68,6 +69,8 @@ from genesys_trainer.tree import DesignError, UnitTree, tree_from_json
 FLOWS = ("gau", "direct")
 
 ClientFactory = Callable[[Ledger, Callable[[CallRecord], None]], LLMClient]
+
+log = logging.getLogger(__name__)
 
 
 def _default_client_factory(agents: Agents) -> ClientFactory:
@@ -179,6 +182,11 @@ class DesignSession:
             return self._finish("failed", None, f"BudgetExhausted: {exc}")
         except LLMError as exc:
             return self._finish("failed", None, f"LLMError: {exc}")
+        except OSError:
+            raise  # the store is unreachable: an infrastructure failure, retried by its caller
+        except Exception as exc:  # a bug must not lose the session's outcome or its spend
+            log.exception("session %s failed unexpectedly", self.ctx.session)
+            return self._finish("failed", None, f"unexpected {type(exc).__name__}: {exc}")
         finally:
             client.close()
 

@@ -7,8 +7,9 @@ Keys written (documents of :mod:`genesys.store.documents` where a model is named
     sessions/<sid>/calls/<n>.json              one LLM call, n = 00001, 00002, ...: the
                                                CallRecord's role, model, prompt_hash,
                                                prompt_tokens, completion_tokens, cost_usd,
-                                               latency_s, attempt_count, error, plus at (epoch
-                                               seconds) and call (= n)
+                                               latency_s, attempt_count, error, estimated,
+                                               truncated, reasoning, plus at (epoch seconds)
+                                               and call (= n)
     sessions/<sid>/attempts/i<i>-r<r>-a<a>.json  one implementation attempt (implementation i,
                                                round r, attempt a): unit, written (name, source,
                                                children, hyperparameters, requirements, tests),

@@ -288,6 +288,14 @@ class Sessions(ApiModel):
         description="A proposal failing more implementation sessions than this is marked "
         "challenging and skipped (paper: 3).",
     )
+    max_consecutive_failures: int | None = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="The run stops starting work and finishes Failed (reason SessionsFailed) "
+        "once this many design sessions in a row have failed: an endpoint or model that "
+        "never yields a design should not look like a finished run. Unset: never.",
+    )
 
 
 # ---------------------------------------------------------------------------------------- agents
@@ -329,6 +337,43 @@ class Price(ApiModel):
 
     input_per_m_tokens: float = Field(ge=0, le=10_000, description="USD per 1M prompt tokens.")
     output_per_m_tokens: float = Field(ge=0, le=10_000, description="USD per 1M completion tokens.")
+
+
+REASONING_MODEL_PATTERN = r"(^|/)(o[1-9]|gpt-5)"
+"""OpenAI model names that refuse ``max_tokens`` and ``temperature`` (its reasoning models)."""
+
+ExtraBody = Annotated[
+    dict[str, Any],
+    Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+class ModelOptions(ApiModel):
+    """How requests to one model are shaped (endpoints differ in what they accept)."""
+
+    token_limit: Literal["max_tokens", "max_completion_tokens", "none"] | None = Field(
+        default=None,
+        description="The request field that carries the completion-token limit: max_tokens "
+        "(vLLM, Ollama, llama.cpp, older OpenAI models), max_completion_tokens (OpenAI's "
+        "reasoning models, which refuse max_tokens) or none (send no limit). Unset: "
+        "max_completion_tokens for OpenAI reasoning models (names starting o1..o9 or gpt-5, "
+        "after any provider/ prefix), else max_tokens.",
+    )
+    temperature: bool | None = Field(
+        default=None,
+        description="Send the sampling temperature. Unset: not for OpenAI reasoning models "
+        "(they refuse it), else yes.",
+    )
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        default=None,
+        description="reasoning_effort of each request (OpenAI reasoning models; vLLM and "
+        "others pass it to the chat template). Unset: not sent.",
+    )
+    extra_body: ExtraBody = Field(
+        default_factory=dict,
+        description="Fields added to each request's JSON body as written, e.g. "
+        '{"chat_template_kwargs": {"enable_thinking": false}} for a Qwen3 model on vLLM.',
+    )
 
 
 def _default_prices() -> dict[str, Price]:
@@ -408,6 +453,12 @@ class Agents(ApiModel):
     )
     max_tokens: int = Field(
         default=4096, ge=256, le=1_000_000, description="Completion-token limit of one call."
+    )
+    model_options: dict[str, ModelOptions] = Field(
+        default_factory=dict,
+        description="Request options per model name (token-limit field, temperature, "
+        "reasoning effort, extra body fields). A model not named here gets the defaults of "
+        "ModelOptions.",
     )
     pod: AgentPod = Field(
         default_factory=AgentPod, description="Agent Job settings (cluster runs only)."
@@ -808,16 +859,18 @@ holds none, and the next spec edit is validated again. A phase is a ``str``, so 
 
 
 class FinishReason(enum.StrEnum):
-    """Why a run finished; ``Error`` ends it ``Failed``, every other reason ``Succeeded``.
+    """Why a run finished; ``Error`` and ``SessionsFailed`` end it ``Failed``, others ``Succeeded``.
 
     ``Error``: the run had nothing left to do and not one verification succeeded (no design, not
     even a seed, has a fitness), so it has no result to rank (see :mod:`genesys.engine.phase`).
+    ``SessionsFailed``: ``sessions.maxConsecutiveFailures`` design sessions in a row failed.
     """
 
     BUDGETS_SPENT = "BudgetsSpent"
     USD_CAP_REACHED = "UsdCapReached"
     DEADLINE_PASSED = "DeadlinePassed"
     MAX_DESIGNS_REACHED = "MaxDesignsReached"
+    SESSIONS_FAILED = "SessionsFailed"
     ERROR = "Error"
 
 

@@ -4,18 +4,20 @@
 when the run is over, why (:class:`Decision`):
 
 - ``Pending`` until the seeds are in the archive;
-- a stop (:func:`stop_reason`: the USD cap reached, the deadline passed) starts nothing new; the
-  run stays ``Verifying`` until its running work ends, then finishes with that reason;
+- a stop (:func:`stop_reason`: the USD cap reached, the deadline passed,
+  ``sessions.maxConsecutiveFailures`` sessions failed in a row) starts nothing new; the run
+  stays ``Verifying`` until its running work ends, then finishes with that reason;
 - ``Suspended`` while ``spec.suspend`` holds (running work finishes, nothing new starts);
 - ``Proposing`` while design sessions run or start, ``Verifying`` while only verifications do;
 - with nothing left to start and nothing running, the run finishes: ``Error`` when not one
   verification succeeded (no design, not even a seed, has a fitness: there is nothing to rank),
   else ``MaxDesignsReached`` when ``sessions.maxDesigns`` designs exist, else ``BudgetsSpent``.
 
-A finish reason ends the run ``Succeeded``, except ``Error`` (:func:`finished_phase`), which ends
-it ``Failed``. That is the one failure the planner reports: a run that spent its budgets without
-a single successful verification has no result, most likely because the training setup itself
-is broken, and calling it ``Succeeded`` would hide that. It changes no work: the run does all it
+A finish reason ends the run ``Succeeded``, except ``Error`` and ``SessionsFailed``
+(:func:`finished_phase`), which end it ``Failed``. A run that spent its budgets without a single
+successful verification has no result, most likely because the training setup itself is broken;
+one whose sessions keep failing has an endpoint or a model that yields no design. Calling
+either ``Succeeded`` would hide that. It changes no work: the run does all it
 would have done, only its end is reported as what it is. ``SpecInvalid`` is the operator's, for
 a spec that does not validate; it never comes from here.
 
@@ -48,6 +50,7 @@ class Progress:
     proposing: bool  # design sessions are running or start now
     max_designs_reached: bool  # sessions.maxDesigns designs exist
     ranked: bool  # some design (a seed counts) has a fitness: a verification succeeded
+    stop_message: str = ""  # what the stop's reason alone does not say
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +62,32 @@ class Decision:
     message: str = ""  # a longer why, for the status's conditions; empty when the reason says it
 
 
-def stop_reason(spec: DiscoveryRunSpec, *, spend_usd: float, now: datetime) -> FinishReason | None:
-    """Why the run may start nothing new (the USD cap first, then the deadline), or None."""
+def stop_reason(
+    spec: DiscoveryRunSpec, *, spend_usd: float, now: datetime, failed_in_a_row: int = 0
+) -> FinishReason | None:
+    """Why the run may start nothing new, or None.
+
+    The USD cap first, then the deadline, then ``sessions.maxConsecutiveFailures`` sessions
+    failed in a row (``failed_in_a_row``: the latest sessions' unbroken run of failures).
+    """
     cap = spec.agents.max_usd_per_run
     if cap is not None and spend_usd >= cap:
         return FinishReason.USD_CAP_REACHED
     if spec.deadline is not None and now >= spec.deadline:
         return FinishReason.DEADLINE_PASSED
+    limit = spec.sessions.max_consecutive_failures
+    if limit is not None and failed_in_a_row >= limit:
+        return FinishReason.SESSIONS_FAILED
     return None
+
+
+FAILING_REASONS = frozenset({FinishReason.ERROR, FinishReason.SESSIONS_FAILED})
+"""The finish reasons that end a run ``Failed``: it has no result worth ranking."""
 
 
 def finished_phase(reason: FinishReason) -> Phase:
     """The phase a finish reason ends a run in."""
-    return Phase.FAILED if reason is FinishReason.ERROR else Phase.SUCCEEDED
+    return Phase.FAILED if reason in FAILING_REASONS else Phase.SUCCEEDED
 
 
 def reported_phase(phase: Phase, finish: FinishReason | None) -> Phase:
@@ -86,7 +102,7 @@ def decide_phase(progress: Progress) -> Decision:
     if progress.stop is not None and not progress.idle:
         return Decision(Phase.VERIFYING)  # nothing new starts; finish once running work ends
     if progress.stop is not None:
-        return Decision(finished_phase(progress.stop), progress.stop)
+        return Decision(finished_phase(progress.stop), progress.stop, progress.stop_message)
     if progress.suspended:
         return Decision(Phase.SUSPENDED)
     if progress.starting or not progress.idle:
@@ -99,6 +115,7 @@ def decide_phase(progress: Progress) -> Decision:
 
 
 __all__ = [
+    "FAILING_REASONS",
     "NOTHING_RANKED_MESSAGE",
     "Decision",
     "Progress",

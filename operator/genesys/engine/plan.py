@@ -50,6 +50,7 @@ from genesys.engine.state import (
 )
 from genesys.evolution.ranking import fitness as compute_fitness
 from genesys.evolution.selection import confidence
+from genesys.store.archive import Archive
 
 
 @dataclass(slots=True)
@@ -154,6 +155,18 @@ def _work(
     return [*verifications, *sessions]
 
 
+def failed_in_a_row(archive: Archive) -> tuple[int, str]:
+    """How many of the latest sessions failed in an unbroken row, and the last one's reason."""
+    count, last = 0, ""
+    for key in sorted(archive.sessions, reverse=True):
+        outcome = archive.sessions[key]
+        if outcome.status == "implemented":
+            break
+        count += 1
+        last = last or outcome.reason
+    return count, last
+
+
 def plan(spec: DiscoveryRunSpec, observed: Observed, now: datetime) -> Plan:
     """The actions to take now, and the run's summary (pure)."""
     archive = observed.archive
@@ -164,7 +177,8 @@ def plan(spec: DiscoveryRunSpec, observed: Observed, now: datetime) -> Plan:
     confidence_of = {d.id: confidence(d, points) for d in archive.ordered()}
     selector = Selector(spec.seed, spec.selection, fitness, confidence_of)
     seeded = any(d.is_seed for d in archive.designs.values())
-    stop = stop_reason(spec, spend_usd=observed.spend_usd, now=now)
+    failed, last_reason = failed_in_a_row(archive)
+    stop = stop_reason(spec, spend_usd=observed.spend_usd, now=now, failed_in_a_row=failed)
     actions: list[Action] = []
     if not seeded:
         actions = [InitSeeds()]
@@ -185,6 +199,11 @@ def plan(spec: DiscoveryRunSpec, observed: Observed, now: datetime) -> Plan:
             or any(isinstance(a, StartSession) for a in actions),
             max_designs_reached=max_designs is not None and implemented >= max_designs,
             ranked=bool(fitness),
+            stop_message=(
+                f"the last {failed} design sessions all failed; the last: {last_reason}"[:1000]
+                if stop is FinishReason.SESSIONS_FAILED
+                else ""
+            ),
         )
     )
     if decision.finish is not None:
@@ -208,6 +227,7 @@ __all__ = [
     "Plan",
     "RungSummary",
     "design_id",
+    "failed_in_a_row",
     "plan",
     "session_id",
 ]
