@@ -19,7 +19,7 @@ import pytest
 from test_llm_sessions import read, seeded_store, session, settings_for
 
 from genesys.agents.llm import Ledger, LLMClient
-from genesys.agents.session import SessionSettings
+from genesys.agents.session import SessionSettings, run_llm_session
 from genesys.api.discoveryrun import ModelOptions
 from genesys.store.archive import design_key
 from genesys.store.base import LocalStore
@@ -118,22 +118,23 @@ def test_every_reply_shape_still_implements_the_design_and_loses_no_cost(
     assert any(c["truncated"] for c in calls if c["role"] == "coder")
 
 
+class BrokenReviewer(LLMClient):
+    """A client with a bug: asking the reviewer raises something no handler expects."""
+
+    def ask(self, role: str, *args: Any, **kwargs: Any) -> Any:
+        if role == "reviewer":
+            raise KeyError("a bug in the reviewer's parsing")
+        return super().ask(role, *args, **kwargs)
+
+
 def test_an_unexpected_error_is_a_recorded_failure_with_its_spend(tmp_path: Any) -> None:
     store: LocalStore = seeded_store(tmp_path / "store")
     steps = {"proposer": [script.proposal()], "reviewer": [script.verdict(4)]}
     with ScriptedLLMServer(steps) as server:
         settings = settings_for(server.base_url)
 
-        class Broken(LLMClient):
-            def ask(self, role: str, *args: Any, **kwargs: Any) -> Any:
-                if role == "reviewer":
-                    raise KeyError("a bug in the reviewer's parsing")
-                return super().ask(role, *args, **kwargs)
-
         def factory(ledger: Ledger, trace: Any) -> LLMClient:
-            return Broken(settings.agents, api_key="k", ledger=ledger, trace=trace)
-
-        from genesys.agents.session import run_llm_session
+            return BrokenReviewer(settings.agents, api_key="k", ledger=ledger, trace=trace)
 
         outcome = run_llm_session(
             store=store,
