@@ -28,7 +28,7 @@ from genesys.api.runconfig import RunIdentity
 from genesys.backends import observability
 from genesys.backends.common import RunHandle, open_run, publish_report
 from genesys.backends.local import LocalBackend
-from genesys.engine.actions import Finish, StartSession, StartVerification
+from genesys.engine.actions import Finish, StartSession, StartVerification, count_actions
 from genesys.engine.plan import Plan, plan
 from genesys.progress import format_duration
 from genesys.store.archive import SPEC_KEY, Archive
@@ -135,29 +135,26 @@ def local_identity(run: DiscoveryRun) -> RunIdentity:
     return RunIdentity(name=run.metadata.name)
 
 
-def step(backend: LocalBackend) -> Plan:
-    """One observe -> plan -> apply; traced (``genesys.reconcile``) when it plans anything."""
+def step(backend: LocalBackend) -> tuple[Plan, Archive]:
+    """One observe -> plan -> apply, traced (``genesys.reconcile``) when it plans anything.
+
+    Returns the plan and the archive it was made from.
+    """
     identity = backend.handle.identity
     started = time.monotonic()
     observed = backend.observe()
-    backend.last_archive = observed.archive
     result = plan(backend.run.spec, observed, datetime.now(UTC))
     if result.actions:
-        counts: dict[str, int] = {}
-        for action in result.actions:
-            counts[type(action).__name__] = counts.get(type(action).__name__, 0) + 1
-        attributes: dict[str, Any] = {
+        attributes = {
             **observability.run_attributes(identity),
-            "genesys.run.phase": result.phase.value,
-            "genesys.actions.planned": len(result.actions),
-            **{f"genesys.actions.{kind}": n for kind, n in counts.items()},
+            **observability.plan_attributes(result.phase.value, count_actions(result.actions)),
         }
         with telemetry.span("genesys.reconcile", attributes):
             backend.apply(result.actions)
     telemetry.current().instruments.reconcile_duration.record(
         time.monotonic() - started, {"genesys.run": identity.describe()}
     )
-    return result
+    return result, observed.archive
 
 
 def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
@@ -172,12 +169,8 @@ def drive(run: DiscoveryRun, workdir: Path, out: TextIO = sys.stdout) -> dict[st
     last_line = ""
     try:
         while True:
-            result = step(backend)
-            assert backend.last_archive is not None
-            observed_archive = backend.last_archive
-            line = progress_line(
-                result, observed_archive, time.monotonic() - started, len(backend.jobs)
-            )
+            result, archive = step(backend)
+            line = progress_line(result, archive, time.monotonic() - started, len(backend.jobs))
             started_work = [
                 a for a in result.actions if isinstance(a, StartSession | StartVerification)
             ]

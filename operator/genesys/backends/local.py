@@ -64,7 +64,6 @@ from genesys.engine.plan import Observed
 from genesys.sandbox.boundary import Boundary, local_boundary, requested_boundary
 from genesys.sandbox.env import scrubbed_env
 from genesys.store.archive import (
-    Archive,
     design_key,
     load_archive,
     run_spent_usd,
@@ -112,7 +111,6 @@ class LocalBackend:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.children_file = workdir / ".genesys" / f"{self.name}-children.json"
         self._runner: Any = None
-        self.last_archive: Archive | None = None  # what the last observe() read
         self.kill_leftovers()
 
     # ------------------------------------------------------------------ children bookkeeping

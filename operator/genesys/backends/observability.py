@@ -61,6 +61,15 @@ def run_attributes(identity: RunIdentity) -> dict[str, str]:
     return attributes
 
 
+def plan_attributes(phase: str, actions: Mapping[str, int]) -> dict[str, str | int]:
+    """What a ``genesys.reconcile`` span says of its plan: the phase and the actions by kind."""
+    return {
+        "genesys.run.phase": phase,
+        "genesys.actions.planned": sum(actions.values()),
+        **{f"genesys.actions.{kind}": count for kind, count in actions.items()},
+    }
+
+
 def design_trace(identity: RunIdentity, design_id: str) -> str:
     """A design's trace id, as trace viewers show it."""
     return telemetry.trace_id_hex(telemetry.design_trace_id(trace_key(identity), design_id))
@@ -323,6 +332,7 @@ __all__ = [
     "ingest_session",
     "ingest_verification",
     "job_span",
+    "plan_attributes",
     "relay_training_spans",
     "run_attributes",
     "seeds_written",

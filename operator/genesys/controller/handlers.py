@@ -52,6 +52,7 @@ from genesys.backends.kubernetes import (
     delete_run_children,
     patch_custom_status,
 )
+from genesys.backends.observability import plan_attributes
 from genesys.controller.reconcile import Outcome, identity_of, reconcile
 from genesys.controller.status import error_status
 from genesys.store.archive import DocumentCache
@@ -269,13 +270,7 @@ def traced_reconcile(
         with telemetry.span("genesys.reconcile", attributes) as span:
             outcome = work()
             if outcome is not None:
-                span.set_attributes(
-                    {
-                        "genesys.run.phase": outcome.phase,
-                        "genesys.actions.planned": sum(outcome.actions.values()),
-                        **{f"genesys.actions.{kind}": n for kind, n in outcome.actions.items()},
-                    }
-                )
+                span.set_attributes(plan_attributes(outcome.phase, outcome.actions))
             return outcome
     finally:
         telemetry.current().instruments.reconcile_duration.record(

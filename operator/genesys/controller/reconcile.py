@@ -22,7 +22,7 @@ nothing here reads or writes outside the run's own store prefix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,7 @@ from genesys.controller.status import (
     ranks,
     run_status,
 )
-from genesys.engine.actions import Action
+from genesys.engine.actions import count_actions
 from genesys.engine.plan import plan
 from genesys.store.archive import DocumentCache, design_key
 from genesys.store.base import Store, open_store
@@ -191,15 +191,6 @@ def reconcile(
     return Outcome(status, happenings, count_actions(result.actions))
 
 
-def count_actions(actions: Sequence[Action]) -> dict[str, int]:
-    """How many actions of each kind a plan holds."""
-    counts: dict[str, int] = {}
-    for action in actions:
-        kind = type(action).__name__
-        counts[kind] = counts.get(kind, 0) + 1
-    return counts
-
-
 def _holds_result(phase: object) -> bool:
     """True for a terminal phase with a result (``SpecInvalid`` has none: it is validated again)."""
     return phase in TERMINAL_PHASES and phase != Phase.SPEC_INVALID
@@ -240,7 +231,6 @@ def design_statuses(
 __all__ = [
     "Outcome",
     "cluster_spec_errors",
-    "count_actions",
     "design_statuses",
     "identity_of",
     "open_root_store",

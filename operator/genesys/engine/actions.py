@@ -64,6 +64,16 @@ class Finish:
 
 Action = InitSeeds | StartSession | StartVerification | RecordFailure | CancelVerification | Finish
 
+
+def count_actions(actions: list[Action]) -> dict[str, int]:
+    """How many actions of each kind a plan holds, by class name."""
+    counts: dict[str, int] = {}
+    for action in actions:
+        kind = type(action).__name__
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 __all__ = [
     "Action",
     "CancelVerification",
@@ -72,4 +82,5 @@ __all__ = [
     "RecordFailure",
     "StartSession",
     "StartVerification",
+    "count_actions",
 ]
