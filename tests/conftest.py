@@ -1,7 +1,9 @@
 """Shared test fixtures; tests under tests/unit are marked ``unit``; the RBAC check runs last.
 
 The operator suite's RBAC check (``tests/operator/test_rbac_least.py``) judges every other
-operator test of the run, so collection moves it after them, whatever the file names.
+operator test of the run, so collection moves it after them, whatever the file names. A test
+session starts by removing the canary secret files an interrupted red-team run left behind
+(:mod:`support.canaries`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from support.canaries import remove_leftover_canaries
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 RBAC_CHECK = "test_rbac_least.py"  # judges the whole operator suite, so it runs after it
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    for path in remove_leftover_canaries():
+        print(f"removed {path}, a canary file an interrupted earlier test run left behind")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

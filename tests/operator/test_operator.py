@@ -321,3 +321,23 @@ def test_delete_removes_children_and_applies_the_retention(
     assert cluster.get("designs")["items"] == []
     left = list(cluster.run_store("gone").list())
     assert (len(left) > 0) == (retention == "keep")
+
+
+def test_a_failed_check_pod_ends_its_session_and_repeated_failures_fail_the_run(
+    cluster: Cluster,
+) -> None:
+    cluster.start_operator()
+    with cluster.kubelet(fake_training=True, fail_first={"check-refused": 100}):
+        apply(cluster, run_document(cluster, "refused", **{"sessions.maxConsecutiveFailures": 2}))
+        cluster.wait_for(lambda: phase_is(cluster, "refused", "Failed"), 180, "Failed")
+    assert condition(cluster, "refused", "Ready")["reason"] == "SessionsFailed"
+    sessions = load_archive(cluster.run_store("refused")).sessions
+    assert len(sessions) == 2
+    for outcome in sessions.values():
+        assert outcome.status == "failed"
+        assert "the check pod (Job check-refused-" in outcome.reason
+        assert "its design checks cannot run" in outcome.reason
+    agents = [j for j in jobs(cluster) if j["metadata"]["labels"]["genesys.dev/role"] == "session"]
+    assert agents == []  # deleted at once, not left waiting for a check server that is gone
+    warned = [e for e in cluster.get("events")["items"] if e["reason"] == "CheckPodFailed"]
+    assert len(warned) == 2

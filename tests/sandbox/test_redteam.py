@@ -66,6 +66,7 @@ from genesys.api.ladder import preset_rung
 from genesys.sandbox.report import Report
 from genesys.sandbox.runner import GIB, SandboxLimits, check_design
 from genesys_trainer.tree import load_tree
+from support.canaries import CANARY_FILES, LEFTOVER, remove_leftover_canaries
 
 try:
     from genesys.sandbox.boundary import bubblewrap_available
@@ -102,16 +103,8 @@ ENV_CANARIES = (
     "OPENAI_API_KEY",
     "GENESYS_TEST_PLAIN",
 )
-CANARY_FILES = (
-    Path("/root/.genesys-canary/secret.txt"),
-    Path("/etc/genesys-canary"),
-    Path("/root/.aws/credentials"),
-    Path("/root/.kube/config"),
-    Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
-)
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.I)
 SETTLE_SECONDS = 5.0
-LEFTOVER = "genesys-canary-file-"  # in every planted canary file
 #: Attacks checked at once; resource attacks always run alone.
 JOBS = max(1, int(os.environ.get("GENESYS_REDTEAM_JOBS", "2")))
 ALONE = frozenset({"resource"})
@@ -297,14 +290,13 @@ def canaries() -> Iterator[Canaries]:
             values.append(value)
         try:
             for path in CANARY_FILES:
-                if path.exists() and LEFTOVER in path.read_text(encoding="utf-8", errors="replace"):
-                    path.unlink()  # planted by an interrupted earlier run: plant it anew
+                remove_leftover_canaries((path,))  # an interrupted earlier run's: plant anew
                 if path.exists():  # a real file: never touched, but it must not leak either
                     content = path.read_text(encoding="utf-8", errors="replace")
                     values += [p.strip() for p in re.split(r"[\s=:]+", content) if len(p) >= 12]
                 else:
                     slug = re.sub(r"[^a-z0-9]+", "-", str(path).lower()).strip("-")
-                    value = f"genesys-canary-file-{slug}-{token}"
+                    value = f"{LEFTOVER}{slug}-{token}"
                     plant_file(path, inert_content(path, value), created)
                     values.append(value)
                 files[path] = digest(path)

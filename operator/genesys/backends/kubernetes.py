@@ -7,6 +7,8 @@ backend does with processes:
   only place its design code runs) and its agent Job (:func:`~genesys.backends.manifests.
   agent_job`); its outcome is the run store's ``session.json``. A Job that ends without one
   gets a failed outcome with the Job's reason; either way the check pod's objects are deleted.
+  A check pod that fails while its session runs ends the session at once: the agent Job is
+  deleted (it would wait for the check server in vain) and the outcome names the check Job.
 - ``StartVerification`` submits the verification AppDef every backend shares
   (:func:`~genesys.backends.common.verification_app`) through TorchX's ``kubernetes_job``
   scheduler: a plain ``batch/v1`` Job (Kueue-ready), owned by the run, with the rung's
@@ -132,6 +134,15 @@ def _gpus(job: Any) -> int:
     except (AttributeError, IndexError, TypeError):
         return 0
     return int(limits.get("nvidia.com/gpu", 0) or 0)
+
+
+def failed_check_pods(jobs: Sequence[JobView]) -> dict[str, JobView]:
+    """The check Jobs that failed, by their session."""
+    return {
+        job.labels.get(manifests.LABEL_SESSION, ""): job
+        for job in jobs
+        if job.labels.get(LABEL_ROLE) == manifests.ROLE_CHECK and job.finished == "Failed"
+    }
 
 
 def job_view(job: Any) -> JobView:
@@ -302,6 +313,7 @@ class KubernetesBackend:
                         waiting_jobs[key] = waiting
                 elif not done:
                     happenings += self._verification_ended(job, key, now)
+        happenings += self._end_sessions_without_checks(running_sessions, failed_check_pods(jobs))
         observed = Observed(
             archive=load_archive(self.store, self.name, cache=self.cache),
             running_sessions=frozenset(running_sessions),
@@ -326,6 +338,37 @@ class KubernetesBackend:
             if _labelled(labels, self.identity) and "job-name" in labels:
                 by_job.setdefault(labels["job-name"], []).append(pod)
         return by_job
+
+    def _end_sessions_without_checks(
+        self, running: set[str], failed_checks: Mapping[str, JobView]
+    ) -> list[Happening]:
+        """End each running session whose check pod failed: none of its checks can run now.
+
+        Its agent would otherwise wait for the check server until its own deadline. The agent
+        Job is deleted and the session gets a failed outcome that names the check pod's Job.
+        """
+        happenings = []
+        for session in sorted(running & failed_checks.keys()):
+            check = failed_checks[session]
+            reason = (
+                f"the check pod (Job {check.name}) failed ({check.reason}) while the session "
+                f"ran, so its design checks cannot run; its log says why "
+                f"(kubectl logs job/{check.name})"
+            )
+            agent = manifests.session_job_name(self.identity, session)
+            _delete_if_present(
+                self.batch.delete_namespaced_job,
+                agent,
+                self.namespace,
+                propagation_policy="Background",
+            )
+            self.end_checks(session)
+            observability.ingest_session(self.store, self.identity, session)
+            running.discard(session)
+            self.ingested.add(agent)
+            if record_session_end(self.store, session, reason):
+                happenings.append(Happening("run", self.name, "Warning", "CheckPodFailed", reason))
+        return happenings
 
     def _session_ended(self, job: JobView, session: str) -> list[Happening]:
         self.end_checks(session)
