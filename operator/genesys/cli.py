@@ -222,19 +222,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
         return EXIT_INVALID
-    from genesys.sandbox.boundary import (
-        ENV_VAR,
-        SandboxUnavailableError,
-        local_boundary,
-        requested_boundary,
-    )
-
-    try:
-        boundary = local_boundary(requested_boundary(args.sandbox))
-    except SandboxUnavailableError as exc:
-        print(f"error: {exc}", file=err)
+    if not set_local_boundary(args.sandbox, err):
         return EXIT_INVALID
-    os.environ[ENV_VAR] = boundary.value  # sessions and training jobs inherit it
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint = "offline proposer" if agents.offline else (agents.base_url or "OpenAI")
@@ -250,6 +239,93 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         telemetry.reset()  # flushes the spans
     return run_exit_code(summary["reason"])
+
+
+def set_local_boundary(sandbox: str | None, err: TextIO) -> bool:
+    """Resolve the boundary for design code on this machine; children inherit it.
+
+    False (reported) when it cannot be set up here.
+    """
+    from genesys.sandbox.boundary import (
+        ENV_VAR,
+        SandboxUnavailableError,
+        local_boundary,
+        requested_boundary,
+    )
+
+    try:
+        boundary = local_boundary(requested_boundary(sandbox))
+    except SandboxUnavailableError as exc:
+        print(f"error: {exc}", file=err)
+        return False
+    os.environ[ENV_VAR] = boundary.value  # sessions and training jobs inherit it
+    return True
+
+
+def cmd_noise(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Train one design N times with different seeds; print and store the noise floor."""
+    from genesys.api.seeds import SEED_NAMES
+    from genesys.backends import noise
+    from genesys.backends.driver import ensure_data, local_identity, resolve_paths
+    from genesys.store.base import open_store
+    from genesys.store.documents import write_document
+    from genesys.store.noise import collect, noise_key, render
+
+    run = load_run_file(args.spec, err)
+    if run is None:
+        return EXIT_INVALID
+    rungs = [r.name for r in run.spec.ladder.rungs]
+    if args.rung not in rungs:
+        print(
+            f"error: --rung {args.rung!r} is not a rung of the spec ({', '.join(rungs)})", file=err
+        )
+        return EXIT_INVALID
+    if args.repeats < 2:
+        print("error: --repeats must be at least 2 (a spread needs two values)", file=err)
+        return EXIT_INVALID
+    design = f"seed-{args.design}" if args.design in SEED_NAMES else args.design
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = resolve_paths(run, workdir)
+    root = open_store(paths.store_uri)
+    run_store = root.child(local_identity(run).store_prefix)
+    text = None if design.startswith("seed-") else noise.design_document(run_store, design)
+    if text is None and not design.startswith("seed-"):
+        print(
+            f"error: --design {args.design!r} is neither a seed ({', '.join(SEED_NAMES)}) nor a "
+            f"design of the run's store {run_store.uri}",
+            file=err,
+        )
+        return EXIT_INVALID
+    if not set_local_boundary(args.sandbox, err):
+        return EXIT_INVALID
+    ensure_data(run, paths.data_uri, out)
+    repeats = noise.open_repeats(run, root, design, args.rung, args.repeats, paths.data_uri)
+    for repeat in repeats:
+        noise.place_design(repeat.handle.store, design, text)
+    parallel = args.parallel or run.spec.verification.max_parallel_jobs_per_rung
+    print(
+        f"genesys noise: {design} at {args.rung}, {args.repeats} seeds, {parallel} at a time",
+        file=out,
+        flush=True,
+    )
+    results = noise.train_repeats(
+        repeats,
+        design,
+        args.rung,
+        workdir=workdir,
+        parallel=parallel,
+        progress=lambda line: print(line, file=out, flush=True),
+    )
+    floor = collect(design, args.rung, results)
+    key = noise_key(args.rung, design)
+    write_document(run_store, key, floor)
+    if args.json:
+        print(floor.model_dump_json(indent=2), file=out)
+    else:
+        print(render(floor), file=out)
+        print(f"stored: {run_store.uri.rstrip('/')}/{key}", file=out)
+    return EXIT_OK if floor.repeats >= 2 else EXIT_FAILED
 
 
 def start_telemetry(
@@ -340,8 +416,8 @@ def load_run_context(target: str, err: TextIO) -> RunContext | None:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Leaderboard and ladder state of a run (finished or running)."""
-    from genesys.report import leaderboard, render_text
+    """Leaderboard and ladder state of a run (finished or running), and its headline."""
+    from genesys.report import headline, leaderboard, render_text
 
     ctx = load_run_context(args.run, err)
     if ctx is None:
@@ -362,6 +438,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         print(f"  rung {rung.name}: {used}/{rung.budget} verified", file=out)
     print(render_text(leaderboard(ctx.archive, ctx.fitness, order)), file=out)
+    print(headline(ctx.archive, ctx.fitness, order).text(), file=out)
     return EXIT_OK
 
 
@@ -665,6 +742,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="append the run's spans (driver, sessions, training) to FILE as OTLP JSON lines",
     )
     run.set_defaults(handler=cmd_run)
+    noise = commands.add_parser(
+        "noise",
+        help="train one design N times with different seeds: the noise floor of a rung",
+    )
+    noise.add_argument("spec", metavar="SPEC", help="DiscoveryRun YAML (its data and rungs)")
+    noise.add_argument("--rung", required=True, help="a rung of the spec")
+    noise.add_argument(
+        "--design",
+        default="gpt2",
+        help="a seed (gpt2, mamba2, ...) or a design id of the spec's run (default: gpt2)",
+    )
+    noise.add_argument("--repeats", type=int, default=3, help="trainings, seeds spec.seed+k")
+    noise.add_argument("--parallel", type=int, default=None, help="at a time (default: spec's)")
+    noise.add_argument("--workdir", default=".", help="where the store and data go (default: .)")
+    noise.add_argument("--sandbox", choices=SANDBOX_CHOICES, default=None, help=SANDBOX_HELP)
+    noise.add_argument("--json", action="store_true", help="print the noise floor as JSON")
+    noise.set_defaults(handler=cmd_noise)
     trace = commands.add_parser(
         "trace", help="print one design's trace from a trace file (genesys run --trace)"
     )

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from genesys.evolution.ranking import fitness
+from genesys.report import headline
 from genesys.store.archive import load_archive
 from support.cluster import NAMESPACE, Cluster, run_document
 from support.kube import KUBERNETES_CLIENT_WARNINGS
@@ -111,6 +113,10 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     assert not promoted[0].is_seed
     best = designs[f"tiny-{status['bestDesign']}"]
     assert best["status"]["rank"] == 1
+    ladder = [rung["name"] for rung in TWO_RUNGS["rungs"]]
+    expected = headline(archive, fitness(archive), ladder).text()
+    assert status["headline"] == expected
+    assert "noise floor not measured" in status["headline"]
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions == {
         "SpecValid": "True",

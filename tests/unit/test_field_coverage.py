@@ -43,6 +43,7 @@ from genesys.engine.state import Waiting
 from genesys.store.archive import Archive, DesignRecord, Verification
 from genesys.store.base import LocalStore
 from genesys.store.documents import SessionOutcome
+from genesys.store.noise import NoiseFloor
 from support.kube import KUBERNETES_CLIENT_WARNINGS
 
 pytestmark = KUBERNETES_CLIENT_WARNINGS
@@ -201,6 +202,8 @@ CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
     "selection.seedWarmup": (50, None),
     "selection.baselineMargin": (0.3, None),
     "selection.proposalRatingWeight": (5.0, None),
+    "selection.ties": ("exact", None),
+    "selection.tieSigmas": (0.5, None),
     "checks.forwardBatchSize": (1, None),
     "checks.forwardLength": (512, None),
     "checks.causalityLength": (64, None),
@@ -400,6 +403,11 @@ def archive(designs: int, sessions: int) -> Archive:
         result.sessions[f"s{index:04d}"] = SessionOutcome(
             status="implemented" if index < designs else "failed", reason="-"
         )
+    result.noise["noise/nano/seed-gpt2.json"] = NoiseFloor(
+        design="seed-gpt2",
+        rung="nano",
+        values={"val_loss": [3.0, 3.12, 2.95], "genesys_cloze/acc": [0.3, 0.33, 0.31]},
+    )
     return result
 
 

@@ -410,7 +410,13 @@ def test_render_html_summary_has_run_facts_and_caller_items(archive: Archive) ->
     assert "<dt>model</dt><dd>gpt-x</dd>" in html_text
     assert "<dt>designs</dt><dd>13 (override)</dd>" in html_text
     assert "<dt>best design</dt><dd>d-005 (0.620)</dd>" in html_text
-    assert "<dt>margin over seed-gpt2</dt><dd>0.120</dd>" in html_text
+    assert "<dt>fitness margin over seed-gpt2</dt><dd>0.120</dd>" in html_text
+    assert (
+        "<dt>headline</dt><dd>best discovered d-005 vs best seed seed-gpt2 at micro: val loss "
+        "2.700 vs 2.800, margin +0.100 (noise floor not measured (genesys noise)): a win that "
+        "may be noise</dd>"
+    ) in html_text
+    assert "<dt>noise floor (std over seeds)</dt><dd>not measured" in html_text
 
 
 def test_render_html_escapes_title_and_text(archive: Archive) -> None:
@@ -431,7 +437,8 @@ def test_render_html_empty_archive_renders() -> None:
     assert html_text.count('src="data:image/png;base64,') == 4
     assert "No designs yet." in html_text
     assert "No rejections." in html_text
-    assert "<dt>margin over seed-gpt2</dt><dd>-</dd>" in html_text
+    assert "<dt>fitness margin over seed-gpt2</dt><dd>-</dd>" in html_text
+    assert "<dt>headline</dt><dd>no discovered design has been verified" in html_text
 
 
 def test_write_html_creates_folders_and_writes_utf8(tmp_path: Path) -> None:

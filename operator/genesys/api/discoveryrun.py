@@ -516,6 +516,20 @@ class Selection(ApiModel):
         le=100,
         description="Weight of the proposal-rating/5 column in the ranking matrix.",
     )
+    ties: Literal["noise", "exact"] = Field(
+        default="noise",
+        description="How the ranking treats small differences. noise: a difference between "
+        "two designs inside the noise floor measured with `genesys noise` (tieSigmas standard "
+        "deviations of a difference) is a tie; exact: every difference counts (the paper's "
+        "rule). A metric with no measured noise floor is compared exactly either way.",
+    )
+    tie_sigmas: float = Field(
+        default=2.0,
+        ge=0,
+        le=10,
+        description="With ties: noise, differences up to this many standard deviations of a "
+        "difference of two trainings (the noise floor times the square root of 2) are ties.",
+    )
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -916,6 +930,11 @@ class DiscoveryRunStatus(ApiModel):
     designs: DesignCounts = Field(default_factory=DesignCounts, description="Design counts.")
     best_design: str | None = Field(default=None, description="Name of the best design.")
     best_fitness: float | None = Field(default=None, description="Fitness of the best design.")
+    headline: str | None = Field(
+        default=None,
+        description="The best discovered design against the best seed on validation loss, with "
+        "the interval of the measured noise floor, and whether it beats the seeds.",
+    )
     spend: Spend = Field(default_factory=Spend, description="LLM USD and GPU-hours spent.")
     start_time: datetime | None = Field(default=None, description="When the run started.")
     finish_time: datetime | None = Field(default=None, description="When the run finished.")

@@ -251,10 +251,10 @@ def write_failure(store: Store, action: RecordFailure | CancelVerification) -> N
     write_document(store, key, result)
 
 
-def publish_report(handle: RunHandle) -> tuple[str, list[Any]]:
-    """Render the run's HTML report into its store; (html, leaderboard rows)."""
+def publish_report(handle: RunHandle) -> tuple[str, list[Any], Any]:
+    """Render the run's HTML report into its store; (html, leaderboard rows, headline)."""
     from genesys.evolution.ranking import fitness as compute_fitness
-    from genesys.report import leaderboard, render_html
+    from genesys.report import headline, leaderboard, render_html
 
     run, config = handle.run, handle.config
     archive = load_archive(handle.store, run.metadata.name)
@@ -275,7 +275,7 @@ def publish_report(handle: RunHandle) -> tuple[str, list[Any]]:
         trace_url=trace_url(),
     )
     handle.store.put_text("report.html", html)
-    return html, rows
+    return html, rows, headline(archive, fitness, order)
 
 
 __all__ = [

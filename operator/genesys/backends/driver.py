@@ -3,8 +3,8 @@
 ``genesys run SPEC [--workdir DIR]`` validates the spec, prepares the data when the spec names the
 built-in corpus, then loops: the backend observes the store and its children, ``plan()`` decides,
 the backend applies. It prints progress (sessions, checks, per-rung budget, jobs, best fitness,
-elapsed time and an estimate of what is left), and at the end a leaderboard, the best design's
-margin over the GPT-2 seed and an HTML report.
+elapsed time and an estimate of what is left), and at the end a leaderboard, the headline (the
+best discovered design against the best seed, within the noise floor) and an HTML report.
 
 What must stay true: the driver holds no state a restart needs; kill it at any point and rerun
 the same command, and it resumes from the store without redoing finished work or duplicating
@@ -35,7 +35,6 @@ from genesys.store.archive import SPEC_KEY, Archive
 from genesys.store.base import Store, open_store
 
 POLL_SECONDS = 1.0
-REFERENCE = "seed-gpt2"
 
 
 @dataclass(slots=True)
@@ -117,13 +116,11 @@ def progress_line(result: Plan, archive: Archive, elapsed: float, jobs: int) -> 
 
 def finish_report(handle: RunHandle, workdir: Path, out: TextIO) -> Path:
     """Leaderboard to the terminal, HTML report to the store and the workdir."""
-    from genesys.report import margin_over, render_text
+    from genesys.report import render_text
 
-    html, rows = publish_report(handle)
+    html, rows, verdict = publish_report(handle)
     print(render_text(rows), file=out)
-    margin = margin_over(rows, REFERENCE)
-    if margin is not None:
-        print(f"best design's fitness margin over the GPT-2 seed: {margin:+.3f}", file=out)
+    print(verdict.text(), file=out)
     path = workdir / f"{handle.run.metadata.name}-report.html"
     path.write_text(html, encoding="utf-8")
     print(f"report: {path}", file=out)

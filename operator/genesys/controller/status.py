@@ -40,6 +40,7 @@ from genesys.engine.phase import reported_phase
 from genesys.engine.plan import Plan
 from genesys.engine.state import Job, Waiting
 from genesys.evolution.selection import confidence
+from genesys.report.headline import headline
 from genesys.store.archive import Archive, DesignRecord
 
 
@@ -260,6 +261,7 @@ def run_status(
         designs=design_counts(archive, plan.sessions_running),
         best_design=best,
         best_fitness=round(plan.fitness[best], 6) if best in plan.fitness else None,
+        headline=headline(archive, plan.fitness, [r.name for r in plan.rungs]).text(),
         spend=Spend(llm_usd=round(llm_usd, 6), gpu_hours=round(gpu_hours, 4)),
         start_time=previous.start_time or now.replace(microsecond=0),
         finish_time=(previous.finish_time or now.replace(microsecond=0)) if finish else None,

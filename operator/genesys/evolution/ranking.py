@@ -10,6 +10,13 @@ difference as the margin; the rating column's games weigh ``proposalRatingWeight
 1). The Massey ratings solve the weighted least-squares system of all games with ratings summing
 to zero.
 
+Noise-aware ties (``selection.ties: noise``, the default): where the run has measured a noise
+floor (``genesys noise``: the standard deviation sigma of a metric over trainings of one design
+with different seeds), a game whose difference is at most ``tieSigmas`` x sigma x sqrt(2) (the
+spread of a difference of two noisy values) is a tie: it counts as a game with margin 0, so
+selection stops chasing differences that retraining would change. ``ties: exact`` is the
+paper's rule, where every difference counts.
+
 What must stay true: :func:`fitness` is the only fitness: the planner, the status, the report and
 ``genesys status`` all call it with the run's ``spec.selection``; it is a pure, deterministic
 function of the archive and those settings; a design that wins every comparison outranks every
@@ -101,10 +108,12 @@ def massey(
     ids: Sequence[str],
     matrix: Sequence[Sequence[float | None]],
     weights: Sequence[float] | None = None,
+    ties: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Massey ratings from every column's pairwise games (standardised margins).
 
     ``weights`` scales each column's games (default 1 each); a column of weight 0 is ignored.
+    ``ties`` gives each column the largest difference that is a tie (margin 0; default 0).
     """
     n = len(ids)
     if n == 0:
@@ -122,11 +131,13 @@ def massey(
         if len(values) < 2:
             continue
         scale = float(values.std()) or 1.0
+        tie = 0.0 if ties is None else float(ties[column])
         for a in range(len(present)):
             for b in range(a + 1, len(present)):
                 i, vi = present[a]
                 j, vj = present[b]
-                diff = (float(vi) - float(vj)) / scale  # type: ignore[arg-type]
+                raw = float(vi) - float(vj)  # type: ignore[arg-type]
+                diff = 0.0 if abs(raw) <= tie else raw / scale
                 games[i, i] += weight
                 games[j, j] += weight
                 games[i, j] -= weight
@@ -154,14 +165,33 @@ def fitness(archive: Archive, selection: Selection | None = None) -> dict[str, f
     weights = [
         settings.proposal_rating_weight if name == RATING_COLUMN else 1.0 for name in columns
     ]
-    return massey(ids, matrix, weights)
+    ties = None
+    if settings.ties == "noise":
+        ties = tie_margins(columns, archive.noise_floor(), settings.tie_sigmas)
+    return massey(ids, matrix, weights, ties)
+
+
+def column_noise(column: str, floor: Mapping[str, float]) -> float | None:
+    """The noise floor (standard deviation) of a ranking column, where one was measured."""
+    if column == LOSS_COLUMN:
+        return floor.get("val_loss")
+    if column == RATING_COLUMN:
+        return None
+    return floor.get(f"{column}/acc_norm", floor.get(f"{column}/acc"))
+
+
+def tie_margins(columns: Sequence[str], floor: Mapping[str, float], sigmas: float) -> list[float]:
+    """Each column's largest tied difference: ``sigmas`` x its noise floor x sqrt(2), or 0."""
+    return [sigmas * math.sqrt(2) * (column_noise(name, floor) or 0.0) for name in columns]
 
 
 __all__ = [
     "RANDOM_BASELINES",
+    "column_noise",
     "design_columns",
     "fitness",
     "massey",
     "ranking_matrix",
     "task_score",
+    "tie_margins",
 ]

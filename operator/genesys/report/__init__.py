@@ -6,6 +6,7 @@ budgets. What must stay true: the same inputs give the same text, PNG bytes and 
 archive still renders; nothing here imports torch or touches the store.
 """
 
+from genesys.report.headline import Headline, headline
 from genesys.report.html import render_html, write_html
 from genesys.report.leaderboard import (
     REFERENCE_ID,
@@ -24,10 +25,12 @@ from genesys.report.plots import (
 
 __all__ = [
     "REFERENCE_ID",
+    "Headline",
     "LeaderboardRow",
     "evolution_tree_png",
     "fitness_over_time_png",
     "generation_depths",
+    "headline",
     "ladder_funnel_png",
     "leaderboard",
     "leaderboard_png",

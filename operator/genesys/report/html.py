@@ -25,6 +25,7 @@ from pathlib import Path
 
 import jinja2
 
+from genesys.report.headline import Headline, headline
 from genesys.report.leaderboard import (
     REFERENCE_ID,
     LeaderboardRow,
@@ -40,6 +41,7 @@ from genesys.report.plots import (
     leaderboard_png,
 )
 from genesys.store.archive import Archive
+from genesys.store.noise import LOSS
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("genesys.report", "templates"),
@@ -56,22 +58,33 @@ def _image(png: bytes, alt: str) -> dict[str, str]:
     return {"data": base64.b64encode(png).decode("ascii"), "alt": alt}
 
 
+def noise_text(floor: Mapping[str, float]) -> str:
+    """The measured noise floor (standard deviations), or how to measure it."""
+    if not floor:
+        return "not measured (genesys noise SPEC --rung R --repeats N)"
+    shown = sorted(floor.items(), key=lambda item: (item[0] != LOSS, item[0]))
+    return ", ".join(f"{metric} {value:.4f}" for metric, value in shown)
+
+
 def _summary(
     archive: Archive,
     rows: Sequence[LeaderboardRow],
     summary: Mapping[str, str] | None,
+    verdict: Headline,
 ) -> list[tuple[str, str]]:
     """The run's own facts, then the caller's (a caller's key replaces a fact of that name)."""
     scored = [row for row in rows if row.fitness is not None]
     best = f"{scored[0].id} ({format_number(scored[0].fitness)})" if scored else "-"
     facts: dict[str, str] = {
         "run": archive.run,
+        "headline": verdict.text(),
+        "noise floor (std over seeds)": noise_text(archive.noise_floor()),
         "designs": str(len(archive.designs)),
         "scored designs": str(len(scored)),
         "quarantined designs": str(sum(1 for row in rows if row.quarantine is not None)),
         "rejections": str(len(archive.rejections)),
         "best design": best,
-        f"margin over {REFERENCE_ID}": format_number(margin_over(rows, REFERENCE_ID)),
+        f"fitness margin over {REFERENCE_ID}": format_number(margin_over(rows, REFERENCE_ID)),
     }
     for key, value in (summary or {}).items():
         facts[str(key)] = str(value)
@@ -138,7 +151,7 @@ def render_html(
     return _TEMPLATES.get_template("report.html.j2").render(
         title=title,
         run=archive.run,
-        summary=_summary(archive, rows, summary),
+        summary=_summary(archive, rows, summary, headline(archive, fitness, rung_order)),
         images=images,
         head=[*LEADERBOARD_HEAD, "Val loss", *tasks, *(["Trace"] if traces else [])],
         rows=[_row_cells(row, tasks, traces, trace_url) for row in rows],

@@ -11,7 +11,9 @@ restarted driver or operator recomputes the archive from the store and nothing e
 are read through their models, and one that does not parse is recorded in
 :attr:`Archive.problems` (never half-read, never fatal to the reader). Quarantined results (the
 trainer's leak guard, or an implausibly low loss: :mod:`genesys.store.quarantine`) are marked
-when the archive is loaded, so every reader sees the same quarantine.
+when the archive is loaded, so every reader sees the same quarantine. Noise floors measured
+with ``genesys noise`` (:mod:`genesys.store.noise`) are read with the archive, so the fitness and
+the report see the same ones.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from genesys.store.documents import (
     VerificationResult,
     read_document,
 )
+from genesys.store.noise import NoiseFloor, pooled_floor
 from genesys.store.quarantine import (
     QUARANTINED,
     best_seed_losses,
@@ -161,10 +164,15 @@ class Archive:
     rejections: list[Rejection] = field(default_factory=list)
     sessions: dict[str, SessionOutcome] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # documents that did not parse
+    noise: dict[str, NoiseFloor] = field(default_factory=dict)  # by key (genesys noise)
 
     def ordered(self) -> list[DesignRecord]:
         """Designs in creation order."""
         return sorted(self.designs.values(), key=lambda d: (d.seq, d.id))
+
+    def noise_floor(self) -> dict[str, float]:
+        """Each metric's noise floor: its standard deviation pooled over every measurement."""
+        return pooled_floor(list(self.noise.values()))
 
 
 class DocumentCache:
@@ -269,6 +277,10 @@ def _read_record(archive: Archive, reader: _Reader, key: str) -> None:
             record = reader.read(key, RejectionRecord)
             if record is not None:
                 archive.rejections.append(rejection(key, record))
+        case ["noise", _rung, name] if name.endswith(".json"):
+            floor = reader.read(key, NoiseFloor)
+            if floor is not None:
+                archive.noise[key] = floor
 
 
 def _read_verification(archive: Archive, reader: _Reader, key: str) -> None:

@@ -1,0 +1,158 @@
+"""Noise floors: collected from repeats, pooled, stored with the archive, and ties in the ranking."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from genesys.api.discoveryrun import DiscoveryRun, Selection
+from genesys.backends.noise import repeat_name, repeat_run
+from genesys.evolution.ranking import column_noise, fitness, massey, tie_margins
+from genesys.store.archive import Archive, DesignRecord, Verification, load_archive
+from genesys.store.base import LocalStore
+from genesys.store.documents import VerificationResult, write_document
+from genesys.store.noise import (
+    LOSS,
+    NoiseFloor,
+    collect,
+    noise_key,
+    pooled_floor,
+    pooled_std,
+    render,
+)
+
+
+def result(val_loss: float | None, acc: float, status: str = "succeeded") -> VerificationResult:
+    return VerificationResult(
+        design="seed-gpt2",
+        rung="nano",
+        status=status,
+        reason="" if status == "succeeded" else "the loss was NaN",
+        val_loss=val_loss,
+        eval={"genesys_mqar": {"acc": acc, "acc_norm": acc}},
+    )
+
+
+def test_collect_keeps_every_repeat_and_never_averages_a_failure_in() -> None:
+    floor = collect(
+        "seed-gpt2",
+        "nano",
+        [result(3.0, 0.30), result(3.2, 0.34), result(None, 0.9, "failed"), "no result.json"],
+    )
+    assert floor.repeats == 2
+    assert floor.values[LOSS] == [3.0, 3.2]
+    assert floor.mean[LOSS] == pytest.approx(3.1)
+    assert floor.std[LOSS] == pytest.approx(statistics.stdev([3.0, 3.2]))
+    assert floor.std["genesys_mqar/acc"] == pytest.approx(statistics.stdev([0.30, 0.34]))
+    assert floor.failures == [
+        "repeat 2: failed: the loss was NaN",
+        "repeat 3: no result.json",
+    ]
+    table = render(floor)
+    assert table.splitlines()[2].startswith("val_loss")  # the loss first
+    assert "failed: repeat 3: no result.json" in table
+
+
+def test_one_repeat_has_no_spread() -> None:
+    floor = collect("seed-gpt2", "nano", [result(3.0, 0.3)])
+    assert floor.std == {}
+    assert pooled_std([floor], LOSS) is None
+
+
+def test_pooled_std_weighs_each_floor_by_its_degrees_of_freedom() -> None:
+    a = NoiseFloor(design="a", rung="nano", values={LOSS: [1.0, 1.2]})
+    b = NoiseFloor(design="b", rung="nano", values={LOSS: [2.0, 2.1, 2.3]})
+    expected = math.sqrt((0.02 * 1 + statistics.variance([2.0, 2.1, 2.3]) * 2) / 3)
+    assert pooled_std([a, b], LOSS) == pytest.approx(expected)
+    assert pooled_floor([a, b]) == {LOSS: pytest.approx(expected)}
+
+
+def test_the_archive_reads_the_noise_floors_of_its_store(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    floor = NoiseFloor(design="seed-gpt2", rung="nano", values={LOSS: [3.0, 3.1, 3.3]})
+    write_document(store, noise_key("nano", "seed-gpt2"), floor)
+    store.put_text("noise/nano/broken.json", "{not json")
+    archive = load_archive(store, "run")
+    assert list(archive.noise) == ["noise/nano/seed-gpt2.json"]
+    assert archive.noise_floor()[LOSS] == pytest.approx(statistics.stdev([3.0, 3.1, 3.3]))
+    assert any("broken.json" in problem for problem in archive.problems)
+
+
+def two_designs(loss_a: float, loss_b: float, noise: list[float] | None) -> Archive:
+    archive = Archive("run")
+    for seq, (design, loss) in enumerate((("a", loss_a), ("b", loss_b))):
+        record = DesignRecord(design, design, "mutation", [], seq)
+        record.verifications["nano"] = Verification("nano", "succeeded", val_loss=loss)
+        archive.designs[design] = record
+    if noise is not None:
+        archive.noise["noise/nano/a.json"] = NoiseFloor(
+            design="a", rung="nano", values={LOSS: noise}
+        )
+    return archive
+
+
+NOISY = [3.0, 3.1, 2.9]  # sigma 0.1: a difference of two trainings ties up to 2 x 0.1 x sqrt 2
+
+
+def test_a_difference_inside_the_noise_floor_is_a_tie() -> None:
+    scores = fitness(two_designs(3.00, 3.20, NOISY), Selection(ties="noise", tie_sigmas=2.0))
+    assert scores["a"] == pytest.approx(scores["b"])
+
+
+def test_a_difference_beyond_the_noise_floor_still_ranks() -> None:
+    scores = fitness(two_designs(3.00, 3.40, NOISY), Selection(ties="noise", tie_sigmas=2.0))
+    assert scores["a"] > scores["b"]
+
+
+def test_the_papers_rule_counts_every_difference() -> None:
+    scores = fitness(two_designs(3.00, 3.20, NOISY), Selection(ties="exact"))
+    assert scores["a"] > scores["b"]
+
+
+def test_without_a_measured_floor_noise_ties_rank_like_the_papers_rule() -> None:
+    archive = two_designs(3.00, 3.01, None)
+    assert fitness(archive, Selection(ties="noise")) == fitness(archive, Selection(ties="exact"))
+
+
+def test_tie_margins_map_columns_to_their_metrics() -> None:
+    floor = {LOSS: 0.1, "genesys_mqar/acc_norm": 0.02, "genesys_cloze/acc": 0.03}
+    assert column_noise("neg_val_loss", floor) == 0.1
+    assert column_noise("genesys_mqar", floor) == 0.02  # acc_norm, as the ranking scores it
+    assert column_noise("genesys_cloze", floor) == 0.03
+    assert column_noise("rating", floor) is None
+    margins = tie_margins(["neg_val_loss", "rating"], floor, 2.0)
+    assert margins == [pytest.approx(0.2 * math.sqrt(2)), 0.0]
+
+
+def test_massey_ties_count_as_games_with_no_margin() -> None:
+    ids = ["a", "b", "c"]
+    matrix = [[1.0], [1.05], [2.0]]
+    tied, untied = massey(ids, matrix, ties=[0.1]), massey(ids, matrix)
+    # a and b tie with each other; only their games against c still tell them apart
+    assert 0 <= tied["b"] - tied["a"] < untied["b"] - untied["a"]
+    assert tied["c"] > tied["b"]
+    assert massey(ids[:2], matrix[:2], ties=[0.1]) == {"a": 0.0, "b": 0.0}
+
+
+def test_repeats_differ_by_seed_and_an_edited_spec_gets_runs_of_its_own() -> None:
+    run = DiscoveryRun.model_validate(
+        {
+            "apiVersion": "genesys.dev/v1alpha1",
+            "kind": "DiscoveryRun",
+            "metadata": {"name": "quickstart"},
+            "spec": {"seed": 5, "ladder": {"rungs": [{"name": "nano", "preset": "nano"}]}},
+        }
+    )
+    first, second = (repeat_run(run, "seed-gpt2", "nano", k) for k in (0, 1))
+    assert (first.spec.seed, second.spec.seed) == (5, 6)
+    assert first.spec.model_copy(update={"seed": 6}) == second.spec
+    assert first.metadata.name.startswith("quickstart-noise-seed-gpt2-nano-")
+    assert first.metadata.name != second.metadata.name
+    assert len(repeat_name(run, "d" * 80, "nano", 12)) <= 63
+    edited = run.model_copy(
+        update={"spec": run.spec.model_copy(update={"selection": Selection(tie_sigmas=3.0)})}
+    )
+    assert repeat_name(edited, "seed-gpt2", "nano", 0) != first.metadata.name
