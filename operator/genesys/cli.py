@@ -280,8 +280,12 @@ def cmd_noise(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"error: --rung {args.rung!r} is not a rung of the spec ({', '.join(rungs)})", file=err
         )
         return EXIT_INVALID
-    if args.repeats < 2:
-        print("error: --repeats must be at least 2 (a spread needs two values)", file=err)
+    if args.repeats < 2 or args.seed_offset < 0:
+        print(
+            "error: --repeats must be at least 2 (a spread needs two values), --seed-offset 0 "
+            "or more",
+            file=err,
+        )
         return EXIT_INVALID
     design = f"seed-{args.design}" if args.design in SEED_NAMES else args.design
     workdir = Path(args.workdir).resolve()
@@ -300,7 +304,9 @@ def cmd_noise(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not set_local_boundary(args.sandbox, err):
         return EXIT_INVALID
     ensure_data(run, paths.data_uri, out)
-    repeats = noise.open_repeats(run, root, design, args.rung, args.repeats, paths.data_uri)
+    repeats = noise.open_repeats(
+        run, root, design, args.rung, args.repeats, paths.data_uri, seed_offset=args.seed_offset
+    )
     for repeat in repeats:
         noise.place_design(repeat.handle.store, design, text)
     parallel = args.parallel or run.spec.verification.max_parallel_jobs_per_rung
@@ -754,6 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a seed (gpt2, mamba2, ...) or a design id of the spec's run (default: gpt2)",
     )
     noise.add_argument("--repeats", type=int, default=3, help="trainings, seeds spec.seed+k")
+    noise.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="start at seed spec.seed+OFFSET (fresh seeds, unlike the run's own trainings)",
+    )
     noise.add_argument("--parallel", type=int, default=None, help="at a time (default: spec's)")
     noise.add_argument("--workdir", default=".", help="where the store and data go (default: .)")
     noise.add_argument("--sandbox", choices=SANDBOX_CHOICES, default=None, help=SANDBOX_HELP)

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from genesys.api.validation import parse_discovery_run
+from genesys.evolution.ranking import fitness
+from genesys.report import headline
 from genesys.store import open_store
 from genesys.store.archive import load_archive
 
@@ -104,6 +107,10 @@ def test_run_killed_mid_run_resumes_without_duplicates(corpus: None, tmp_path: P
     )
     assert status.returncode == 0, status.stderr
     assert "rung nano: 2/2 verified" in status.stdout
+    run = parse_discovery_run(SPEC)
+    expected = headline(archive, fitness(archive, run.spec.selection), ["nano", "micro"])
+    assert status.stdout.rstrip().endswith(expected.text())
+    assert expected.text() in second.stdout  # genesys run ends with the same headline
     report = tmp_path / "r.html"
     made = subprocess.run(
         [

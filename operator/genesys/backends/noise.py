@@ -81,11 +81,18 @@ class Repeat:
 
 
 def open_repeats(
-    run: DiscoveryRun, root: Store, design: str, rung: str, repeats: int, data_uri: str
+    run: DiscoveryRun,
+    root: Store,
+    design: str,
+    rung: str,
+    repeats: int,
+    data_uri: str,
+    *,
+    seed_offset: int = 0,
 ) -> list[Repeat]:
-    """The repeats' runs, each bound to its own prefix of ``root``."""
+    """The repeats' runs (seeds ``spec.seed + seed_offset + k``), each bound to its own prefix."""
     opened = []
-    for k in range(repeats):
+    for k in range(seed_offset, seed_offset + repeats):
         copy = repeat_run(run, design, rung, k)
         handle, _ = open_run(copy, RunIdentity(name=copy.metadata.name), root, data_uri=data_uri)
         opened.append(Repeat(handle))
