@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_local_run import SPEC as TINY
 
 from genesys.store import open_store
 from genesys.store.archive import load_archive
@@ -16,25 +18,12 @@ from genesys.store.archive import load_archive
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
-SPEC = {
-    "apiVersion": "genesys.dev/v1alpha1",
-    "kind": "DiscoveryRun",
-    "metadata": {"name": "noisy"},
-    "spec": {
-        "seed": 4,
-        "ladder": {"rungs": [{"name": "nano", "preset": "nano", "budget": 2, "tokens": 12288}]},
-        "agents": {"offline": True},
-        "verification": {
-            "scheduler": "local",
-            "maxParallelJobsPerRung": 2,
-            "evalTasks": ["genesys_cloze"],
-            "evalLimit": 20,
-            "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
-            "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"},
-        },
-        "storage": {"local": {"path": "store"}},
-    },
+SPEC = copy.deepcopy(TINY)  # the tiny run of test_local_run, one rung, a short evaluation
+SPEC["metadata"]["name"] = "noisy"
+SPEC["spec"]["ladder"] = {
+    "rungs": [{"name": "nano", "preset": "nano", "budget": 2, "tokens": 12288}]
 }
+SPEC["spec"]["verification"]["evalLimit"] = 20
 
 
 def noise(spec: Path, *args: str) -> subprocess.CompletedProcess[str]:
