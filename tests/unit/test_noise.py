@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from genesys.api.discoveryrun import DiscoveryRun, Selection
-from genesys.backends.noise import repeat_name, repeat_run
+from genesys.backends.noise import needs_training, repeat_name, repeat_run
 from genesys.evolution.ranking import column_noise, fitness, massey, tie_margins
 from genesys.store.archive import Archive, DesignRecord, Verification, load_archive
 from genesys.store.base import LocalStore
@@ -156,3 +156,14 @@ def test_repeats_differ_by_seed_and_an_edited_spec_gets_runs_of_its_own() -> Non
         update={"spec": run.spec.model_copy(update={"selection": Selection(tie_sigmas=3.0)})}
     )
     assert repeat_name(edited, "seed-gpt2", "nano", 0) != first.metadata.name
+
+
+def test_only_a_repeat_that_succeeded_is_not_trained_again(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    key = "designs/seed-gpt2/verifications/nano/result.json"
+    assert needs_training(store, "seed-gpt2", "nano")  # no result yet
+    write_document(store, key, result(3.0, 0.3))
+    assert not needs_training(store, "seed-gpt2", "nano")
+    write_document(store, key, result(None, 0.3, "failed"))
+    assert needs_training(store, "seed-gpt2", "nano")
+    assert not store.exists(key)  # removed, so the new training can record its own

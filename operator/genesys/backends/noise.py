@@ -5,8 +5,8 @@ one design with another seed changes. The repeats are runs of their own
 (``<run>-noise-<design>-<rung>-<spec digest>-<k>``, run seed ``spec.seed + k``) on the spec's
 prepared data, trained by the same local backend as ``genesys run`` (TorchX ``local_cwd``
 behind the sandbox boundary), so the design's code is confined as in a discovery. Repeats that
-have a result are not trained again; an edited spec gets new repeats. The figures are stored as
-a noise floor in the run's own store (:mod:`genesys.store.noise`).
+succeeded are not trained again (failed ones are); an edited spec gets new repeats. The
+figures are stored as a noise floor in the run's own store (:mod:`genesys.store.noise`).
 
 What must stay true: a repeat differs from the others only by its seed (same data, same rung,
 same design).
@@ -72,6 +72,28 @@ def repeat_result(store: Store, design: str, rung: str) -> VerificationResult | 
     )
 
 
+def needs_training(store: Store, design: str, rung: str) -> bool:
+    """True unless the repeat succeeded; a failed repeat's result is removed so it can rerun."""
+    result = repeat_result(store, design, rung)
+    if result is None:
+        return True
+    if result.status == "succeeded":
+        return False
+    store.delete(f"{verification_prefix(design, rung)}/result.json")
+    return True
+
+
+def finished(running: Sequence[Repeat]) -> list[Repeat]:
+    """The running repeats whose training has ended (their backends observed once)."""
+    ended = []
+    for repeat in running:
+        assert repeat.backend is not None
+        repeat.backend.observe()
+        if not repeat.backend.jobs:
+            ended.append(repeat)
+    return ended
+
+
 @dataclass(slots=True)
 class Repeat:
     """One repeat's run, bound to its store, and its backend once started."""
@@ -108,25 +130,32 @@ def train_repeats(
     parallel: int,
     progress: Callable[[str], None],
 ) -> list[VerificationResult | str]:
-    """Train every repeat without a result yet, ``parallel`` at a time; each one's result."""
-    waiting = [r for r in repeats if repeat_result(r.handle.store, design, rung) is None]
+    """Train every repeat without a successful result, ``parallel`` at a time; each one's result.
+
+    A repeat that failed before (a crash, or the slowdown guard on a loaded machine) is trained
+    again. On an interrupt the trainings running are stopped before it is raised again.
+    """
+    waiting = [r for r in repeats if needs_training(r.handle.store, design, rung)]
     running: list[Repeat] = []
     started = time.monotonic()
-    while waiting or running:
-        while waiting and len(running) < parallel:
-            repeat = waiting.pop(0)
-            repeat.backend = LocalBackend(repeat.handle, workdir=workdir)
-            repeat.backend.start_verification(StartVerification(design, rung, 0))
-            running.append(repeat)
-            progress(f"training {repeat.handle.identity.name}")
-        time.sleep(POLL_SECONDS)
-        for repeat in list(running):
-            assert repeat.backend is not None
-            repeat.backend.observe()
-            if not repeat.backend.jobs:
+    try:
+        while waiting or running:
+            while waiting and len(running) < parallel:
+                repeat = waiting.pop(0)
+                repeat.backend = LocalBackend(repeat.handle, workdir=workdir)
+                repeat.backend.start_verification(StartVerification(design, rung, 0))
+                running.append(repeat)
+                progress(f"training {repeat.handle.identity.name}")
+            time.sleep(POLL_SECONDS)
+            for repeat in finished(running):
                 running.remove(repeat)
                 done = len(repeats) - len(waiting) - len(running)
                 progress(f"[{time.monotonic() - started:.0f}s] {done}/{len(repeats)} trained")
+    except KeyboardInterrupt:
+        for repeat in running:
+            if repeat.backend is not None:
+                repeat.backend.stop()
+        raise
     results: list[VerificationResult | str] = []
     for repeat in repeats:
         result = repeat_result(repeat.handle.store, design, rung)
@@ -137,6 +166,8 @@ def train_repeats(
 __all__ = [
     "Repeat",
     "design_document",
+    "finished",
+    "needs_training",
     "open_repeats",
     "place_design",
     "repeat_name",
