@@ -41,6 +41,7 @@ from genesys.evolution.ranking import fitness
 from genesys.report.headline import headline
 from genesys.store.archive import load_archive
 from genesys.store.base import open_store
+from genesys.store.noise import NoiseFloor, pooled_std
 
 REPO = Path(__file__).resolve().parents[1]
 FRESH_SEEDS = 1000
@@ -70,8 +71,11 @@ class Comparison:
     @property
     def noise_floor(self) -> float:
         """The pooled standard deviation of one training (both sets of retrains)."""
-        parts = [(statistics.variance(v), len(v) - 1) for v in (self.discovered, self.seed)]
-        return math.sqrt(sum(v * d for v, d in parts) / sum(d for _, d in parts))
+        floors = [
+            NoiseFloor(design=name, rung="-", values={self.metric: values})
+            for name, values in (("discovered", self.discovered), ("seed", self.seed))
+        ]
+        return pooled_std(floors, self.metric) or 0.0
 
 
 def genesys(*args: str) -> list[str]:

@@ -287,14 +287,15 @@ def cmd_noise(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
         return EXIT_INVALID
-    design = f"seed-{args.design}" if args.design in SEED_NAMES else args.design
+    seed = args.design.removeprefix("seed-") in SEED_NAMES
+    design = f"seed-{args.design.removeprefix('seed-')}" if seed else args.design
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     paths = resolve_paths(run, workdir)
     root = open_store(paths.store_uri)
     run_store = root.child(local_identity(run).store_prefix)
-    text = None if design.startswith("seed-") else noise.design_document(run_store, design)
-    if text is None and not design.startswith("seed-"):
+    text = None if seed else noise.design_document(run_store, design)
+    if text is None and not seed:
         print(
             f"error: --design {args.design!r} is neither a seed ({', '.join(SEED_NAMES)}) nor a "
             f"design of the run's store {run_store.uri}",

@@ -73,6 +73,9 @@ def test_noise_refuses_an_unknown_rung_design_or_a_single_repeat(tmp_path: Path)
     design = noise(spec, "--rung", "nano", "--design", "d0042")
     assert design.returncode == 2
     assert "--design 'd0042' is neither a seed" in design.stderr
+    not_a_seed = noise(spec, "--rung", "nano", "--design", "seed-nonesuch")
+    assert not_a_seed.returncode == 2
+    assert "--design 'seed-nonesuch' is neither a seed" in not_a_seed.stderr
     single = noise(spec, "--rung", "nano", "--repeats", "1")
     assert single.returncode == 2
     assert "--repeats must be at least 2" in single.stderr

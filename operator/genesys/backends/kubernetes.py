@@ -363,11 +363,11 @@ class KubernetesBackend:
                 propagation_policy="Background",
             )
             self.end_checks(session)
+            if record_session_end(self.store, session, reason):
+                happenings.append(Happening("run", self.name, "Warning", "CheckPodFailed", reason))
             observability.ingest_session(self.store, self.identity, session)
             running.discard(session)
             self.ingested.add(agent)
-            if record_session_end(self.store, session, reason):
-                happenings.append(Happening("run", self.name, "Warning", "CheckPodFailed", reason))
         return happenings
 
     def _session_ended(self, job: JobView, session: str) -> list[Happening]:

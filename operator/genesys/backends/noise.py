@@ -58,10 +58,10 @@ def design_document(source: Store, design: str) -> str | None:
 
 
 def place_design(store: Store, design: str, text: str | None) -> None:
-    """Put the design into a repeat's store: the seeds, or ``text`` as its design.json."""
-    if design.startswith("seed-"):
+    """Put the design into a repeat's store: ``text`` as its design.json, or (None) the seeds."""
+    if text is None:
         write_seeds(store)
-    elif text is not None and not store.exists(design_key(design, "design.json")):
+    elif not store.exists(design_key(design, "design.json")):
         store.put_text(design_key(design, "design.json"), text)
 
 

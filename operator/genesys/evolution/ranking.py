@@ -32,6 +32,7 @@ import numpy as np
 
 from genesys.api.discoveryrun import Selection
 from genesys.store.archive import Archive, DesignRecord
+from genesys.store.noise import LOSS
 
 RANDOM_BASELINES: dict[str, float] = {
     "genesys_mqar": 0.25,
@@ -174,7 +175,7 @@ def fitness(archive: Archive, selection: Selection | None = None) -> dict[str, f
 def column_noise(column: str, floor: Mapping[str, float]) -> float | None:
     """The noise floor (standard deviation) of a ranking column, where one was measured."""
     if column == LOSS_COLUMN:
-        return floor.get("val_loss")
+        return floor.get(LOSS)
     if column == RATING_COLUMN:
         return None
     return floor.get(f"{column}/acc_norm", floor.get(f"{column}/acc"))

@@ -23,10 +23,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from genesys.report.leaderboard import SUCCEEDED, finite_or_none
 from genesys.store.archive import Archive, DesignRecord
 from genesys.store.noise import LOSS
 
-SUCCEEDED = "succeeded"
 INTERVAL_SIGMAS = 2.0
 
 
@@ -76,8 +76,7 @@ def _loss(record: DesignRecord, rung: str) -> float | None:
     verification = record.verifications.get(rung)
     if verification is None or verification.status != SUCCEEDED:
         return None
-    loss = verification.val_loss
-    return float(loss) if loss is not None and math.isfinite(loss) else None
+    return finite_or_none(verification.val_loss)
 
 
 def verdict(margin: float, interval: float | None) -> str:

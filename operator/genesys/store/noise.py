@@ -18,7 +18,7 @@ What must stay true: a repeat that failed is listed in ``failures`` and never av
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -123,20 +123,11 @@ def render(floor: NoiseFloor) -> str:
     return "\n".join(lines)
 
 
-def floors_by_rung(floors: Mapping[str, NoiseFloor]) -> dict[str, list[NoiseFloor]]:
-    """Noise floors (by key) grouped by rung."""
-    grouped: dict[str, list[NoiseFloor]] = {}
-    for _, floor in sorted(floors.items()):
-        grouped.setdefault(floor.rung, []).append(floor)
-    return grouped
-
-
 __all__ = [
     "LOSS",
     "NOISE_PREFIX",
     "NoiseFloor",
     "collect",
-    "floors_by_rung",
     "noise_key",
     "pooled_floor",
     "pooled_std",
