@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ from genesys.store.noise import NoiseFloor, pooled_std
 
 REPO = Path(__file__).resolve().parents[1]
 FRESH_SEEDS = 1000
+QUICKSTART_BUDGET_SECONDS = 600
+"""The quickstart's target: one whole run in 10 minutes or less on 2 idle cores."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +114,54 @@ def comparisons(discovered: dict[str, Any], seed: dict[str, Any]) -> list[Compar
     return [Comparison(m, discovered["values"][m], seed["values"][m]) for m in metrics]
 
 
-def one_run(base: dict[str, Any], index: int, workdir: Path, retrains: int) -> bool:
-    """Run, retrain the two winners, print the comparison; True when discovery won."""
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """One benchmark run: its wall time, the two designs compared and the loss comparison."""
+
+    name: str
+    seconds: float
+    discovered: str | None
+    seed: str | None
+    loss: Comparison | None
+
+    @property
+    def won(self) -> bool:
+        """The loss margin exceeds twice the pooled noise floor."""
+        return self.loss is not None and self.loss.margin > 2 * self.loss.noise_floor
+
+
+def summary_table(outcomes: Sequence[RunOutcome]) -> list[str]:
+    """A Markdown table of the runs: wall time, designs, loss margin, floor and verdict."""
+    lines = [
+        "| run | wall time | best discovered | best seed | loss margin ± 2 se | 2 x floor | win |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        loss = outcome.loss
+        margin = f"{loss.margin:+.3f} ± {loss.interval:.3f}" if loss else "-"
+        floor = f"{2 * loss.noise_floor:.3f}" if loss else "-"
+        lines.append(
+            f"| {outcome.name} | {outcome.seconds / 60:.1f} min | {outcome.discovered or '-'} | "
+            f"{outcome.seed or '-'} | {margin} | {floor} | {'yes' if outcome.won else 'no'} |"
+        )
+    return lines
+
+
+def one_run(base: dict[str, Any], index: int, workdir: Path, retrains: int) -> RunOutcome:
+    """Run, retrain the two winners, print the comparison and return it."""
     spec = run_spec(base, index, workdir)
     run = parse_discovery_run(yaml.safe_load(spec.read_text(encoding="utf-8")))
     name = run.metadata.name
     print(f"\n== run {index}: {name} (seed {run.spec.seed})", flush=True)
+    started = time.perf_counter()
     done = subprocess.run(
         genesys("run", str(spec), "--workdir", str(workdir)), cwd=REPO, check=False
     )
     if done.returncode != 0:
         raise SystemExit(f"genesys run {name} failed ({done.returncode})")
+    seconds = time.perf_counter() - started
+    ratio = seconds / QUICKSTART_BUDGET_SECONDS
+    print(f"run took {seconds:.0f} s: {ratio:.2f} x the {QUICKSTART_BUDGET_SECONDS} s budget")
     store = open_store(str(workdir / ".genesys" / "runs" / name))
     archive = load_archive(store, name)
     rungs = [r.name for r in run.spec.ladder.rungs]
@@ -129,7 +169,7 @@ def one_run(base: dict[str, Any], index: int, workdir: Path, retrains: int) -> b
     print(f"run's headline: {verdict.text()}")
     if verdict.discovered is None or verdict.seed is None:
         print("no discovered design or no seed to compare: counted as no win")
-        return False
+        return RunOutcome(name, seconds, verdict.discovered, verdict.seed, None)
     top = rungs[-1]
     ours = retrain(spec, workdir, top, verdict.discovered, retrains)
     theirs = retrain(spec, workdir, top, verdict.seed, retrains)
@@ -138,10 +178,9 @@ def one_run(base: dict[str, Any], index: int, workdir: Path, retrains: int) -> b
     print(f"{'metric':32s} {'margin':>8s} {'+-2se':>8s} {'floor':>8s}")
     for row in rows:
         print(f"{row.metric:32s} {row.margin:+8.4f} {row.interval:8.4f} {row.noise_floor:8.4f}")
-    loss = rows[0]
-    won = loss.margin > 2 * loss.noise_floor
-    print(f"win (loss margin > 2 x noise floor {2 * loss.noise_floor:.4f}): {won}")
-    return won
+    outcome = RunOutcome(name, seconds, verdict.discovered, verdict.seed, rows[0])
+    print(f"win (loss margin > 2 x noise floor {2 * rows[0].noise_floor:.4f}): {outcome.won}")
+    return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
     print(f"discovery benchmark: {args.runs} run(s) of {args.spec} in {workdir}")
-    wins = sum(one_run(base, index, workdir, args.retrains) for index in range(args.runs))
+    outcomes = [one_run(base, index, workdir, args.retrains) for index in range(args.runs)]
+    print()
+    print("\n".join(summary_table(outcomes)))
+    wins = sum(outcome.won for outcome in outcomes)
     print(f"\ndiscovered design beat the best seed beyond the noise floor in {wins}/{args.runs}")
     return 0
 

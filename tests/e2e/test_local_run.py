@@ -41,6 +41,7 @@ SPEC = {
             "scheduler": "local",
             "maxParallelJobsPerRung": 2,
             "evalTasks": ["genesys_cloze"],
+            "evalLimit": 400,
             "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
             "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"},
         },

@@ -239,6 +239,7 @@ def run_spec(base_url: str, name: str = "llm", **sessions: Any) -> dict[str, Any
                 "scheduler": "local",
                 "maxParallelJobsPerRung": 1,
                 "evalTasks": ["genesys_cloze"],
+                "evalLimit": 400,
                 "data": {"dataset": "builtin", "tokenizer": "byte", "vocabSize": 256},
                 "resources": {"gpus": 0, "cpu": "1", "memory": "4Gi"},
             },

@@ -19,7 +19,7 @@ def test_validate_examples_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     examples = sorted(str(p) for p in (REPO / "examples").glob("*.yaml"))
     assert main(["validate", *examples]) == 0
     out = capsys.readouterr().out
-    assert "DiscoveryRun/quickstart: ladder nano:12 -> micro:3" in out
+    assert "DiscoveryRun/quickstart: ladder nano:10 -> micro:3" in out
     assert "14M:256 -> 31M:64 -> 70M:16 -> 125M:4 -> 350M:1" in out
 
 

@@ -14,7 +14,13 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # plain `pytest` does not put the repository root on the path
     sys.path.insert(0, str(REPO))
 
-from benchmarks.discovery import Comparison, comparisons, run_spec  # noqa: E402
+from benchmarks.discovery import (  # noqa: E402
+    Comparison,
+    RunOutcome,
+    comparisons,
+    run_spec,
+    summary_table,
+)
 
 
 def test_a_lower_loss_is_a_positive_margin_and_a_higher_score_too() -> None:
@@ -43,3 +49,24 @@ def test_each_run_gets_its_own_name_and_seed(tmp_path: Path) -> None:
     assert written["metadata"]["name"] == "quickstart-disc2"
     assert written["spec"]["seed"] == 9
     assert base["spec"]["seed"] == 7  # the base is not changed
+
+
+def test_a_win_needs_a_loss_margin_beyond_twice_the_floor() -> None:
+    clear = Comparison("val_loss", discovered=[2.00, 2.02], seed=[2.50, 2.52])
+    inside = Comparison("val_loss", discovered=[2.00, 2.10], seed=[2.05, 2.15])
+    assert RunOutcome("a", 60, "d1", "seed-gpt2", clear).won
+    assert not RunOutcome("b", 60, "d1", "seed-gpt2", inside).won
+    assert not RunOutcome("c", 60, None, "seed-gpt2", None).won
+
+
+def test_the_summary_table_has_a_row_per_run_with_its_verdict() -> None:
+    clear = Comparison("val_loss", discovered=[2.00, 2.02], seed=[2.50, 2.52])
+    table = summary_table(
+        [
+            RunOutcome("q-disc0", 540, "d7", "seed-mamba2", clear),
+            RunOutcome("q-disc1", 90, None, None, None),
+        ]
+    )
+    assert table[0].startswith("| run | wall time |")
+    assert table[2] == "| q-disc0 | 9.0 min | d7 | seed-mamba2 | +0.500 ± 0.028 | 0.028 | yes |"
+    assert table[3] == "| q-disc1 | 1.5 min | - | - | - | - | no |"

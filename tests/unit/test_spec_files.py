@@ -221,8 +221,8 @@ def test_validate_file_at_the_size_cap_is_read(
             id="spec",
         ),
         pytest.param(
-            QUICKSTART.replace("budget: 12\n", "budget: 12\n        budget: 1\n"),
-            "line 16, column 9: duplicate key 'budget' (first on line 15)",
+            QUICKSTART.replace("budget: 10\n", "budget: 10\n        budget: 1\n"),
+            "line 17, column 9: duplicate key 'budget' (first on line 16)",
             id="rung-budget",
         ),
         pytest.param(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,21 @@ def test_examples_cover_both_deployments() -> None:
 def quickstart() -> dict[str, Any]:
     (document,) = load_all((REPO / "examples" / "quickstart.yaml").read_text(encoding="utf-8"))
     return copy.deepcopy(document)
+
+
+def test_the_quickstart_is_a_real_discovery_with_tasks_scored_to_0_015() -> None:
+    from genesys.backends.driver import EVAL_ITEMS_PER_TASK, resolve_paths
+
+    run = parse_discovery_run(quickstart())
+    assert len(run.spec.ladder.rungs) >= 2
+    assert run.spec.sessions.max_designs is not None
+    assert run.spec.sessions.max_designs >= 10
+    limit = run.spec.verification.eval_limit
+    assert limit is not None
+    assert limit <= EVAL_ITEMS_PER_TASK  # every item it asks for exists
+    assert math.sqrt(0.25 / limit) <= 0.015  # the worst-case standard error of an accuracy
+    data_uri = resolve_paths(run, Path("/work")).data_uri
+    assert data_uri.endswith(f"-e{EVAL_ITEMS_PER_TASK}")  # data with fewer items is not reused
 
 
 def errors_of(document: dict[str, Any]) -> list[SpecError]:

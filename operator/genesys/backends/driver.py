@@ -37,6 +37,12 @@ from genesys.store.base import Store, open_store
 POLL_SECONDS = 1.0
 
 
+EVAL_ITEMS_PER_TASK = 1500
+"""Evaluation items prepared per task (``verification.evalLimit`` takes the first N): enough
+for a standard error of at most 0.013 on an accuracy. Part of the prepared data's key, so data
+prepared with another count is not reused."""
+
+
 @dataclass(slots=True)
 class RunPaths:
     """Where a run's store and data live."""
@@ -59,7 +65,7 @@ def resolve_paths(run: DiscoveryRun, workdir: Path) -> RunPaths:
     else:
         key = (
             f"{data.dataset.replace('/', '_')}-{data.tokenizer.replace(':', '')}-"
-            f"syn{data.synthetic_fraction:g}-s{run.spec.seed}"
+            f"syn{data.synthetic_fraction:g}-s{run.spec.seed}-e{EVAL_ITEMS_PER_TASK}"
         )
         source = data_source(data)
         if source != "builtin":  # a mixture: its subsets and weights name the data too
@@ -90,6 +96,7 @@ def ensure_data(run: DiscoveryRun, data_uri: str, out: TextIO) -> None:
         out=data_uri,
         synthetic_fraction=data.synthetic_fraction,
         seed=run.spec.seed,
+        eval_items=EVAL_ITEMS_PER_TASK,
         progress=False,
     )
 
