@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -195,6 +196,10 @@ def test_lm_eval_random_model_near_chance_trained_above(
     assert abs(random_scores["genesys_cloze"]["acc_norm"] - chance) < 0.12
     assert trained_scores["genesys_cloze"]["acc_norm"] > chance + 0.04
     assert trained_scores["genesys_cloze"]["acc_norm"] > random_scores["genesys_cloze"]["acc_norm"]
+    for task, scores in trained_scores.items():  # the standard error of a mean of 300 0/1 items
+        for metric in ("acc", "acc_norm"):
+            p = scores[metric]
+            assert scores[f"{metric}_stderr"] == pytest.approx(math.sqrt(p * (1 - p) / 299)), task
 
 
 def test_sigterm_checkpoints_to_s3_and_the_rerun_ends_as_an_uninterrupted_run(

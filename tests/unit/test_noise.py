@@ -10,7 +10,15 @@ import pytest
 
 from genesys.api.discoveryrun import DiscoveryRun, Selection
 from genesys.backends.noise import needs_training, repeat_name, repeat_run
-from genesys.evolution.ranking import column_noise, fitness, massey, tie_margins
+from genesys.evolution.ranking import (
+    column_noise,
+    design_errors,
+    fitness,
+    game_tie,
+    massey,
+    ranking_matrix,
+    tie_margins,
+)
 from genesys.store.archive import Archive, DesignRecord, Verification, load_archive
 from genesys.store.base import LocalStore
 from genesys.store.documents import VerificationResult, write_document
@@ -32,7 +40,7 @@ def result(val_loss: float | None, acc: float, status: str = "succeeded") -> Ver
         status=status,
         reason="" if status == "succeeded" else "the loss was NaN",
         val_loss=val_loss,
-        eval={"genesys_mqar": {"acc": acc, "acc_norm": acc}},
+        eval={"genesys_mqar": {"acc": acc, "acc_norm": acc, "acc_stderr": 0.01}},
     )
 
 
@@ -47,6 +55,7 @@ def test_collect_keeps_every_repeat_and_never_averages_a_failure_in() -> None:
     assert floor.mean[LOSS] == pytest.approx(3.1)
     assert floor.std[LOSS] == pytest.approx(statistics.stdev([3.0, 3.2]))
     assert floor.std["genesys_mqar/acc"] == pytest.approx(statistics.stdev([0.30, 0.34]))
+    assert "genesys_mqar/acc_stderr" not in floor.values  # one evaluation's error, not a figure
     assert floor.failures == [
         "repeat 2: failed: the loss was NaN",
         "repeat 3: no result.json",
@@ -167,3 +176,83 @@ def test_only_a_repeat_that_succeeded_is_not_trained_again(tmp_path: Path) -> No
     write_document(store, key, result(None, 0.3, "failed"))
     assert needs_training(store, "seed-gpt2", "nano")
     assert not store.exists(key)  # removed, so the new training can record its own
+
+
+def scored(design: str, seq: int, loss: float, tasks: dict[str, float], items: int) -> DesignRecord:
+    """A design verified at nano with these accuracies on ``items`` items each."""
+    record = DesignRecord(design, design, "mutation", [], seq)
+    metrics = {
+        task: {"acc": acc, "acc_stderr": math.sqrt(acc * (1 - acc) / (items - 1))}
+        for task, acc in tasks.items()
+    }
+    record.verifications["nano"] = Verification("nano", "succeeded", val_loss=loss, metrics=metrics)
+    return record
+
+
+def test_an_accuracy_averaged_over_rungs_has_the_error_of_a_mean() -> None:
+    record = scored("a", 0, 3.0, {"genesys_cloze": 0.4}, 1201)
+    record.verifications["micro"] = Verification(
+        "micro",
+        "succeeded",
+        val_loss=2.0,
+        metrics={"genesys_cloze": {"acc": 0.5, "acc_stderr": 0.02}},
+    )
+    first = math.sqrt(0.4 * 0.6 / 1200)
+    assert design_errors(record)["genesys_cloze"] == pytest.approx(
+        math.sqrt(first**2 + 0.02**2) / 2
+    )
+    record.verifications["mini"] = Verification(
+        "mini", "succeeded", val_loss=1.0, metrics={"genesys_cloze": {"acc": 0.5}}
+    )
+    assert design_errors(record) == {}  # one score with no recorded error: the mean has none
+
+
+def test_a_game_ties_within_its_two_scores_errors_or_the_columns_floor() -> None:
+    assert game_tie(0.0, 0.01, 0.02, 2.0) == pytest.approx(2 * math.sqrt(0.0005))
+    assert game_tie(0.1, 0.01, 0.02, 2.0) == 0.1  # the measured floor is the larger
+    assert game_tie(0.05, None, 0.02, 2.0) == 0.05  # an unknown error: the column's tie alone
+    ids, matrix = ["a", "b"], [[0.30], [0.32]]
+    assert massey(ids, matrix, errors=[[0.0125], [0.0125]], error_sigmas=2.0) == {
+        "a": 0.0,
+        "b": 0.0,
+    }
+    assert massey(ids, matrix, errors=[[0.005], [0.005]], error_sigmas=2.0)["b"] > 0
+
+
+CHANCE_TASKS = ("genesys_mqar", "genesys_selective_copy", "genesys_induction")
+
+
+def chance_level_run() -> Archive:
+    """What was seen: the better loss loses the fitness to chance-level task noise.
+
+    ``seed`` has the better validation loss; ``crossover`` scores 0.26 to 0.27 against the
+    seed's 0.24 on three tasks at chance (0.25), on 1,200 items each (a standard error of
+    0.0125), and the same on cloze, which both learnt.
+    """
+    archive = Archive("run")
+    seed = {"genesys_cloze": 0.45, **dict.fromkeys(CHANCE_TASKS, 0.24)}
+    crossover = {"genesys_cloze": 0.45, **dict.fromkeys(CHANCE_TASKS, 0.27)}
+    for seq, record in enumerate(
+        (
+            scored("seed", 0, 1.327, seed, 1200),
+            scored("crossover", 1, 1.383, crossover, 1200),
+            scored(
+                "other", 2, 1.50, {"genesys_cloze": 0.40, **dict.fromkeys(CHANCE_TASKS, 0.25)}, 1200
+            ),
+        )
+    ):
+        record.seq = seq
+        archive.designs[record.id] = record
+    return archive
+
+
+def test_chance_level_columns_within_their_item_noise_rank_nothing() -> None:
+    archive = chance_level_run()
+    paper = fitness(archive, Selection(ties="exact"))
+    assert paper["crossover"] > paper["seed"]  # the paper's rule chases the three noisy columns
+    aware = fitness(archive, Selection(ties="noise", tie_sigmas=2.0))
+    assert aware["seed"] > aware["crossover"] > aware["other"]
+    _, kept, _, _ = ranking_matrix(archive.ordered(), margin=0.02, error_sigmas=2.0)
+    assert kept == ["genesys_cloze", "neg_val_loss"]  # 0.27 is within 2 x 0.0128 of 0.25
+    _, kept, _, _ = ranking_matrix(archive.ordered(), margin=0.02)
+    assert kept == ["genesys_cloze", *sorted(CHANCE_TASKS), "neg_val_loss"]

@@ -21,7 +21,7 @@ from genesys.engine.actions import Finish, InitSeeds, RecordFailure, StartSessio
 from genesys.engine.phase import NOTHING_RANKED_MESSAGE
 from genesys.engine.plan import Observed, plan
 from genesys.evolution.ranking import fitness, massey, ranking_matrix
-from genesys.evolution.selection import choose_operator, select_parents
+from genesys.evolution.selection import choose_operator, credit, operator_record, select_parents
 from genesys.store.archive import Archive, DesignRecord, Verification
 from genesys.store.documents import SessionOutcome
 
@@ -265,6 +265,43 @@ def test_operator_choice_renormalises_during_warmup() -> None:
     assert counts["crossover"] / 20_000 == pytest.approx(0.15 / 0.95, abs=0.015)
 
 
+def lineage(*designs: tuple[str, str, list[str]]) -> list[DesignRecord]:
+    return [DesignRecord(d, d, op, parents, seq) for seq, (d, op, parents) in enumerate(designs)]
+
+
+def test_an_operator_improved_when_its_design_beats_its_best_parent() -> None:
+    designs = lineage(
+        ("seed-a", "seed", []),
+        ("seed-b", "seed", []),
+        ("m1", "mutation", ["seed-a"]),  # 0.5 > 0.4: improved
+        ("m2", "mutation", ["seed-b"]),  # 0.1 < 0.9: not
+        ("x1", "crossover", ["seed-a", "seed-b"]),  # 0.6 < 0.9, its best parent: not
+        ("s1", "scratch", []),  # 0.3 < the median 0.45: not
+        ("m3", "mutation", ["unranked"]),  # no ranked parent: 0.45 > the median? no
+    )
+    scores = {"seed-a": 0.4, "seed-b": 0.9, "m1": 0.5, "m2": 0.1, "x1": 0.6, "s1": 0.3, "m3": 0.45}
+    record = operator_record(designs, scores)
+    assert record == {"mutation": (1, 3), "crossover": (0, 1), "scratch": (0, 1)}
+    assert credit(record, "mutation") == pytest.approx(2 * 2 / 5)
+    assert credit(record, "crossover") == pytest.approx(2 / 3)
+    assert credit({}, "mutation") == 1.0  # no record: the probability as given
+
+
+def test_adaptive_operators_shift_towards_the_one_that_improved() -> None:
+    record = {"mutation": (0, 8), "crossover": (6, 6)}
+    fixed, adaptive = GeneticOperators(), GeneticOperators(adaptive=True)
+    rng = random.Random(3)
+    same = Counter(choose_operator(rng, 100, fixed, record) for _ in range(20_000))
+    assert same["crossover"] / 20_000 == pytest.approx(0.15, abs=0.015)  # ignored unless adaptive
+    counts = Counter(choose_operator(rng, 100, adaptive, record) for _ in range(20_000))
+    weights = {"mutation": 0.80 * 0.2, "crossover": 0.15 * 2 * 7 / 8, "scratch": 0.05}
+    expected = weights["crossover"] / sum(weights.values())
+    assert counts["crossover"] / 20_000 == pytest.approx(expected, abs=0.015)
+    assert Counter(choose_operator(rng, 5, adaptive, record) for _ in range(100)) == {
+        "mutation": 100
+    }  # the warm-ups still hold
+
+
 def test_selector_first_parent_is_a_seed_until_warmup() -> None:
     record = archive(3, nano={"d0000": 0.6, "d0001": 0.5, "d0002": 0.4, "seed-gpt2": 0.3})
     scores = fitness(record)
@@ -325,7 +362,7 @@ def test_selector_explore_probability_is_honoured() -> None:
 
 def test_ranking_drops_columns_no_design_beats_baseline() -> None:
     record = archive(2, nano={"d0000": 0.26, "d0001": 0.255})
-    ids, columns, _ = ranking_matrix(record.ordered())
+    ids, columns, _, _ = ranking_matrix(record.ordered())
     assert "genesys_cloze" not in columns  # nobody beats 0.25 by 0.02
     assert "neg_val_loss" in columns
     assert set(ids) == {"d0000", "d0001"}

@@ -7,8 +7,13 @@
   multiple-choice task YAMLs in a temporary include directory, evaluated fully offline.
 - Cluster runs pass the standard lm-eval task names of the paper instead.
 
-What must stay true: metrics keep lm-eval's names (``acc``, ``acc_norm``, ...), keyed by task;
-evaluation never downloads anything for local tasks (``HF_DATASETS_OFFLINE=1``).
+Each accuracy comes with its closed-form standard error over the items (``acc_stderr``,
+``acc_norm_stderr``: sqrt(p (1 - p) / (n - 1)) over the task's n items, which is what lm-eval's
+closed form for a mean gives for 0/1 scores; no bootstrap is run). Selection uses it to tell differences of
+a few items apart from real ones (:mod:`genesys.evolution.ranking`).
+
+What must stay true: metrics keep lm-eval's names (``acc``, ``acc_norm``, ``acc_stderr``, ...),
+keyed by task; evaluation never downloads anything for local tasks (``HF_DATASETS_OFFLINE=1``).
 """
 
 from __future__ import annotations
@@ -219,11 +224,24 @@ def evaluate(
             skip = metric.endswith("_stderr") or metric in ("alias", "sample_len")
             if isinstance(value, int | float) and not skip and math.isfinite(float(value)):
                 clean[metric] = float(value)
-        metrics[task] = clean
+        samples = values.get("sample_len")
+        count = int(samples) if isinstance(samples, int | float) else None
+        metrics[task] = {**clean, **accuracy_stderrs(clean, count)}
     return metrics
 
 
-__all__ = ["GenesysLM", "evaluate", "local_task_names", "write_task_configs"]
+def accuracy_stderrs(metrics: dict[str, float], samples: int | None) -> dict[str, float]:
+    """``acc_stderr`` / ``acc_norm_stderr`` of a task scored on ``samples`` 0/1 items."""
+    if not samples or samples < 2:
+        return {}
+    return {
+        f"{name}_stderr": math.sqrt(metrics[name] * (1 - metrics[name]) / (samples - 1))
+        for name in ("acc", "acc_norm")
+        if name in metrics and 0 <= metrics[name] <= 1
+    }
+
+
+__all__ = ["GenesysLM", "accuracy_stderrs", "evaluate", "local_task_names", "write_task_configs"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -228,6 +228,12 @@ class GeneticOperators(ApiModel):
         le=100_000,
         description="Scratch is enabled once this many designs are implemented (paper: 20).",
     )
+    adaptive: bool = Field(
+        default=False,
+        description="Weigh each operator's probability by how often its designs so far beat "
+        "their parents' fitness (a scratch design: the median design's), smoothed by one "
+        "success and one failure per operator; false: the fixed probabilities (the paper's).",
+    )
 
 
 class Sessions(ApiModel):
@@ -519,16 +525,19 @@ class Selection(ApiModel):
     ties: Literal["noise", "exact"] = Field(
         default="noise",
         description="How the ranking treats small differences. noise: a difference between "
-        "two designs inside the noise floor measured with `genesys noise` (tieSigmas standard "
-        "deviations of a difference) is a tie; exact: every difference counts (the paper's "
-        "rule). A metric with no measured noise floor is compared exactly either way.",
+        "two designs inside the noise floor measured with `genesys noise`, or for a task's "
+        "accuracy inside the two scores' standard errors over the items (tieSigmas standard "
+        "deviations of a difference either way) is a tie, and a task no design scores above "
+        "random by tieSigmas standard errors is dropped; exact: every difference counts (the "
+        "paper's rule).",
     )
     tie_sigmas: float = Field(
         default=2.0,
         ge=0,
         le=10,
         description="With ties: noise, differences up to this many standard deviations of a "
-        "difference of two trainings (the noise floor times the square root of 2) are ties.",
+        "difference are ties: of two trainings (the noise floor times the square root of 2), "
+        "or of two accuracies (the root of the sum of their squared standard errors).",
     )
 
 

@@ -49,7 +49,13 @@ from genesys.engine.actions import (
     StartVerification,
 )
 from genesys.engine.state import Job, RungSummary, Waiting, design_id, in_budget, session_id
-from genesys.evolution.selection import choose_operator, select_parents, select_promotions
+from genesys.evolution.selection import (
+    OperatorRecord,
+    choose_operator,
+    operator_record,
+    select_parents,
+    select_promotions,
+)
 from genesys.store.archive import Archive, DesignRecord
 
 SESSION_FAILURE_FACTOR = 3  # at most this many sessions per design the run may still take
@@ -285,10 +291,14 @@ def session_start(
     designs: Sequence[DesignRecord],
     operators: GeneticOperators,
     selector: Selector,
+    record: OperatorRecord | None = None,
 ) -> StartSession:
-    """The index-th design session: its operator, parents and seed from (run seed, index)."""
+    """The index-th design session: its operator, parents and seed from (run seed, index).
+
+    ``record`` is the run's operator record, which weighs the operators when they are adaptive.
+    """
     rng = random.Random(f"{selector.seed}:session:{index}")
-    operator = choose_operator(rng, implemented, operators)
+    operator = choose_operator(rng, implemented, operators, record)
     wanted = PARENTS_OF[operator]
     parents = select_parents(
         rng, designs, selector.fitness, selector.confidence, wanted, selector.selection
@@ -326,9 +336,15 @@ def sessions(
         parallel=parallel,
     )
     designs = archive.ordered()
+    record = operator_record(designs, selector.fitness) if operators.adaptive and count else None
     return [
         session_start(
-            index, implemented=implemented, designs=designs, operators=operators, selector=selector
+            index,
+            implemented=implemented,
+            designs=designs,
+            operators=operators,
+            selector=selector,
+            record=record,
         )
         for index in range(known, known + count)
     ]

@@ -10,12 +10,22 @@ difference as the margin; the rating column's games weigh ``proposalRatingWeight
 1). The Massey ratings solve the weighted least-squares system of all games with ratings summing
 to zero.
 
-Noise-aware ties (``selection.ties: noise``, the default): where the run has measured a noise
-floor (``genesys noise``: the standard deviation sigma of a metric over trainings of one design
-with different seeds), a game whose difference is at most ``tieSigmas`` x sigma x sqrt(2) (the
-spread of a difference of two noisy values) is a tie: it counts as a game with margin 0, so
-selection stops chasing differences that retraining would change. ``ties: exact`` is the
-paper's rule, where every difference counts.
+Noise-aware ties (``selection.ties: noise``, the default) count a game as a tie (margin 0) when
+its difference is within ``tieSigmas`` standard deviations of what noise alone gives, so
+selection stops chasing differences that retraining or another draw of items would change.
+Two sources of noise are known, and the larger one sets the tie:
+
+- the run's measured noise floor (``genesys noise``: the standard deviation sigma of a metric
+  over trainings of one design with different seeds): a tie is within tieSigmas x sigma x
+  sqrt(2), the spread of a difference of two such values;
+- for an accuracy, its standard error over the evaluation items (``acc_stderr``, which every
+  evaluation records, sqrt(p (1 - p) / (n - 1)) for n items): a tie is within tieSigmas x
+  sqrt(se_a^2 + se_b^2). This needs no measurement, so it holds from the run's first design.
+
+Under noise ties an accuracy column is also kept only when some design beats random by more
+than tieSigmas of its standard error (besides ``baselineMargin``): a task every design scores at
+chance within its items' noise ranks nothing. ``ties: exact`` is the paper's rule, where every
+difference counts and only ``baselineMargin`` keeps a column.
 
 What must stay true: :func:`fitness` is the only fitness: the planner, the status, the report and
 ``genesys status`` all call it with the run's ``spec.selection``; it is a pure, deterministic
@@ -32,7 +42,7 @@ import numpy as np
 
 from genesys.api.discoveryrun import Selection
 from genesys.store.archive import Archive, DesignRecord
-from genesys.store.noise import LOSS
+from genesys.store.noise import LOSS, STDERR_SUFFIX
 
 RANDOM_BASELINES: dict[str, float] = {
     "genesys_mqar": 0.25,
@@ -83,26 +93,77 @@ def design_columns(design: DesignRecord) -> dict[str, float]:
     return columns
 
 
+def task_stderr(metrics: Mapping[str, float]) -> float | None:
+    """The standard error over the items of :func:`task_score`'s metric, where recorded."""
+    for key in ("acc_norm", "acc"):
+        if key in metrics:
+            value = metrics.get(key + STDERR_SUFFIX)
+            return float(value) if value is not None and math.isfinite(value) else None
+    return None
+
+
+def design_errors(design: DesignRecord) -> dict[str, float]:
+    """Each accuracy column's standard error over the items, for :func:`design_columns`' mean.
+
+    The mean of k rungs' scores has the error sqrt(sum of se^2) / k; a column with any
+    verification that recorded no standard error has none.
+    """
+    if design.quarantine is not None:
+        return {}
+    errors: dict[str, list[float | None]] = {}
+    for verification in design.verifications.values():
+        if verification.status != "succeeded":
+            continue
+        for task, metrics in verification.metrics.items():
+            if task_score(metrics) is not None:
+                errors.setdefault(task, []).append(task_stderr(metrics))
+    return {
+        task: math.sqrt(sum(e * e for e in known)) / len(known)
+        for task, values in errors.items()
+        if (known := [e for e in values if e is not None]) and len(known) == len(values)
+    }
+
+
 def ranking_matrix(
     designs: Sequence[DesignRecord],
     *,
     baselines: Mapping[str, float] = RANDOM_BASELINES,
     margin: float = 0.02,
-) -> tuple[list[str], list[str], list[list[float | None]]]:
-    """(design ids, kept columns, values) of the designs with any successful verification."""
-    rows = [(d.id, design_columns(d)) for d in designs]
-    rows = [(i, c) for i, c in rows if c]
-    names = sorted({name for _, columns in rows for name in columns})
+    error_sigmas: float = 0.0,
+) -> tuple[list[str], list[str], list[list[float | None]], list[list[float | None]]]:
+    """(design ids, kept columns, values, standard errors) of the designs that ranked.
+
+    Rows are the designs with any successful verification. An accuracy column is kept when a
+    design beats its random baseline by more than ``margin`` and by more than ``error_sigmas``
+    of its standard error over the items (0: the margin alone).
+    """
+    rows = [(d.id, design_columns(d), design_errors(d)) for d in designs]
+    rows = [(i, c, e) for i, c, e in rows if c]
+    names = sorted({name for _, columns, _ in rows for name in columns})
     kept = []
     for name in names:
         if name in (LOSS_COLUMN, RATING_COLUMN):
             kept.append(name)
             continue
         baseline = baselines.get(name, DEFAULT_BASELINE)
-        if any(columns.get(name, -math.inf) > baseline + margin for _, columns in rows):
+        needed = [max(margin, error_sigmas * errors.get(name, 0.0)) for _, _, errors in rows]
+        if any(
+            columns.get(name, -math.inf) - baseline > need
+            for (_, columns, _), need in zip(rows, needed, strict=True)
+        ):
             kept.append(name)
-    matrix = [[columns.get(name) for name in kept] for _, columns in rows]
-    return [i for i, _ in rows], kept, matrix
+    matrix = [[columns.get(name) for name in kept] for _, columns, _ in rows]
+    errors = [[errors.get(name) for name in kept] for _, _, errors in rows]
+    return [i for i, _, _ in rows], kept, matrix, errors
+
+
+def game_tie(
+    column_tie: float, error_a: float | None, error_b: float | None, error_sigmas: float
+) -> float:
+    """The largest tied difference of one game: the column's, or its two scores' errors'."""
+    if error_a is None or error_b is None:
+        return column_tie
+    return max(column_tie, error_sigmas * math.sqrt(error_a * error_a + error_b * error_b))
 
 
 def massey(
@@ -110,11 +171,15 @@ def massey(
     matrix: Sequence[Sequence[float | None]],
     weights: Sequence[float] | None = None,
     ties: Sequence[float] | None = None,
+    errors: Sequence[Sequence[float | None]] | None = None,
+    error_sigmas: float = 0.0,
 ) -> dict[str, float]:
     """Massey ratings from every column's pairwise games (standardised margins).
 
     ``weights`` scales each column's games (default 1 each); a column of weight 0 is ignored.
     ``ties`` gives each column the largest difference that is a tie (margin 0; default 0).
+    ``errors`` (shaped like ``matrix``) are the values' standard errors: a game whose difference
+    is within ``error_sigmas`` x sqrt(se_a^2 + se_b^2) is a tie too (:func:`game_tie`).
     """
     n = len(ids)
     if n == 0:
@@ -132,12 +197,15 @@ def massey(
         if len(values) < 2:
             continue
         scale = float(values.std()) or 1.0
-        tie = 0.0 if ties is None else float(ties[column])
+        column_tie = 0.0 if ties is None else float(ties[column])
         for a in range(len(present)):
             for b in range(a + 1, len(present)):
                 i, vi = present[a]
                 j, vj = present[b]
                 raw = float(vi) - float(vj)  # type: ignore[arg-type]
+                tie = column_tie
+                if errors is not None:
+                    tie = game_tie(column_tie, errors[i][column], errors[j][column], error_sigmas)
                 diff = 0.0 if abs(raw) <= tie else raw / scale
                 games[i, i] += weight
                 games[j, j] += weight
@@ -162,14 +230,18 @@ def fitness(archive: Archive, selection: Selection | None = None) -> dict[str, f
     defaults), for an archive whose spec is unknown.
     """
     settings = selection if selection is not None else Selection()
-    ids, columns, matrix = ranking_matrix(archive.ordered(), margin=settings.baseline_margin)
+    noisy = settings.ties == "noise"
+    sigmas = settings.tie_sigmas if noisy else 0.0
+    ids, columns, matrix, errors = ranking_matrix(
+        archive.ordered(), margin=settings.baseline_margin, error_sigmas=sigmas
+    )
     weights = [
         settings.proposal_rating_weight if name == RATING_COLUMN else 1.0 for name in columns
     ]
-    ties = None
-    if settings.ties == "noise":
-        ties = tie_margins(columns, archive.noise_floor(), settings.tie_sigmas)
-    return massey(ids, matrix, weights, ties)
+    if not noisy:
+        return massey(ids, matrix, weights)
+    ties = tie_margins(columns, archive.noise_floor(), settings.tie_sigmas)
+    return massey(ids, matrix, weights, ties, errors, sigmas)
 
 
 def column_noise(column: str, floor: Mapping[str, float]) -> float | None:
@@ -190,9 +262,12 @@ __all__ = [
     "RANDOM_BASELINES",
     "column_noise",
     "design_columns",
+    "design_errors",
     "fitness",
+    "game_tie",
     "massey",
     "ranking_matrix",
     "task_score",
+    "task_stderr",
     "tie_margins",
 ]

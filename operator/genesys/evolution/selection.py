@@ -7,7 +7,11 @@
   is uniform; with ``restart_probability`` (and always until ``seed_warmup`` designs are
   verified) the first parent is a seed.
 - Operators: mutation / crossover / scratch with their probabilities, crossover and scratch
-  enabled only after their warm-ups, renormalised.
+  enabled only after their warm-ups, renormalised. With ``operators.adaptive`` each probability
+  is also weighed by its operator's record in the run (:func:`operator_record`): a design
+  *improved* when its fitness beats its best parent's (a scratch design: the median ranked
+  design's), and the weight is 2 x (improved + 1) / (ranked + 2), so an operator with no record
+  keeps its probability and one whose designs keep losing to their parents fades.
 
 What must stay true: every function is pure given its ``random.Random``; an empty quadrant falls
 back to the nearest non-empty pool, so a choice is always made when any candidate exists; a
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Mapping, Sequence
 
 from genesys.api.discoveryrun import GeneticOperators, Selection
@@ -34,13 +39,52 @@ def confidence(design: DesignRecord, rung_points: Mapping[str, int]) -> int:
     return 2 + verified
 
 
-def choose_operator(rng: random.Random, implemented: int, operators: GeneticOperators) -> str:
-    """mutation, crossover or scratch, honouring the warm-ups."""
+OperatorRecord = dict[str, tuple[int, int]]
+"""Operator -> (its designs that improved on their parents, its designs ranked)."""
+
+
+def improved(design: DesignRecord, fitness: Mapping[str, float], median: float) -> bool:
+    """True when a ranked design's fitness beats its best ranked parent's (or ``median``)."""
+    parents = [fitness[p] for p in design.parents if p in fitness]
+    return fitness[design.id] > (max(parents) if parents else median)
+
+
+def operator_record(
+    designs: Sequence[DesignRecord], fitness: Mapping[str, float]
+) -> OperatorRecord:
+    """Each operator's designs that improved on their parents, and its designs ranked."""
+    if not fitness:
+        return {}
+    median = statistics.median(fitness.values())
+    record: OperatorRecord = {}
+    for design in designs:
+        if design.is_seed or design.id not in fitness:
+            continue
+        wins, ranked = record.get(design.operator, (0, 0))
+        record[design.operator] = (wins + improved(design, fitness, median), ranked + 1)
+    return record
+
+
+def credit(record: OperatorRecord, operator: str) -> float:
+    """An operator's weight from its record: 2 (wins + 1) / (ranked + 2); 1 with no record."""
+    wins, ranked = record.get(operator, (0, 0))
+    return 2 * (wins + 1) / (ranked + 2)
+
+
+def choose_operator(
+    rng: random.Random,
+    implemented: int,
+    operators: GeneticOperators,
+    record: OperatorRecord | None = None,
+) -> str:
+    """mutation, crossover or scratch, honouring the warm-ups (and ``record`` when adaptive)."""
     weights = {
         "mutation": operators.mutation,
         "crossover": operators.crossover if implemented >= operators.crossover_warmup else 0.0,
         "scratch": operators.scratch if implemented >= operators.scratch_warmup else 0.0,
     }
+    if operators.adaptive and record:
+        weights = {name: weight * credit(record, name) for name, weight in weights.items()}
     total = sum(weights.values())
     if total <= 0:
         return "mutation"
@@ -132,4 +176,14 @@ def select_promotions(
     return chosen
 
 
-__all__ = ["choose_operator", "confidence", "select_parents", "select_promotions", "top"]
+__all__ = [
+    "OperatorRecord",
+    "choose_operator",
+    "confidence",
+    "credit",
+    "improved",
+    "operator_record",
+    "select_parents",
+    "select_promotions",
+    "top",
+]

@@ -27,6 +27,7 @@ from genesys.store.documents import StoreDocument, VerificationResult
 
 NOISE_PREFIX = "noise"
 LOSS = "val_loss"
+STDERR_SUFFIX = "_stderr"
 
 
 def sample_std(values: Sequence[float]) -> float | None:
@@ -58,13 +59,18 @@ class NoiseFloor(StoreDocument):
 
 
 def result_figures(result: VerificationResult) -> dict[str, float]:
-    """The figures a noise floor compares: validation loss and every task's metrics."""
+    """The figures a noise floor compares: validation loss and every task's scores.
+
+    A score's standard error over the items (``acc_stderr``) describes one evaluation, not
+    a figure that retraining moves, so it is left out.
+    """
     figures: dict[str, float] = {}
     if result.val_loss is not None:
         figures[LOSS] = float(result.val_loss)
     for task, metrics in sorted(result.eval.items()):
         for metric, value in sorted(metrics.items()):
-            figures[f"{task}/{metric}"] = float(value)
+            if not metric.endswith(STDERR_SUFFIX):
+                figures[f"{task}/{metric}"] = float(value)
     return figures
 
 
@@ -126,6 +132,7 @@ def render(floor: NoiseFloor) -> str:
 __all__ = [
     "LOSS",
     "NOISE_PREFIX",
+    "STDERR_SUFFIX",
     "NoiseFloor",
     "collect",
     "noise_key",
