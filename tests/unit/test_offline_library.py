@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from genesys.agents.design_cli import main
+from genesys.agents.genetic_operators import grid_steps
 from genesys.agents.library import (
     HYPERPARAMETER_VARIANTS,
     PARAMETER_FREE_UNITS,
@@ -245,9 +246,23 @@ def test_mutation_replacing_ttt_removes_its_conv_and_adding_it_installs_one() ->
 
 
 def test_mutation_neighbourhood_of_gpt2_is_complete() -> None:
-    # seq_norm, channel_norm: Identity; seq_mixer: 4 mixers + rotary_base; channel_mixer: 3 + 3
+    # seq_norm, channel_norm: Identity; seq_mixer: 4 mixers + rotary_base 500000;
+    # channel_mixer: 3 mixers + hidden_ratio one step from 8/3 (2 and 3, never 4)
     hashes = {tree_hash(mutate(seed("gpt2"), random.Random(v), LIBRARY)[0]) for v in range(600)}
-    assert len(hashes) == 13
+    assert len(hashes) == 12
+
+
+def test_a_hyperparameter_moves_one_step_along_its_grid() -> None:
+    assert grid_steps((16, 32, 64), 32) == [16, 64]
+    assert grid_steps((64, 16, 32), 16) == [32]  # the grid is sorted first; an end has one step
+    assert grid_steps((16, 32, 64), 24) == [16, 32, 64]  # off the grid: any value
+    values = set()
+    for v in range(300):
+        child, _ = mutate(seed("gpt2"), random.Random(v), LIBRARY)
+        mlp = child.units.get("SwiGLUMLP")
+        if mlp is not None and "hidden_ratio" in mlp.hyperparameters:
+            values.add(mlp.hyperparameters["hidden_ratio"])
+    assert values == {2.0, 3.0}
 
 
 # ---------------------------------------------------------------- crossover
@@ -382,7 +397,7 @@ def test_propose_motivation_contrasts_attention_and_recurrence() -> None:
 def test_propose_avoids_known_hashes() -> None:
     parent = seed("gpt2")
     known = {tree_hash(parent)}
-    for _ in range(11):  # 13 single mutations, one of them (ZeroMixer after RMSNorm) dead
+    for _ in range(10):  # 12 single mutations, one of them (ZeroMixer after RMSNorm) dead
         proposal = propose(
             "mutation",
             [parent],
@@ -395,7 +410,7 @@ def test_propose_avoids_known_hashes() -> None:
         assert proposal.hash not in known
         assert "ZeroMixer" not in proposal.document["units"]
         known.add(proposal.hash)
-    assert len(known) == 12
+    assert len(known) == 11
 
 
 def test_propose_raises_when_everything_is_known() -> None:

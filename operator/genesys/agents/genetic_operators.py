@@ -5,8 +5,12 @@ units of :mod:`genesys.agents.library` as its only vocabulary:
 
 - **mutation** (1 parent): one slot, possibly nested (``seq_mixer.conv``), either gets a
   different unit of the same kind (with default hyper-parameters and default children) or keeps
-  its unit with one hyper-parameter moved to another allowed value. Every unit outside that
-  slot's subtree is untouched; units no longer reachable are removed.
+  its unit with one hyper-parameter moved one step along its grid of allowed values. The grids
+  of :data:`~genesys.agents.library.HYPERPARAMETER_VARIANTS` are (close to) geometric, so a
+  step multiplies or divides the value by about the same ratio: a search on a log scale, where
+  repeated mutations climb towards a better value instead of jumping anywhere. A value off its
+  grid (a design written by hand or an LLM) may move to any grid value. Every unit outside
+  that slot's subtree is untouched; units no longer reachable are removed.
 - **crossover** (2 parents): start from parent ``a`` and graft the subtree bound at one slot of
   parent ``b``, hyper-parameters included, into the same slot; a slot whose graft would change a
   unit ``a`` still uses elsewhere is skipped. The child differs from both parents.
@@ -226,8 +230,17 @@ def _replacements(tree: UnitTree, slot: Slot, library: Library) -> list[str]:
     ]
 
 
+def grid_steps(grid: Sequence[Any], current: Any) -> list[Any]:
+    """The grid values one step below and above ``current``; every grid value when it is off."""
+    ordered = sorted(grid)
+    if current not in ordered:
+        return ordered
+    index = ordered.index(current)
+    return [ordered[i] for i in (index - 1, index + 1) if 0 <= i < len(ordered)]
+
+
 def _perturbations(tree: UnitTree, slot: Slot, library: Library) -> list[tuple[str, Any]]:
-    """(hyper-parameter, new value) pairs for the unit bound at ``slot``, if it is alone there."""
+    """(hyper-parameter, one step on its grid) pairs for the unit at ``slot``, if alone there."""
     if not _matches_library(tree, slot.unit, library) or _binding_count(tree, slot.unit) != 1:
         return []
     unit = tree.units[slot.unit]
@@ -236,8 +249,7 @@ def _perturbations(tree: UnitTree, slot: Slot, library: Library) -> list[tuple[s
     return [
         (parameter, value)
         for parameter, values in sorted(choices.items())
-        for value in values
-        if value != current.get(parameter)
+        for value in grid_steps(values, current.get(parameter))
     ]
 
 
@@ -431,6 +443,7 @@ __all__ = [
     "check_operator",
     "crossover",
     "generate",
+    "grid_steps",
     "mutate",
     "scratch",
     "tree_slots",
