@@ -124,7 +124,7 @@ def test_library_never_perturbs_norms_or_units_without_hyperparameters() -> None
         assert LIBRARY[name].hyperparameter_choices == {}
     assert LIBRARY["SwiGLUMLP"].hyperparameter_choices == {"hidden_ratio": (2.0, 8 / 3, 3.0, 4.0)}
     assert LIBRARY["Mamba2Mixer"].hyperparameter_choices == {
-        "d_state": (16, 32, 64),
+        "d_state": (8, 16, 32, 64),
         "expand": (1, 2),
     }
 

@@ -52,7 +52,7 @@ HYPERPARAMETER_VARIANTS: dict[str, dict[str, tuple[Any, ...]]] = {
     "RWKV6ChannelMix": {"hidden_ratio": (2.5, 3.5)},
     # -- sequence mixers
     "RotaryMHA": {"rotary_base": (10000.0, 500000.0)},
-    "Mamba2Mixer": {"d_state": (16, 32, 64), "expand": (1, 2)},
+    "Mamba2Mixer": {"d_state": (8, 16, 32, 64), "expand": (1, 2)},
     "TTTLinear": {"mini_batch": (16, 32)},
     "MultiScaleRetention": {"value_factor": (1, 2)},
     "RWKV6TimeMix": {"mix_rank": (16, 32)},
