@@ -7,10 +7,11 @@
   multiple-choice task YAMLs in a temporary include directory, evaluated fully offline.
 - Cluster runs pass the standard lm-eval task names of the paper instead.
 
-Each accuracy comes with its closed-form standard error over the items (``acc_stderr``,
-``acc_norm_stderr``: sqrt(p (1 - p) / (n - 1)) over the task's n items, which is what lm-eval's
-closed form for a mean gives for 0/1 scores; no bootstrap is run). Selection uses it to tell differences of
-a few items apart from real ones (:mod:`genesys.evolution.ranking`).
+Each accuracy comes with its standard error over the items (``acc_stderr``,
+``acc_norm_stderr``: sqrt(p (1 - p) / (n - 1)) over the task's n items, lm-eval's closed form
+for a mean of 0/1 scores; no bootstrap is run). Selection uses it to tell differences of a few
+items from real ones (:mod:`genesys.evolution.ranking`). Choices with one-token answers and a
+shared context are scored from one forward pass (:meth:`GenesysLM._rows`).
 
 What must stay true: metrics keep lm-eval's names (``acc``, ``acc_norm``, ``acc_stderr``, ...),
 keyed by task; evaluation never downloads anything for local tasks (``HF_DATASETS_OFFLINE=1``).
@@ -87,33 +88,51 @@ class GenesysLM(LM):  # type: ignore[misc]
         """The tokenizer's name (for lm-eval's caches)."""
         return self.tok.name
 
+    def _rows(
+        self, pairs: Sequence[tuple[list[int], list[int]]]
+    ) -> list[tuple[list[int], list[tuple[int, int, int]]]]:
+        """Model inputs, each with the (request, first, last) spans of its logits it scores.
+
+        A request's input is its context and continuation, minus the last token, cut to the
+        context length from the left. Requests with one-token continuations and the same
+        context share one input: the log-probabilities at its last position score every
+        choice of a multiple-choice item at once (what lm-eval asks for its synthetic tasks,
+        whose answers are single characters), instead of one forward pass per choice.
+        """
+        rows: list[tuple[list[int], list[tuple[int, int, int]]]] = []
+        shared: dict[tuple[int, ...], int] = {}
+        for index, (context, continuation) in enumerate(pairs):
+            inputs = (context + continuation)[-(self.max_length + 1) :][:-1]
+            span = (index, len(inputs) - len(continuation), len(inputs))
+            if len(continuation) != 1:
+                rows.append((inputs, [span]))
+                continue
+            row = shared.setdefault(tuple(inputs), len(rows))
+            if row == len(rows):
+                rows.append((inputs, []))
+            rows[row][1].append(span)
+        return rows
+
     def _score(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """Log-probability of each continuation given its context, and greediness."""
-        order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+        rows = self._rows(pairs)
+        order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
         results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            rows, spans = [], []
-            for index in chunk:
-                context, continuation = pairs[index]
-                whole = (context + continuation)[-(self.max_length + 1) :]
-                inputs = whole[:-1]
-                spans.append((len(inputs) - len(continuation), len(inputs)))
-                rows.append(inputs)
-            width = max(len(r) for r in rows)
-            batch = torch.zeros(len(rows), width, dtype=torch.long)
-            for i, row in enumerate(rows):
-                batch[i, : len(row)] = torch.tensor(row)
+            chunk = [rows[r] for r in order[start : start + self.batch_size]]
+            width = max(len(inputs) for inputs, _ in chunk)
+            batch = torch.zeros(len(chunk), width, dtype=torch.long)
+            for i, (inputs, _) in enumerate(chunk):
+                batch[i, : len(inputs)] = torch.tensor(inputs)
             with torch.no_grad():
                 logits, _ = self.model(batch.to(self._device))
                 logprobs = F.log_softmax(logits.float(), dim=-1).cpu()
-            for i, index in enumerate(chunk):
-                first, last = spans[i]
-                continuation = pairs[index][1]
-                target = torch.tensor(continuation)
-                picked = logprobs[i, first:last].gather(-1, target[:, None]).squeeze(-1)
-                greedy = bool((logprobs[i, first:last].argmax(-1) == target).all())
-                results[index] = (float(picked.sum()), greedy)
+            for i, (_, spans) in enumerate(chunk):
+                for index, first, last in spans:
+                    target = torch.tensor(pairs[index][1])
+                    picked = logprobs[i, first:last].gather(-1, target[:, None]).squeeze(-1)
+                    greedy = bool((logprobs[i, first:last].argmax(-1) == target).all())
+                    results[index] = (float(picked.sum()), greedy)
         return results
 
     def loglikelihood(self, requests: Iterable[Any]) -> list[tuple[float, bool]]:
