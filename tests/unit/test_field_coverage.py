@@ -165,6 +165,10 @@ CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
     "sessions.operators.scratch": (0.5, None),
     "sessions.operators.crossoverWarmup": (40, None),
     "sessions.operators.scratchWarmup": (0, None),
+    "sessions.operators.adaptive": (
+        True,
+        {"sessions": {"operators": {"crossoverWarmup": 0, "scratchWarmup": 0}}},
+    ),
     "sessions.searchRounds": (1, None),
     "sessions.proposalPassRating": (3.0, None),
     "sessions.observerPassRating": (4.0, None),
