@@ -1,32 +1,45 @@
 """Operator scale: many runs with many designs against a Kubernetes API on loopback (kmock).
 
-A child process serves the Kubernetes API (the emulator of ``tests/support/kube.py``) and S3
-(moto). This process plays the operator, calling the controller's reconcile exactly as the kopf
-handlers do (read the run, reconcile, write the status), round-robin over ``--runs`` runs of
-``--designs`` designs each, and a fake Job controller that completes every Job at once (a
-session Job writes its design and outcome to the store; a training Job writes a result).
+A child process serves the Kubernetes API (the emulator of ``tests/support/kube.py``, its
+request history drained as it goes, so its cost per request stays flat) and S3 (moto, one bucket
+per run: moto scans a whole bucket on every list and conditional put, which S3 does not). This
+process plays the operator as the kopf handlers do: a :class:`RunState` per run, one
+:class:`JobCache` fed by a real watch of every run's Jobs, reconciles of different runs on
+``--workers`` threads (one at a time per run: read the run, reconcile with at most
+``--max-creates`` creates, write the status), reports rendered on the report thread. Between
+rounds, a fake Job controller completes every Job at once (a session Job writes its design and
+outcome to the store; a training Job writes a result).
 
 It prints, measured in this run:
 
-- reconcile latency p50 / p95 (target: p95 < 1 s), and the ratio of the archive load (the
-  store part of a reconcile) without the store cache (every object read again) to with it,
-  on the same final state;
-- Kubernetes API requests per design made by the operator side;
-- this process's peak RSS (target < 300 MB; it includes the fake Job controller).
+- the wall time (target < 20 min at 20 runs x 200 designs);
+- reconcile latency p50 / p95 / p99 over all reconciles and over the first and last quarter
+  (target: p95 < 1 s; the last quarter's p95 at most 1.5x the first's);
+- the store part of a reconcile on one run's final state: a full rebuild of its archive
+  against the incremental refresh of its index;
+- Kubernetes API requests per design made by the operator side (target <= 5), by verb;
+- this process's peak RSS (target < 300 MB; it includes the fake Job controller) and its growth
+  per 1,000 designs after the first quarter;
+- and, stated as a projection, what 100 runs x 2,000 designs would cost at the measured
+  per-design rates.
 
-Run: ``.venv/bin/python -m benchmarks.operator_scale [--runs 20] [--designs 200]``.
+Run: ``.venv/bin/python -m benchmarks.operator_scale [--runs 20] [--designs 200] [--workers 2]
+[--max-creates 12]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing
 import resource
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -36,6 +49,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "bench"
 USER_AGENT = "genesys-operator-bench"
+DRAIN_SECONDS = 0.5
 
 
 # ---------------------------------------------------------------------------------- servers
@@ -64,21 +78,58 @@ def serve(conn: Connection) -> None:
         aws_secret_access_key="x",
     ).create_bucket(Bucket=BUCKET)
     with running_kmock(fail_on_server_errors=False) as kube:
+        agents: collections.Counter[str] = collections.Counter()
+        kinds: collections.Counter[str] = collections.Counter()  # the operator's, by verb
+        guard, stop = threading.Lock(), threading.Event()
+
+        def drain() -> None:  # count by User-Agent, and keep kmock's cost per request flat
+            with guard:
+                for request in kube.drain_requests():
+                    agent = str(request.headers.get("User-Agent", ""))
+                    agents[agent] += 1
+                    if USER_AGENT in agent:
+                        kinds[request_kind(str(request.method.value), request.url.path)] += 1
+
+        def drain_often() -> None:
+            while not stop.wait(DRAIN_SECONDS):
+                drain()
+
+        drainer = threading.Thread(target=drain_often, daemon=True)
+        drainer.start()
         conn.send((kube.url, endpoint))
         while True:
             message = conn.recv()
             if message == "stop":
                 break
-            agent = str(message)
-            requests = kube.requests()
-            conn.send(sum(1 for r in requests if agent in str(r.headers.get("User-Agent", ""))))
+            drain()
+            with guard:
+                total = sum(n for agent, n in agents.items() if str(message) in agent)
+                conn.send((total, dict(kinds)))
+        stop.set()
+        drainer.join()
     s3.stop()
+
+
+def request_kind(method: str, path: str) -> str:
+    """``VERB resource`` of an API request path (``POST jobs``, ``PATCH designs/status``)."""
+    parts = [part for part in path.strip("/").split("/") if part]
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[-1:]
+    resource = parts[0] if parts else path
+    if len(parts) >= 3:
+        resource += f"/{parts[2]}"
+    watch = method == "GET" and path.endswith("jobs") and len(parts) == 1
+    return f"{'LIST/WATCH' if watch else method} {resource}"
 
 
 # ----------------------------------------------------------------------------------- runs
 
 
-def run_document(name: str, designs: int, parallel: int, endpoint: str) -> dict[str, Any]:
+def run_document(
+    name: str, designs: int, parallel: int, endpoint: str, bucket: str = BUCKET
+) -> dict[str, Any]:
     """A DiscoveryRun (in its own namespace) that the fake controller completes at once."""
     return {
         "apiVersion": "genesys.dev/v1alpha1",
@@ -92,10 +143,10 @@ def run_document(name: str, designs: int, parallel: int, endpoint: str) -> dict[
             "verification": {
                 "scheduler": "kubernetes",
                 "maxParallelJobsPerRung": 64,
-                "data": {"shards": f"s3://{BUCKET}/data", "tokenizer": "byte", "vocabSize": 256},
+                "data": {"shards": f"s3://{bucket}/data", "tokenizer": "byte", "vocabSize": 256},
                 "resources": {"gpus": 0, "cpu": "1", "memory": "1Gi"},
             },
-            "storage": {"s3": {"bucket": BUCKET, "prefix": name, "endpointUrl": endpoint}},
+            "storage": {"s3": {"bucket": bucket, "prefix": name, "endpointUrl": endpoint}},
         },
     }
 
@@ -105,12 +156,13 @@ def argument(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]
 
 
-def complete(store: Any, job: Any, seed_document: dict[str, Any]) -> None:
-    """Do what the Job's pod would have written to the run's store."""
-    args = list(job.spec.template.spec.containers[0].args or [])
+def complete(store: Any, job: dict[str, Any], seed_document: dict[str, Any]) -> None:
+    """Do what the Job's pod would have written to the run's store (``store``: the bucket)."""
+    root = f"{store.uri.rstrip('/')}/"
+    args = list(job["spec"]["template"]["spec"]["containers"][0].get("args") or [])
     if "design" in args[:2]:
         session = argument(args, "--session")
-        run_store = store.child(argument(args, "--store").split(f"s3://{BUCKET}/", 1)[1])
+        run_store = store.child(argument(args, "--store").split(root, 1)[1])
         design_id = argument(args, "--design-id")
         parents = [p for p in argument(args, "--parents").split(",") if p]
         document = json.loads(json.dumps(seed_document))
@@ -127,7 +179,7 @@ def complete(store: Any, job: Any, seed_document: dict[str, Any]) -> None:
         run_store.put_text(f"sessions/{session}/session.json", json.dumps(outcome))
         return
     out = argument(args, "--out")
-    key = out.split(f"s3://{BUCKET}/", 1)[1] + "/result.json"
+    key = out.split(root, 1)[1] + "/result.json"
     design = argument(args, "--design").rstrip("/").split("/")[-2]
     salt = sum(map(ord, design)) % 97 / 97
     result = {
@@ -143,19 +195,53 @@ def complete(store: Any, job: Any, seed_document: dict[str, Any]) -> None:
 
 
 def finish_jobs(batch: Any, namespace: str, store: Any, seed_document: dict[str, Any]) -> int:
-    """Complete every unfinished Job of a namespace (the fake Job controller); how many."""
+    """Complete every unfinished Job of a namespace (the fake Job controller); how many.
+
+    Jobs are read as JSON, not as client models: the controller's own memory stays small.
+    """
     done = 0
-    for job in batch.list_namespaced_job(namespace).items:
-        if (job.status and job.status.conditions) or not job.metadata.labels:
+    response = batch.list_namespaced_job(namespace, _preload_content=False)
+    for job in json.loads(response.data)["items"]:
+        containers = job["spec"]["template"]["spec"]["containers"]
+        if (job.get("status") or {}).get("conditions") or not job["metadata"].get("labels"):
             continue
-        if (job.spec.template.spec.containers[0].args or [])[:1] == ["check-server"]:
+        if (containers[0].get("args") or [])[:1] == ["check-server"]:
             continue  # a session's check pod serves until the operator deletes it
         complete(store, job, seed_document)
         condition = {"type": "Complete", "status": "True", "reason": "Completed"}
         status = {"status": {"succeeded": 1, "conditions": [condition]}}
-        batch.patch_namespaced_job_status(job.metadata.name, namespace, status)
+        batch.patch_namespaced_job_status(job["metadata"]["name"], namespace, status)
         done += 1
     return done
+
+
+# ---------------------------------------------------------------------------------- watch
+
+
+def watch_jobs(kube_url: str, cache: Any, stop: threading.Event) -> None:
+    """The operator's Job watch (kopf's genesys-job-event): every run's Jobs into ``cache``."""
+    from kubernetes import client, watch
+
+    from genesys.api.labels import LABEL_RUN
+
+    api = client.ApiClient(client.Configuration(host=kube_url))
+    api.user_agent = USER_AGENT  # the operator's own requests
+    batch = client.BatchV1Api(api)
+    while not stop.is_set():
+        stream = watch.Watch()
+        try:
+            for event in stream.stream(
+                batch.list_job_for_all_namespaces,
+                label_selector=LABEL_RUN,
+                timeout_seconds=5,
+                _request_timeout=30,
+            ):
+                cache.observe(event["type"], api.sanitize_for_serialization(event["object"]))
+                if stop.is_set():
+                    break
+        except Exception:  # a dropped watch is restarted, and every run lists its Jobs again
+            cache.invalidate()
+            time.sleep(0.2)
 
 
 # ------------------------------------------------------------------------------------- main
@@ -167,6 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--designs", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=16, help="sessions at once per run")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="reconciles at once (the operator's GENESYS_WORKERS; 2: one per core here)",
+    )
+    parser.add_argument(
+        "--max-creates", type=int, default=12, help="objects one reconcile may create"
+    )
     args = parser.parse_args(argv)
     import os
 
@@ -186,6 +281,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass
+class Sample:
+    """One reconcile: when it started (s into the drive), how long it took, its CPU time."""
+
+    started: float
+    seconds: float
+    cpu: float
+
+
+def rss_mb() -> float:
+    """The resident memory of this process now (MB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_growth(memory: list[tuple[int, float]]) -> tuple[float, float]:
+    """(RSS MB, MB per 1,000 designs) from the first quarter of the designs to the end.
+
+    The first quarter is left out: its growth is the imports and caches of a first use.
+    """
+    total = memory[-1][0]
+    start = next((point for point in memory if point[0] >= total / 4), memory[0])
+    grown = memory[-1][1] - start[1]
+    return memory[-1][1], max(0.0, grown) / max(1, total - start[0]) * 1000
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by the nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
 def measure(
     args: argparse.Namespace,
     kube_url: str,
@@ -201,16 +330,28 @@ def measure(
     ``latencies``, when given, receives each reconcile's latency
     (``benchmarks.telemetry_overhead``).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from kubernetes import client
 
     from genesys.api.discoveryrun import Phase
-    from genesys.controller.handlers import read_run, write_status
+    from genesys.backends.jobcache import JobCache
+    from genesys.backends.kubernetes import RunState
+    from genesys.controller.handlers import (
+        publish_in_background,
+        read_run,
+        reports_written,
+        write_status,
+    )
     from genesys.controller.reconcile import reconcile
     from genesys.store import open_store
-    from genesys.store.archive import DocumentCache
     from genesys_trainer.seeds import load_seed
 
-    api = client.ApiClient(client.Configuration(host=kube_url))
+    workers = int(getattr(args, "workers", 2))
+    max_creates = int(getattr(args, "max_creates", 12))
+    configuration = client.Configuration(host=kube_url)
+    configuration.connection_pool_maxsize = workers + 2
+    api = client.ApiClient(configuration)
     api.user_agent = USER_AGENT
     helper = client.ApiClient(client.Configuration(host=kube_url))
     helper.user_agent = "bench-fake-controller"
@@ -218,66 +359,172 @@ def measure(
         crd = yaml.safe_load(path.read_text(encoding="utf-8"))
         client.ApiextensionsV1Api(helper).create_custom_resource_definition(crd)
     custom, batch = client.CustomObjectsApi(helper), client.BatchV1Api(helper)
-    store = open_store(f"s3://{BUCKET}", endpoint_url=s3_url)
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
+    stores = {}  # each run in its own bucket: moto scans a whole bucket on every list and
+    for name in [f"run-{index:02d}" for index in range(args.runs)]:  # conditional put (S3 not)
+        s3.create_bucket(Bucket=f"{BUCKET}-{name}")
+        stores[name] = open_store(f"s3://{BUCKET}-{name}", endpoint_url=s3_url)
     seed_document = load_seed("gpt2").to_json()
     names = [f"run-{index:02d}" for index in range(args.runs)]
     for name in names:
-        document = run_document(name, args.designs, args.parallel, s3_url)
+        document = run_document(name, args.designs, args.parallel, s3_url, f"{BUCKET}-{name}")
         custom.create_namespaced_custom_object(
             "genesys.dev", "v1alpha1", name, "discoveryruns", document
         )
-    caches = {name: DocumentCache() for name in names}
-    ingested: dict[str, set[str]] = {name: set() for name in names}
-    latencies = [] if latencies is None else latencies
+    job_cache = JobCache()
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_jobs, args=(kube_url, job_cache, stop), daemon=True)
+    watcher.start()
+    states = {name: RunState() for name in names}
+    samples: list[Sample] = []
     reconcile_fn = reconcile if reconcile_fn is None else reconcile_fn
+    memory: list[tuple[int, float]] = []  # (designs in the archives, RSS MB) after each round
     started = time.monotonic()
+
+    def reconcile_run(name: str) -> bool:
+        """Reconcile one run as the kopf handler does; True once it has finished."""
+        body = read_run(name, name, api)
+        assert body is not None
+        tick, cpu = time.perf_counter(), time.thread_time()
+        outcome = reconcile_fn(
+            body,
+            api_client=api,
+            state=states[name],
+            job_cache=job_cache,
+            max_creates=max_creates,
+            publish=publish_in_background,  # as the kopf handlers do
+        )
+        if outcome.status != (body.get("status") or {}):
+            write_status(name, name, outcome.status, api)
+        elapsed = time.perf_counter() - tick
+        samples.append(Sample(tick - started_perf, elapsed, time.thread_time() - cpu))
+        return bool(Phase(outcome.phase).is_terminal())
+
+    started_perf = time.perf_counter()
     pending = set(names)
-    while pending:
-        for name in sorted(pending):
-            body = read_run(name, name, api)
-            assert body is not None
-            tick = time.perf_counter()
-            outcome = reconcile_fn(
-                body, api_client=api, cache=caches[name], ingested=ingested[name]
-            )
-            if outcome.status != (body.get("status") or {}):
-                write_status(name, name, outcome.status, api)
-            latencies.append(time.perf_counter() - tick)
-            if Phase(outcome.phase).is_terminal():
-                pending.discard(name)
-        for name in names:
-            finish_jobs(batch, name, store, seed_document)
+    rounds = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # one reconcile at a time per run
+        while pending:
+            rounds += 1
+            order = sorted(pending)
+            outcomes = list(pool.map(reconcile_run, order))
+            finished = [name for name, done in zip(order, outcomes, strict=True) if done]
+            pending.difference_update(finished)
+            for name in names:
+                finish_jobs(batch, name, stores[name], seed_document)
+            done = sum(len(s.index.archive().designs) for s in states.values())
+            memory.append((done, rss_mb()))
+            if rounds % 10 == 0:
+                print(
+                    f"  round {rounds}: {len(samples)} reconciles, {done} designs, "
+                    f"{len(pending)} runs left, {time.monotonic() - started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    reports_written()  # the runs' reports, rendered on the report thread
     wall = time.monotonic() - started
+    stop.set()
+    watcher.join(timeout=30)
     from genesys.store.archive import load_archive
 
-    uncached, cached = [], []
-    first = store.child(f"{names[0]}/runs/{names[0]}/{names[0]}")  # prefix/runs/<ns>/<name>
-    for _ in range(3):  # the store part of a reconcile, on the final state: without, with cache
+    first = stores[names[0]].child(f"{names[0]}/runs/{names[0]}/{names[0]}")  # <ns>/<name>
+    full, incremental = [], []
+    for _ in range(3):  # the store part of a reconcile, on the final state: rebuild vs refresh
         tick = time.perf_counter()
-        load_archive(first, names[0], cache=DocumentCache())
-        uncached.append(time.perf_counter() - tick)
+        load_archive(first, names[0])
+        full.append(time.perf_counter() - tick)
         tick = time.perf_counter()
-        load_archive(first, names[0], cache=caches[names[0]])
-        cached.append(time.perf_counter() - tick)
+        states[names[0]].index.refresh(first)
+        states[names[0]].index.archive()
+        incremental.append(time.perf_counter() - tick)
     conn.send(USER_AGENT)
-    requests = int(conn.recv())
+    requests, kinds = conn.recv()
+    if latencies is not None:
+        latencies.extend(sample.seconds for sample in samples)
+    return report(
+        args,
+        samples,
+        wall=wall,
+        requests=int(requests),
+        kinds=kinds,
+        rss=rss_growth(memory),
+        store_load=(statistics.median(full), statistics.median(incremental)),
+        designs_done=sum(len(s.index.archive().designs) for s in states.values()),
+    )
+
+
+def quarter_line(label: str, samples: list[Sample]) -> str:
+    """p50 / p95 / p99 of some reconciles, in ms."""
+    seconds = [sample.seconds for sample in samples]
+    return (
+        f"{label}: p50 {percentile(seconds, 50) * 1000:.0f} ms, "
+        f"p95 {percentile(seconds, 95) * 1000:.0f} ms, p99 {percentile(seconds, 99) * 1000:.0f} ms"
+        f" ({len(seconds)} reconciles)"
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    samples: list[Sample],
+    *,
+    wall: float,
+    requests: int,
+    kinds: dict[str, int],
+    rss: tuple[float, float],
+    store_load: tuple[float, float],
+    designs_done: int,
+) -> str:
+    """The printed figures, and the projection to 100 runs x 2,000 designs."""
+    ordered = sorted(samples, key=lambda sample: sample.started)
+    quarter = max(1, len(ordered) // 4)
+    seconds = [sample.seconds for sample in ordered]
+    p95 = percentile(seconds, 95)
+    first_p95 = percentile([s.seconds for s in ordered[:quarter]], 95)
+    last_p95 = percentile([s.seconds for s in ordered[-quarter:]], 95)
+    growth = last_p95 / first_p95
     designs = args.runs * args.designs
+    per_design = requests / designs
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    p50 = statistics.median(latencies)
-    p95 = statistics.quantiles(latencies, n=20)[18] if len(latencies) >= 20 else max(latencies)
-    ratio = statistics.median(uncached) / statistics.median(cached)
+    rss_now, rss_per_thousand = rss
+    cpu_per_design = sum(sample.cpu for sample in samples) / designs
+    full, incremental = store_load
+    projected = 100 * 2000
+    cpu_hours = cpu_per_design * projected / 3600
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
     return "\n".join(
         [
-            f"operator scale: {args.runs} runs x {args.designs} designs, "
-            f"{len(latencies)} reconciles in {wall:.0f} s",
-            f"reconcile latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
-            f"(target p95 < 1000 ms: {'met' if p95 < 1 else 'NOT met'})",
-            f"archive load without / with the store cache: {ratio:.1f}x "
-            f"({statistics.median(uncached) * 1000:.0f} ms vs "
-            f"{statistics.median(cached) * 1000:.0f} ms)",
-            f"API requests per design: {requests / designs:.1f} ({requests} in all)",
-            f"peak RSS of this process: {peak_mb:.0f} MB "
-            f"(target < 300 MB: {'met' if peak_mb < 300 else 'NOT met'})",
+            f"operator scale: {args.runs} runs x {args.designs} designs ({designs_done} in the "
+            f"archives), {len(samples)} reconciles in {wall:.0f} s (target < 1200 s: "
+            f"{verdict(wall < 1200)})",
+            quarter_line("reconcile latency, all", ordered)
+            + f" (target p95 < 1000 ms: {verdict(p95 < 1)})",
+            quarter_line("  first quarter", ordered[:quarter]),
+            quarter_line("  last quarter", ordered[-quarter:])
+            + f" (p95 last / first {growth:.2f}x, target <= 1.5x: {verdict(growth <= 1.5)})",
+            f"store part of a reconcile on the final state of one run: full rebuild "
+            f"{full * 1000:.0f} ms, incremental refresh {incremental * 1000:.0f} ms "
+            f"({full / incremental:.1f}x)",
+            f"API requests per design: {per_design:.1f} ({requests} in all; target <= 5: "
+            f"{verdict(per_design <= 5)})",
+            "  per design, by verb: "
+            + ", ".join(
+                f"{kind} {count / designs:.2f}"
+                for kind, count in sorted(kinds.items(), key=lambda item: -item[1])
+            ),
+            f"peak RSS of this process: {peak_mb:.0f} MB (target < 300 MB: "
+            f"{verdict(peak_mb < 300)}); {rss_now:.0f} MB at the end, growing "
+            f"{rss_per_thousand:.1f} MB per 1,000 designs after the first quarter",
+            f"operator CPU in reconciles: {cpu_per_design * 1000:.1f} ms per design",
+            f"projection (not measured) to 100 runs x 2,000 designs = {projected:,} designs, "
+            f"from the per-design costs above: {per_design * projected:,.0f} API requests, "
+            f"{cpu_hours:.1f} CPU-hours of reconciles over the runs' lifetime, "
+            f"{rss_now + rss_per_thousand * (projected - designs) / 1000:.0f} MB of operator "
+            "memory (if nothing is ever forgotten)",
         ]
     )
 

@@ -168,7 +168,8 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     printed = cluster.kubectl("get", "discoveryruns,designs", "-n", NAMESPACE)
     assert "Succeeded" in printed
     assert f"tiny-{promoted[0].id}" in printed
-    assert store.exists("report.html")
+    # the report is rendered on the operator's report thread, after the phase is written
+    cluster.wait_for(lambda: store.exists("report.html"), 120, "the run's report.html")
     events = cluster.get("events")["items"]
     reasons = Counter(e["reason"] for e in events)
     assert reasons["SessionStarted"] == sessions

@@ -30,6 +30,8 @@ What the emulator here adds to kmock's (:class:`RealisticKubernetesEmulator`):
   -f crds/`` works as on a cluster);
 - a client asking for a ``Table`` of a custom resource (kubectl's server-side printing) gets
   one, with the CRD's printer columns (simple ``.a.b`` JSONPaths);
+- a watch is any ``watch`` value the API server takes as true (the official client sends
+  ``watch=True``; kmock alone takes only ``true``);
 - core discovery (``/api/v1``) names its group version ``v1`` (kmock says ``/v1``, and kubectl
   then knows no core kind);
 - a JSON patch whose ``test`` op fails is refused with 422, as the API server does (kmock says
@@ -99,6 +101,23 @@ def _parse_path(path: str) -> parsing.ParsedPath:
 
 parsing.parse_path = _parse_path  # the emulator is ours to fix; no client library is touched
 
+_kmock_guess_k8s = parsing.guess_k8s
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")  # the API server's booleans (Go's ParseBool)
+
+
+def _guess_k8s(k8s: parsing.ParsedPath, method: Any, query: dict[str, str]) -> kmock.action | None:
+    """kmock's guess of the request's action, reading ``watch`` as the API server does.
+
+    kmock 0.8 takes only ``watch=true`` for a watch; the official Python client sends
+    ``watch=True``, which the API server accepts, and kmock would answer it with a list.
+    """
+    if query.get("watch") in _TRUE:
+        query = {**query, "watch": "true"}
+    return _kmock_guess_k8s(k8s, method, query)
+
+
+parsing.guess_k8s = _guess_k8s
+
 # kubernetes 36's client calls urllib3's deprecated HTTPResponse.getheader() on every response
 # it parses; this project's pytest settings make warnings errors. Mark tests that use the client.
 KUBERNETES_CLIENT_WARNINGS = pytest.mark.filterwarnings(
@@ -155,6 +174,52 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict)
     printer_columns: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)
     _last_resource_version: int = attrs.field(default=0, init=False)
+    _indexed: set[Any] = attrs.field(factory=set, init=False)  # object keys in the indexes
+    _by_name: dict[str, dict[Any, None]] = attrs.field(factory=dict, init=False)
+    _by_namespace: dict[str | None, dict[Any, None]] = attrs.field(factory=dict, init=False)
+    _object_resources: set[Any] = attrs.field(factory=set, init=False)
+
+    def _update_index(self) -> list[Any]:
+        """Index the objects stored since the last call; every object key, in stored order."""
+        stored = self._objects._objects  # kmock's own dict of (resource, namespace, name) keys
+        if len(self._indexed) != len(stored):
+            for key in stored.keys() - self._indexed:
+                resource, namespace, name = key
+                self._by_name.setdefault(name, {})[key] = None
+                self._by_namespace.setdefault(namespace, {})[key] = None
+                self._object_resources.add(resource)
+            self._indexed = set(stored)
+        return list(stored)
+
+    def _KubernetesEmulator__get_objs(  # noqa: N802  (kmock's private lookup, name-mangled)
+        self, request: kmock.Request, strict: bool
+    ) -> list[Any]:
+        """kmock's object lookup, through indexes by name and namespace.
+
+        kmock scans every object it ever stored (deleted ones too) on every request, so a
+        request costs time in proportion to the objects created before; an API server looks
+        objects up by key. The same check picks the same objects, in the same order.
+        """
+        every = self._update_index()
+        if request.name is not None:
+            candidates = list(self._by_name.get(request.name, {}))
+        elif request.namespace is not None or strict:
+            candidates = list(self._by_namespace.get(request.namespace, {}))
+        else:
+            candidates = every
+        stored = self._objects._objects
+        check = self._KubernetesEmulator__check  # type: ignore[attr-defined]
+        return [
+            stored[key]
+            for key in candidates
+            if key in stored and check(request, key[0], key[1], key[2], strict=strict)
+        ]
+
+    def _get_resources(self) -> list[Any]:
+        """kmock's known resources, without scanning every stored object for theirs."""
+        self._update_index()
+        known = set(super(kmock.KubernetesEmulator, self)._get_resources())  # the DSL's own
+        return list(known | self._object_resources)
 
     def _next_resource_version(self) -> str:
         self._last_resource_version += 1
@@ -400,6 +465,23 @@ class KMockServer:
     def requests(self) -> list[kmock.Request]:
         """Every request served so far, in order."""
         return self.call(lambda: list(self.emulator))
+
+    def drain_requests(self) -> list[kmock.Request]:
+        """The requests served since the last drain, which the server then forgets.
+
+        kmock matches every new request against its whole request history, so serving one
+        costs time in proportion to the requests served before: a long benchmark drains the
+        history now and then to keep the emulator's cost per request flat, as a real API
+        server's is.
+        """
+
+        def drain() -> list[kmock.Request]:
+            history = self.emulator._requests  # kmock keeps it for assertions only
+            drained = list(history)
+            history.clear()
+            return drained
+
+        return self.call(drain)
 
 
 def bundled_resources() -> bytes:

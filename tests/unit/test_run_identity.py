@@ -157,8 +157,8 @@ class CountingStore(LocalStore):
         return super().get_bytes(key)
 
 
-def test_the_archive_cache_reads_again_only_what_changed(tmp_path: Path) -> None:
-    from genesys.store.archive import DocumentCache, load_archive
+def test_the_archive_index_reads_again_only_what_changed(tmp_path: Path) -> None:
+    from genesys.store.index import ArchiveIndex
     from genesys_trainer.seeds import load_seed
 
     store = CountingStore(tmp_path)
@@ -166,15 +166,17 @@ def test_the_archive_cache_reads_again_only_what_changed(tmp_path: Path) -> None
     for design in ("d1", "d2"):
         store.put_text(f"designs/{design}/design.json", json.dumps(document))
     store.put_text("designs/d3/design.json", "{not json")
-    cache = DocumentCache()
-    first = load_archive(store, cache=cache)
+    index = ArchiveIndex()
+    index.refresh(store)
+    first = index.archive()
     assert set(first.designs) == {"d1", "d2"}
     assert len(first.problems) == 1  # the broken document is reported, not half-read
     read = store.reads
-    assert load_archive(store, cache=cache).designs.keys() == first.designs.keys()
+    index.refresh(store)
+    assert index.archive().designs.keys() == first.designs.keys()
     assert store.reads == read  # nothing changed: nothing read
     document["metadata"]["title"] = "changed"
     store.put_text("designs/d2/design.json", json.dumps(document))
-    again = load_archive(store, cache=cache)
+    index.refresh(store)
     assert store.reads == read + 1
-    assert again.designs["d2"].title == "changed"
+    assert index.archive().designs["d2"].title == "changed"

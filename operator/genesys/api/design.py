@@ -88,8 +88,18 @@ class DesignStatus(ApiModel):
     )
     rungs: list[RungResult] = Field(default_factory=list, description="Per-rung results.")
     highest_rung: str | None = Field(default=None, description="Highest rung verified.")
-    fitness: float | None = Field(default=None, description="Fitness from the ranking.")
-    rank: int | None = Field(default=None, ge=1, description="Rank in the run (1 is best).")
+    fitness: float | None = Field(
+        default=None,
+        description=(
+            "Fitness from the ranking, as of the operator's last rank refresh (every "
+            "GENESYS_RANK_REFRESH_SECONDS, 10 minutes by default, and when the run finishes)."
+        ),
+    )
+    rank: int | None = Field(
+        default=None,
+        ge=1,
+        description="Rank in the run (1 is best), as of the same refresh as the fitness.",
+    )
     confidence: int | None = Field(default=None, ge=0, description="Confidence points.")
     artifact_uri: str | None = Field(default=None, description="Store URI of its artifacts.")
     reason: str | None = Field(default=None, description="Rejection or failure reason.")

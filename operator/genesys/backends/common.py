@@ -44,7 +44,13 @@ from genesys.engine.actions import (
     StartSession,
     StartVerification,
 )
-from genesys.store.archive import design_key, load_archive, session_key, verification_prefix
+from genesys.store.archive import (
+    Archive,
+    design_key,
+    load_archive,
+    session_key,
+    verification_prefix,
+)
 from genesys.store.base import Store
 from genesys.store.claims import Binding, bind_run, claim_hash
 from genesys.store.configs import write_run_config
@@ -251,13 +257,16 @@ def write_failure(store: Store, action: RecordFailure | CancelVerification) -> N
     write_document(store, key, result)
 
 
-def publish_report(handle: RunHandle) -> tuple[str, list[Any], Any]:
-    """Render the run's HTML report into its store; (html, leaderboard rows, headline)."""
+def publish_report(handle: RunHandle, archive: Archive | None = None) -> tuple[str, list[Any], Any]:
+    """Render the run's HTML report into its store; (html, leaderboard rows, headline).
+
+    ``archive`` is the run's archive when the caller has it up to date (else it is loaded).
+    """
     from genesys.evolution.ranking import fitness as compute_fitness
     from genesys.report import headline, leaderboard, render_html
 
     run, config = handle.run, handle.config
-    archive = load_archive(handle.store, run.metadata.name)
+    archive = archive if archive is not None else load_archive(handle.store, run.metadata.name)
     fitness = compute_fitness(archive, run.spec.selection)
     order = config.rung_names()
     rows = leaderboard(archive, fitness, order)

@@ -23,8 +23,14 @@ backend does with processes:
   end had to be recorded (a failure) is also annotated ``genesys.dev/ingested``, so a restarted
   operator records nothing twice.
 - Design resources mirror the archive: one per design, created once, status patched when it
-  changes (:meth:`KubernetesBackend.sync_designs`). A Design left by an earlier run of the same
-  name (another uid) is replaced, never adopted.
+  changes (:meth:`KubernetesBackend.sync_designs`; a change of fitness or rank alone waits for
+  the next rank refresh). A Design left by an earlier run of the same name (another uid) is
+  replaced, never adopted.
+- What a reconcile costs grows with what changed, not with the run's history: the archive is
+  an :class:`~genesys.store.index.ArchiveIndex` kept in the run's :class:`RunState`, the
+  run's Jobs come from the watch-fed :class:`~genesys.backends.jobcache.JobCache`, and the
+  Designs' statuses are compared with what was last written. One reconcile creates at most
+  ``max_creates`` objects; the planner plans the rest again next time.
 
 What must stay true: the backend decides nothing (all choices come from ``plan()``); every
 object has a deterministic name, so applying a plan twice creates nothing twice (409 is
@@ -35,6 +41,8 @@ store key is inside the run's own store.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,14 +55,13 @@ from genesys.api.runconfig import RunIdentity
 from genesys.backends import manifests, observability
 from genesys.backends.common import (
     RunHandle,
-    failed_attempts,
     record_session_end,
     record_verification_end,
     verification_app,
     write_failure,
     write_seeds,
 )
-from genesys.backends.torchx_job import LABEL_KUEUE_QUEUE
+from genesys.backends.jobcache import JobCache, JobView, job_view_of
 from genesys.engine.actions import (
     Action,
     CancelVerification,
@@ -67,37 +74,26 @@ from genesys.engine.plan import Observed
 from genesys.engine.state import Waiting
 from genesys.store.archive import (
     Archive,
-    DocumentCache,
     design_key,
-    load_archive,
-    run_spent_usd,
     verification_prefix,
 )
-from genesys.store.base import S3Store, Store
+from genesys.store.base import S3Store
 from genesys.store.documents import GpuUsage, create_document
 from genesys.store.grant import StoreGrant, grant_env, training_grant
+from genesys.store.index import ArchiveIndex
 
 ANNOTATION_INGESTED = f"{API_GROUP}/ingested"
 ANNOTATION_SUSPENDED = f"{API_GROUP}/suspended-by-run"
 LABEL_ATTEMPT = f"{API_GROUP}/attempt"
 DESIGNS = "designs"
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """What the backend needs of one Job."""
-
-    name: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    finished: str | None  # "Complete" | "Failed" | None while it runs
-    reason: str
-    suspended: bool
-    gpus: int
-    started: datetime | None
-    completed: datetime | None
-    created: datetime | None = None
-    queue: str | None = None  # the Kueue LocalQueue it was submitted to
+MAX_CREATES = int(os.environ.get("GENESYS_MAX_CREATES_PER_RECONCILE", "12"))
+"""At most this many objects are created by one reconcile; the rest wait for the next one."""
+RANK_REFRESH_SECONDS = float(os.environ.get("GENESYS_RANK_REFRESH_SECONDS", "600"))
+"""How often a Design whose only change is its fitness or rank is patched."""
+RANKING_FIELDS = ("fitness", "rank")
+RANK_PATCHES = 12
+"""At most this many Designs whose only change is their rank are patched by one reconcile."""
+SESSION_OBJECTS = 4  # a session's NetworkPolicy, Service, check Job and agent Job
 
 
 @dataclass
@@ -120,22 +116,6 @@ class Observation:
     happenings: list[Happening] = field(default_factory=list)
 
 
-def _finished(job: Any) -> tuple[str | None, str]:
-    for condition in (job.status.conditions or []) if job.status else []:
-        if condition.type in ("Complete", "Failed") and condition.status == "True":
-            return condition.type, str(condition.reason or condition.message or condition.type)
-    return None, ""
-
-
-def _gpus(job: Any) -> int:
-    try:
-        containers = job.spec.template.spec.containers
-        limits = containers[0].resources.limits or {}
-    except (AttributeError, IndexError, TypeError):
-        return 0
-    return int(limits.get("nvidia.com/gpu", 0) or 0)
-
-
 def failed_check_pods(jobs: Sequence[JobView]) -> dict[str, JobView]:
     """The check Jobs that failed, by their session."""
     return {
@@ -146,22 +126,10 @@ def failed_check_pods(jobs: Sequence[JobView]) -> dict[str, JobView]:
 
 
 def job_view(job: Any) -> JobView:
-    """A JobView of a ``V1Job``."""
-    finished, reason = _finished(job)
-    status = job.status
-    return JobView(
-        name=job.metadata.name,
-        labels=dict(job.metadata.labels or {}),
-        annotations=dict(job.metadata.annotations or {}),
-        finished=finished,
-        reason=reason,
-        suspended=bool(job.spec and job.spec.suspend),
-        gpus=_gpus(job),
-        started=status.start_time if status else None,
-        completed=status.completion_time if status else None,
-        created=job.metadata.creation_timestamp,
-        queue=(job.metadata.labels or {}).get(LABEL_KUEUE_QUEUE),
-    )
+    """A JobView of a ``V1Job`` (through its JSON form, as a watch event carries it)."""
+    from kubernetes.client import ApiClient
+
+    return job_view_of(ApiClient().sanitize_for_serialization(job))
 
 
 def _scheduled(pod: Any) -> bool | None:
@@ -217,17 +185,19 @@ def gpu_hours(jobs: Sequence[JobView], now: datetime) -> float:
     return sum(job.gpus * job_seconds(job, now) for job in jobs) / 3600
 
 
-def recorded_gpu_hours(store: Store, cache: DocumentCache | None = None) -> float:
-    """GPU-hours of the finished training Jobs recorded in the run's store."""
-    versions = store.list_versions("designs")
-    cache = cache or DocumentCache()
-    total = 0.0
-    for key, version in versions.items():
-        parts = key.split("/")
-        if len(parts) == 6 and parts[4] == "gpu-usage":
-            usage = cache.read(store, key, version, GpuUsage)
-            total += usage.gpus * usage.seconds if usage is not None else 0.0
-    return total / 3600
+@dataclass
+class RunState:
+    """What the operator keeps of one run between its reconciles (none of it is needed).
+
+    A new state (a restarted operator) rebuilds everything from the store and one list of the
+    run's Jobs and Designs; nothing is created twice, because every object has a fixed name.
+    """
+
+    index: ArchiveIndex = field(default_factory=ArchiveIndex)
+    ingested: set[str] = field(default_factory=set)  # ended Jobs already checked
+    designs: dict[str, dict[str, Any]] | None = None  # Design name -> status as last written
+    designs_listed: float = 0.0  # time.monotonic() of the last list of the run's Designs
+    ranks_written: float = 0.0  # ... and of the last time every changed rank was written
 
 
 class KubernetesBackend:
@@ -240,15 +210,20 @@ class KubernetesBackend:
         *,
         namespace: str,
         api_client: Any,
-        cache: DocumentCache | None = None,
-        ingested: set[str] | None = None,
+        state: RunState | None = None,
+        job_cache: JobCache | None = None,
+        max_creates: int | None = None,
     ) -> None:
         from kubernetes import client
 
         self.handle, self.body, self.namespace = handle, body, namespace
         self.run, self.identity, self.store = handle.run, handle.identity, handle.store
-        self.cache = cache
-        self.ingested = ingested if ingested is not None else set()
+        self.state = state if state is not None else RunState()
+        self.state.index.name = handle.identity.name
+        self.job_cache = job_cache
+        self.ingested = self.state.ingested
+        self.creates_left = MAX_CREATES if max_creates is None else max_creates
+        self.deferred = 0  # actions and Designs left for the next reconcile
         self.name = handle.identity.name
         self.api_client = api_client
         self.batch = client.BatchV1Api(api_client)
@@ -260,10 +235,34 @@ class KubernetesBackend:
     # ------------------------------------------------------------------------------- jobs
 
     def jobs(self, *, fresh: bool = False) -> list[JobView]:
-        """The run's Jobs (label-selected, checked again here); listed once unless ``fresh``."""
-        if self._jobs is None or fresh:
-            self._jobs = list_run_jobs(self.batch, self.namespace, self.identity)
-        return self._jobs
+        """The run's Jobs: from the watch cache when it has them, else listed (and cached)."""
+        if self._jobs is not None and not fresh:
+            return self._jobs
+        cached = (
+            None
+            if fresh or self.job_cache is None
+            else self.job_cache.run_jobs(self.namespace, self.identity)
+        )
+        if cached is None:
+            cached = list_run_jobs(self.batch, self.namespace, self.identity)
+            if self.job_cache is not None:
+                self.job_cache.replace_run(self.namespace, self.identity, cached)
+        self._jobs = cached
+        return cached
+
+    def _created_job(self, manifest: Mapping[str, Any]) -> None:
+        if self.job_cache is not None:
+            self.job_cache.put(self.namespace, manifest)
+
+    def _deleted_job(self, name: str) -> None:
+        if self.job_cache is not None:
+            self.job_cache.drop(self.namespace, self.identity, name)
+
+    def _delete_job(self, name: str) -> None:
+        _delete_if_present(
+            self.batch.delete_namespaced_job, name, self.namespace, propagation_policy="Background"
+        )
+        self._deleted_job(name)
 
     def _mark_ingested(self, job: JobView) -> None:
         patch = {"metadata": {"annotations": {ANNOTATION_INGESTED: "true"}}}
@@ -284,7 +283,7 @@ class KubernetesBackend:
     # ---------------------------------------------------------------------------- observe
 
     def observe(self, now: datetime | None = None) -> Observation:
-        """Record ended Jobs, then rebuild the archive from the store."""
+        """Record ended Jobs, then bring the run's archive index up to date from the store."""
         now = now or datetime.now(UTC)
         jobs = self.jobs()
         happenings: list[Happening] = []
@@ -314,17 +313,24 @@ class KubernetesBackend:
                 elif not done:
                     happenings += self._verification_ended(job, key, now)
         happenings += self._end_sessions_without_checks(running_sessions, failed_check_pods(jobs))
+        index = self.state.index
+        index.refresh(self.store)  # after the ended Jobs' records: they are in it
         observed = Observed(
-            archive=load_archive(self.store, self.name, cache=self.cache),
+            archive=index.archive(),
             running_sessions=frozenset(running_sessions),
             running_jobs=frozenset(running_jobs),
-            failed_attempts=failed_attempts(self.store),
-            spend_usd=run_spent_usd(self.store, cache=self.cache),
+            failed_attempts=index.failed_attempts(),
+            spend_usd=index.spent_usd(),
             waiting_jobs=waiting_jobs,
         )
-        spent = recorded_gpu_hours(self.store, self.cache) + running_gpu_hours
+        spent = index.gpu_hours() + running_gpu_hours
         observability.set_gauges(self.identity, observed)
         return Observation(observed, spent, happenings)
+
+    def archive(self) -> Archive:
+        """The run's archive as the store holds it now (the index, brought up to date)."""
+        self.state.index.refresh(self.store)
+        return self.state.index.archive()
 
     def training_pods(self) -> dict[str, list[Any]]:
         """The run's training pods, by the name of their Job (the ``job-name`` label)."""
@@ -356,12 +362,7 @@ class KubernetesBackend:
                 f"(kubectl logs job/{check.name})"
             )
             agent = manifests.session_job_name(self.identity, session)
-            _delete_if_present(
-                self.batch.delete_namespaced_job,
-                agent,
-                self.namespace,
-                propagation_policy="Background",
-            )
+            self._delete_job(agent)
             self.end_checks(session)
             if record_session_end(self.store, session, reason):
                 happenings.append(Happening("run", self.name, "Warning", "CheckPodFailed", reason))
@@ -410,12 +411,28 @@ class KubernetesBackend:
 
     # ------------------------------------------------------------------------------ apply
 
+    def _spend(self, creates: int) -> bool:
+        """Take ``creates`` from this reconcile's budget; False (and counted) when it is short."""
+        if creates > self.creates_left:
+            self.deferred += 1
+            return False
+        self.creates_left -= creates
+        return True
+
     def apply(self, actions: Sequence[Action]) -> list[Happening]:
-        """Execute the actions (Finish is the controller's business)."""
+        """Execute the actions (Finish is the controller's business).
+
+        Starts that would take this reconcile past its creates (``max_creates``) are left out:
+        the planner plans them again next time, as nothing of them exists yet.
+        """
         happenings: list[Happening] = []
         for action in actions:
             if isinstance(action, InitSeeds):
                 observability.seeds_written(self.identity, write_seeds(self.store))
+            elif isinstance(action, StartSession | StartVerification) and not self._spend(
+                SESSION_OBJECTS if isinstance(action, StartSession) else 1
+            ):
+                continue  # over this reconcile's creates: the next reconcile plans it again
             elif isinstance(action, StartSession):
                 if self.start_session(action):
                     happenings.append(
@@ -459,12 +476,7 @@ class KubernetesBackend:
             key = (job.labels.get(LABEL_DESIGN), job.labels.get(LABEL_RUNG))
             wanted = (manifests.label_value(action.design_id), manifests.label_value(action.rung))
             if job.finished is None and key == wanted:
-                _delete_if_present(
-                    self.batch.delete_namespaced_job,
-                    job.name,
-                    self.namespace,
-                    propagation_policy="Background",
-                )
+                self._delete_job(job.name)
         write_failure(self.store, action)
         return Happening(
             "design",
@@ -495,6 +507,8 @@ class KubernetesBackend:
                 self.handle, action, owner=owner, namespace=namespace, trace_env=trace_env
             )
             created = self._create(self.batch.create_namespaced_job, namespace, job)
+        self._created_job(check)
+        self._created_job(job)
         if created:
             observability.session_started(self.identity, action)
         return created
@@ -515,6 +529,7 @@ class KubernetesBackend:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+        self._deleted_job(name)
 
     def training_app(
         self, action: StartVerification, trace_env: Mapping[str, str] | None = None
@@ -620,6 +635,7 @@ class KubernetesBackend:
                 if exc.status == 409:
                     return False
                 raise
+        self._created_job(dryrun.request)
         return True
 
     # --------------------------------------------------------------------------- designs
@@ -627,6 +643,16 @@ class KubernetesBackend:
     def designs(self) -> dict[str, dict[str, Any]]:
         """The run's Design resources by name."""
         return list_run_designs(self.custom, self.namespace, self.identity)
+
+    def design_statuses(self) -> dict[str, dict[str, Any]]:
+        """The status of each of the run's Designs as last written (listed when not known)."""
+        state = self.state
+        resync = self.job_cache.resync_seconds if self.job_cache is not None else 0.0
+        if state.designs is None or time.monotonic() - state.designs_listed > resync:
+            listed = self.designs()
+            state.designs = {name: dict(d.get("status") or {}) for name, d in listed.items()}
+            state.designs_listed = time.monotonic()
+        return state.designs
 
     def _create_design(self, body: dict[str, Any]) -> None:
         """Create a Design; one left by an earlier run of the same name is replaced."""
@@ -649,30 +675,52 @@ class KubernetesBackend:
         self._create(self.custom.create_namespaced_custom_object, *args, body)
 
     def sync_designs(
-        self, archive: Archive, statuses: Mapping[str, dict[str, Any]]
+        self, archive: Archive, statuses: Mapping[str, dict[str, Any]], *, final: bool = False
     ) -> list[Happening]:
-        """Create missing Design resources and patch changed statuses (by design id)."""
-        existing = self.designs()
+        """Create missing Design resources and patch the statuses that changed (by design id).
+
+        A status whose only change is its fitness or rank (one new result moves the rank of
+        every design below it) waits for the rank refresh, due every
+        :data:`RANK_REFRESH_SECONDS`: a refresh writes at most :data:`RANK_PATCHES` such
+        statuses per reconcile and goes on in the next ones until none is left; ``final`` (the
+        run's last reconcile) writes them all. Creates beyond this reconcile's budget wait for
+        the next reconcile.
+        """
+        written = self.design_statuses()
         happenings: list[Happening] = []
         flow = self.handle.config.session_flow
+        now = time.monotonic()
+        ranks_due = final or now - self.state.ranks_written >= RANK_REFRESH_SECONDS
+        rank_patches = len(archive.designs) if final else RANK_PATCHES
+        ranks_left = False
         for design_id, record in sorted(archive.designs.items()):
             name = manifests.design_name(self.name, design_id)
-            current = existing.get(name)
-            if current is None:
+            if name not in written:
+                if not self._spend(1):
+                    continue
                 body = manifests.design_object(
                     self.identity, record, owner=self.body, namespace=self.namespace, flow=flow
                 )
                 self._create_design(body)
                 message = f"{record.operator}: {record.title}"[:200]
                 happenings.append(Happening("design", name, "Normal", "Created", message))
-                current = body
+                written[name] = {}
             wanted = statuses.get(design_id)
-            if wanted is not None and (current.get("status") or {}) != wanted:
-                before = (current.get("status") or {}).get("phase")
-                self.patch_status(DESIGNS, name, wanted)
-                phase = str(wanted.get("phase"))
-                if before != phase:
-                    happenings.append(Happening("design", name, "Normal", phase, f"now {phase}"))
+            current = written[name]
+            if wanted is None or current == wanted:
+                continue
+            if _without_ranking(current) == _without_ranking(wanted):
+                if not ranks_due or rank_patches <= 0:
+                    ranks_left = ranks_left or ranks_due
+                    continue
+                rank_patches -= 1
+            self.patch_status(DESIGNS, name, wanted)
+            written[name] = dict(wanted)
+            phase = str(wanted.get("phase"))
+            if current.get("phase") != phase:
+                happenings.append(Happening("design", name, "Normal", phase, f"now {phase}"))
+        if ranks_due and not ranks_left:
+            self.state.ranks_written = now  # the refresh is complete
         return happenings
 
     def patch_status(self, plural: str, name: str, status: Mapping[str, Any]) -> None:
@@ -707,6 +755,11 @@ class KubernetesBackend:
 
 
 # ------------------------------------------------------------ children by identity alone
+
+
+def _without_ranking(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A Design status less its fitness and rank."""
+    return {key: value for key, value in status.items() if key not in RANKING_FIELDS}
 
 
 def _labelled(labels: Mapping[str, str], identity: RunIdentity) -> bool:
@@ -811,5 +864,4 @@ __all__ = [
     "list_run_jobs",
     "owned_by",
     "patch_custom_status",
-    "recorded_gpu_hours",
 ]

@@ -5,15 +5,21 @@ Handlers (each with an explicit ``id``, so renaming a function keeps kopf's stor
 - ``genesys-create`` / ``genesys-resume`` / ``genesys-update`` (spec changes) and the timer
   ``genesys-tick`` each run one :func:`~genesys.controller.reconcile.reconcile` of the run and
   write its status in one patch;
-- ``genesys-job-event``: a Job of a run that just ended triggers a reconcile of that run, so
-  results are ingested without waiting for the timer;
+- ``genesys-job-event``: every event of a run's Job updates the shared Job cache
+  (:class:`~genesys.backends.jobcache.JobCache`), which reconciles read instead of listing the
+  run's Jobs; a Job that just ended triggers a reconcile of its run, so results are ingested
+  without waiting for the timer;
 - ``genesys-delete``: under the finalizer ``genesys.dev/finalizer``, deletes the run's Jobs and
   Designs (found by its name and uid, so a run whose spec is invalid is cleaned up too), and
   its artifacts when ``spec.storage.retention`` is ``delete`` and the store prefix is bound to
   this run;
 - ``genesys-health``: a liveness probe (``genesys operator --liveness``).
 
-Reconciles of one run never overlap (a lock per run), and all share one Kubernetes API client.
+Reconciles of one run never overlap (a lock per run); reconciles of different runs run in
+parallel on kopf's worker threads (``GENESYS_WORKERS``), and all share one Kubernetes API
+client. What a run's reconciles keep between them (its archive index, its Designs as last
+written, the ended Jobs already checked) is a :class:`~genesys.backends.kubernetes.RunState`
+per run uid, dropped when the run is deleted; a restarted operator rebuilds it.
 Events go through kopf's own poster (:func:`post_events`), named ``genesys-operator-*``.
 Kopf keeps its own state in annotations under ``kopf.genesys.dev``.
 
@@ -30,6 +36,7 @@ What must stay true: handlers decide nothing themselves (the engine does, throug
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -46,20 +53,31 @@ from genesys import __version__, telemetry
 from genesys.api.base import API_GROUP, API_GROUP_VERSION, API_VERSION
 from genesys.api.discoveryrun import TERMINAL_PHASES, Storage
 from genesys.api.labels import ANNOTATION_PREFIX, FINALIZER, LABEL_RUN
+from genesys.backends.common import RunHandle, open_run, publish_report
+from genesys.backends.jobcache import JobCache
 from genesys.backends.kubernetes import (
     ANNOTATION_INGESTED,
     Happening,
+    RunState,
     delete_run_children,
     patch_custom_status,
 )
 from genesys.backends.observability import plan_attributes
-from genesys.controller.reconcile import Outcome, identity_of, reconcile
+from genesys.controller.reconcile import (
+    Outcome,
+    identity_of,
+    open_root_store,
+    reconcile,
+    validate,
+)
 from genesys.controller.status import error_status
-from genesys.store.archive import DocumentCache
+from genesys.store.archive import Archive
 from genesys.store.base import open_store
 from genesys.store.claims import bound_to
 
 RUNS = "discoveryruns"
+REPORT_KEY = "report.html"
+RESULT_PHASES = ("Succeeded", "Failed")  # the terminal phases that hold a result
 TICK_SECONDS = float(os.environ.get("GENESYS_TICK_SECONDS", "15"))
 RETRY_SECONDS = 10.0
 COMPONENT = "genesys-operator"
@@ -71,8 +89,8 @@ _locks_guard = threading.Lock()
 _client: Any = None
 _client_guard = threading.Lock()
 _reconciles = {"count": 0}
-_caches: dict[str, DocumentCache] = {}  # per run uid: store documents read before
-_ingested: dict[str, set[str]] = {}  # per run uid: ended Jobs already checked
+_states: dict[str, RunState] = {}  # per run uid: its archive index, Designs, ingested Jobs
+job_cache = JobCache()  # every run's Jobs, from the watch stream (genesys-job-event)
 _held: dict[str, Backoff] = {}  # per run uid: permanent errors, and when to try again
 FIRST_RETRY_SECONDS = float(os.environ.get("GENESYS_PERMANENT_RETRY_SECONDS", "60"))
 MAX_RETRY_SECONDS = 3600.0
@@ -289,10 +307,16 @@ def _reconcile_locked(name: str, namespace: str, logger: Any) -> Outcome | None:
         return None
     metadata = plain.get("metadata") or {}
     key = str(metadata.get("uid") or f"{namespace}/{name}")
-    cache = _caches.setdefault(key, DocumentCache())
-    ingested = _ingested.setdefault(key, set())
+    state = _states.setdefault(key, RunState())
     try:
-        outcome = reconcile(plain, api_client=client, cache=cache, ingested=ingested)
+        outcome = reconcile(
+            plain,
+            api_client=client,
+            state=state,
+            job_cache=job_cache,
+            publish=publish_in_background,
+        )
+        ensure_report(plain, logger)  # a finished run's report, lost to a restart
         if outcome.status != (plain.get("status") or {}):
             write_status(name, namespace, outcome.status, client)
     except Exception as exc:
@@ -303,6 +327,61 @@ def _reconcile_locked(name: str, namespace: str, logger: Any) -> Outcome | None:
     _held.pop(key, None)
     post_events(outcome.happenings, namespace=namespace, run_uid=metadata.get("uid"))
     return outcome
+
+
+# ------------------------------------------------------------------------------------ reports
+
+_reports = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
+_reported: set[str] = set()  # run uids whose report is in the store, or being written
+
+
+def publish_in_background(
+    handle: RunHandle, archive: Archive | None
+) -> concurrent.futures.Future[None]:
+    """Render a finished run's report on the report thread; a failure is logged, not raised.
+
+    Rendering takes seconds for a large run, and no reconcile should wait for it. A report lost
+    to a restart is written again when the restarted operator first sees the run
+    (:func:`ensure_report`).
+    """
+    _reported.add(str(handle.identity.uid))
+    return _reports.submit(_publish_logged, handle, archive)
+
+
+def _publish_logged(handle: RunHandle, archive: Archive | None) -> None:
+    try:
+        publish_report(handle, archive)
+    except Exception as exc:  # informative only: the status and the store hold the result
+        _reported.discard(str(handle.identity.uid))  # the next event of the run tries again
+        logging.getLogger(__name__).error(f"{handle.identity.describe()}: no report: {exc}")
+
+
+def reports_written(timeout: float | None = None) -> None:
+    """Wait until every report handed to the report thread so far is written (or failed)."""
+    _reports.submit(lambda: None).result(timeout)
+
+
+def ensure_report(plain: Mapping[str, Any], logger: Any) -> concurrent.futures.Future[None] | None:
+    """Publish a finished run's report if its store has none (once per run and process)."""
+    identity = identity_of(plain)
+    status = plain.get("status") or {}
+    if str(identity.uid) in _reported or status.get("phase") not in RESULT_PHASES:
+        return None
+    run, _problems = validate(plain)
+    if run is None:
+        return None
+    try:
+        handle, _binding = open_run(
+            run, identity, open_root_store(run), data_uri=run.spec.verification.data.shards or ""
+        )
+        if handle.store.exists(REPORT_KEY):
+            _reported.add(str(identity.uid))
+            return None
+    except Exception as exc:  # a store that cannot be read now: the next event tries again
+        logger.warning(f"{identity.describe()}: cannot check the report: {exc}")
+        return None
+    logger.info(f"{identity.describe()}: writing the missing report")
+    return publish_in_background(handle, None)
 
 
 # ----------------------------------------------------------------------------------- handlers
@@ -363,9 +442,11 @@ def _job_ended(body: Mapping[str, Any]) -> bool:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT}, id="genesys-job-event")
-def on_job_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    """A run's Job ended: reconcile its run now."""
-    if not _job_ended(body):
+def on_job_event(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Keep the Job cache; when a run's Job just ended, reconcile its run now."""
+    event_type = kwargs.get("type")  # ADDED, MODIFIED, DELETED; None: the initial listing
+    job_cache.observe(event_type, _plain(body))
+    if event_type == "DELETED" or not _job_ended(body):
         return
 
     metadata = body.get("metadata") or {}
@@ -392,8 +473,10 @@ def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         if is_transient(exc):
             raise kopf.TemporaryError(f"cleanup failed: {exc}", delay=RETRY_SECONDS) from exc
         raise
-    for registry in (_caches, _ingested, _held):
+    for registry in (_states, _held):
         registry.pop(str(identity.uid), None)
+    _reported.discard(str(identity.uid))
+    job_cache.forget_run(namespace, identity)
     telemetry.current().instruments.gauges.forget(identity.describe())
     logger.info(
         f"{identity.describe()}: deleted {jobs} jobs, {designs} designs, {removed} store objects"

@@ -22,7 +22,7 @@ nothing here reads or writes outside the run's own store prefix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,8 @@ from genesys.api.runconfig import RunIdentity
 from genesys.api.validation import SpecError, SpecValidationError, parse_discovery_run
 from genesys.backends import manifests
 from genesys.backends.common import BindError, RunHandle, open_run, publish_report
-from genesys.backends.kubernetes import Happening, KubernetesBackend, Observation
+from genesys.backends.jobcache import JobCache
+from genesys.backends.kubernetes import Happening, KubernetesBackend, Observation, RunState
 from genesys.controller.status import (
     conflict_status,
     design_status,
@@ -43,7 +44,7 @@ from genesys.controller.status import (
 )
 from genesys.engine.actions import count_actions
 from genesys.engine.plan import plan
-from genesys.store.archive import DocumentCache, design_key
+from genesys.store.archive import Archive, design_key
 from genesys.store.base import Store, open_store
 
 
@@ -54,6 +55,7 @@ class Outcome:
     status: dict[str, Any]
     happenings: list[Happening] = field(default_factory=list)
     actions: dict[str, int] = field(default_factory=dict)  # planned, by kind
+    deferred: int = 0  # starts and Designs left for the next reconcile (its create budget)
 
     @property
     def phase(self) -> str:
@@ -119,13 +121,21 @@ def reconcile(
     *,
     api_client: Any,
     store: Store | None = None,
-    cache: DocumentCache | None = None,
-    ingested: set[str] | None = None,
+    state: RunState | None = None,
+    job_cache: JobCache | None = None,
+    max_creates: int | None = None,
+    publish: Callable[[RunHandle, Archive], object] | None = None,
     now: datetime | None = None,
 ) -> Outcome:
-    """Reconcile one DiscoveryRun object (its body as a dict); ``cache`` spans reconciles.
+    """Reconcile one DiscoveryRun object (its body as a dict).
 
-    ``store`` is the store root (default: the one the spec names).
+    ``store`` is the store root (default: the one the spec names). ``state`` is what this
+    process keeps of the run between reconciles (its archive index, the Designs as written),
+    ``job_cache`` the Jobs seen on the watch stream, and ``max_creates`` the objects one
+    reconcile may create (default ``GENESYS_MAX_CREATES_PER_RECONCILE``). Without them every
+    reconcile starts from the store and lists the run's Jobs and Designs. ``publish`` renders
+    a finished run's report (default: :func:`publish_report`, here and now; the operator hands
+    it to a background thread, so a slow report holds up no reconcile).
     """
     now = now or datetime.now(UTC)
     metadata = body.get("metadata") or {}
@@ -162,7 +172,13 @@ def reconcile(
         happenings.append(Happening("run", name, "Normal", "ArchiveAdopted", binding.message))
     namespace = str(metadata.get("namespace") or "default")
     backend = KubernetesBackend(
-        handle, body, namespace=namespace, api_client=api_client, cache=cache, ingested=ingested
+        handle,
+        body,
+        namespace=namespace,
+        api_client=api_client,
+        state=state,
+        job_cache=job_cache,
+        max_creates=max_creates,
     )
     backend.set_suspended(run.spec.suspend)
     observation = backend.observe(now)
@@ -171,10 +187,10 @@ def reconcile(
     finish = result.finish
     archive = observation.observed.archive
     happenings += backend.sync_designs(
-        archive, design_statuses(handle, observation, result.fitness)
+        archive, design_statuses(handle, observation, result.fitness), final=finish is not None
     )
     if finish is not None:
-        publish_report(handle)
+        (publish or publish_report)(handle, backend.archive())  # with what it just wrote
     status = run_status(
         old,
         result,
@@ -188,7 +204,7 @@ def reconcile(
     )
     if status["phase"] != old.get("phase"):
         happenings.append(_phase_event(name, status["phase"], finish))
-    return Outcome(status, happenings, count_actions(result.actions))
+    return Outcome(status, happenings, count_actions(result.actions), backend.deferred)
 
 
 def _holds_result(phase: object) -> bool:

@@ -175,40 +175,6 @@ class Archive:
         return pooled_floor(list(self.noise.values()))
 
 
-class DocumentCache:
-    """Parsed documents by key, read again only when their version tag changes.
-
-    A long-lived reader (the operator reconciles each run every few seconds) lists the run's
-    keys with their tags (:meth:`Store.list_versions`: ETags on S3) and fetches only what
-    changed, instead of every object on every pass.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[str, BaseModel | DocumentError | None]] = {}
-
-    def read(self, store: Store, key: str, version: str, model: type[D]) -> D | None:
-        """The document at ``key`` (cached under ``version``; '' means never cache).
-
-        A document that does not parse is cached too: its DocumentError is raised again.
-        """
-        entry = self._entries.get(key)
-        if version and entry is not None and entry[0] == version:
-            cached = entry[1]
-            if isinstance(cached, DocumentError):
-                raise cached
-            if cached is None or isinstance(cached, model):
-                return cached
-        try:
-            value = read_document(store, key, model)
-        except DocumentError as exc:
-            if version:
-                self._entries[key] = (version, exc)
-            raise
-        if version:
-            self._entries[key] = (version, value)
-        return value
-
-
 def design_record(design_id: str, document: DesignDocument) -> DesignRecord:
     """A record from a design.json document (without verifications)."""
     meta = document.metadata
@@ -236,30 +202,18 @@ def rejection(key: str, record: RejectionRecord) -> Rejection:
 
 
 class _Reader:
-    """Reads the documents of one archive load, through the cache when there is one."""
+    """Reads the documents of one archive load, recording those that do not parse."""
 
-    def __init__(self, store: Store, versions: dict[str, str] | None, cache: DocumentCache | None):
-        self.store, self.versions, self.cache = store, versions, cache
+    def __init__(self, store: Store):
+        self.store = store
         self.problems: list[str] = []
 
     def read(self, key: str, model: type[D]) -> D | None:
         try:
-            if self.cache is not None and self.versions is not None:
-                return self.cache.read(self.store, key, self.versions.get(key, ""), model)
             return read_document(self.store, key, model)
         except DocumentError as exc:
             self.problems.append(str(exc))
             return None
-
-
-def _archive_keys(
-    store: Store, keys: Iterable[str] | None, cache: DocumentCache | None
-) -> tuple[list[str], dict[str, str] | None]:
-    """The keys to read, sorted, and their version tags when the cache needs them."""
-    if cache is not None and keys is None:
-        versions = store.list_versions()
-        return sorted(versions), versions
-    return sorted(keys if keys is not None else store.list()), None
 
 
 def _read_record(archive: Archive, reader: _Reader, key: str) -> None:
@@ -295,17 +249,15 @@ def _read_verification(archive: Archive, reader: _Reader, key: str) -> None:
                 record.verifications[rung] = Verification.from_result(rung, result)
 
 
-def load_archive(
-    store: Store,
-    name: str = "",
-    keys: Iterable[str] | None = None,
-    *,
-    cache: DocumentCache | None = None,
-) -> Archive:
-    """Rebuild the archive from a run's store (unchanged documents from ``cache``)."""
+def load_archive(store: Store, name: str = "", keys: Iterable[str] | None = None) -> Archive:
+    """Rebuild the archive from a run's store, reading every document.
+
+    The operator keeps an incremental index instead (:mod:`genesys.store.index`), which equals
+    this rebuild.
+    """
     archive = Archive(name)
-    all_keys, versions = _archive_keys(store, keys, cache)
-    reader = _Reader(store, versions, cache)
+    all_keys = sorted(keys if keys is not None else store.list())
+    reader = _Reader(store)
     for key in all_keys:
         _read_record(archive, reader, key)
     for key in all_keys:  # after every design record: a verification needs its design
@@ -341,14 +293,11 @@ def quarantine_implausible(archive: Archive) -> list[tuple[str, str]]:
     return marked
 
 
-def run_spent_usd(
-    store: Store, *, exclude: str | None = None, cache: DocumentCache | None = None
-) -> float:
+def run_spent_usd(store: Store, *, exclude: str | None = None) -> float:
     """USD the run's LLM sessions spent so far, from their ``state.json``, less ``exclude``'s."""
-    versions = store.list_versions("sessions") if cache is not None else None
-    reader = _Reader(store, versions, cache)
+    reader = _Reader(store)
     total = 0.0
-    for key in versions if versions is not None else store.list("sessions"):
+    for key in store.list("sessions"):
         parts = key.split("/")
         if len(parts) == 3 and parts[2] == "state.json" and parts[1] != exclude:
             state = reader.read(key, SessionState)
@@ -360,7 +309,6 @@ __all__ = [
     "SPEC_KEY",
     "Archive",
     "DesignRecord",
-    "DocumentCache",
     "Rejection",
     "Verification",
     "design_key",
