@@ -40,6 +40,7 @@ store key is inside the run's own store.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -125,11 +126,17 @@ def failed_check_pods(jobs: Sequence[JobView]) -> dict[str, JobView]:
     }
 
 
-def job_view(job: Any) -> JobView:
-    """A JobView of a ``V1Job`` (through its JSON form, as a watch event carries it)."""
+@functools.cache
+def _serializer() -> Any:
+    """One API client, used only to turn client models into their JSON form."""
     from kubernetes.client import ApiClient
 
-    return job_view_of(ApiClient().sanitize_for_serialization(job))
+    return ApiClient()
+
+
+def job_view(job: Any) -> JobView:
+    """A JobView of a ``V1Job`` (through its JSON form, as a watch event carries it)."""
+    return job_view_of(_serializer().sanitize_for_serialization(job))
 
 
 def _scheduled(pod: Any) -> bool | None:
