@@ -10,6 +10,7 @@ rebuilds the same index from the store and creates nothing twice.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -20,21 +21,30 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from benchmarks.operator_scale import finish_jobs, run_document, watch_jobs
 
-from genesys.api.discoveryrun import Phase
-from genesys.backends.jobcache import JobCache
-from genesys.backends.kubernetes import RunState
-from genesys.controller import handlers
-from genesys.controller.handlers import read_run, write_status
-from genesys.controller.reconcile import reconcile
-from genesys.store import open_store
-from genesys.store.archive import load_archive
-from genesys_trainer.seeds import load_seed
-from support.kube import KUBERNETES_CLIENT_WARNINGS, KMockServer, api_client, running_kmock
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # plain `pytest` does not put the repository root on the path
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.operator_scale import finish_jobs, run_document, watch_jobs  # noqa: E402
+
+from genesys.api.discoveryrun import Phase  # noqa: E402
+from genesys.backends.jobcache import JobCache  # noqa: E402
+from genesys.backends.kubernetes import RunState  # noqa: E402
+from genesys.controller import handlers  # noqa: E402
+from genesys.controller.handlers import read_run, write_status  # noqa: E402
+from genesys.controller.reconcile import reconcile  # noqa: E402
+from genesys.store import open_store  # noqa: E402
+from genesys.store.archive import load_archive  # noqa: E402
+from genesys_trainer.seeds import load_seed  # noqa: E402
+from support.kube import (  # noqa: E402
+    KUBERNETES_CLIENT_WARNINGS,
+    KMockServer,
+    api_client,
+    running_kmock,
+)
 
 pytestmark = KUBERNETES_CLIENT_WARNINGS
-REPO = Path(__file__).resolve().parents[2]
 RUN = "restart"
 CONTROLLER = "fake-job-controller"
 
