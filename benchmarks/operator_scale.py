@@ -5,10 +5,11 @@ request history drained as it goes, so its cost per request stays flat) and S3 (
 per run: moto scans a whole bucket on every list and conditional put, which S3 does not). This
 process plays the operator as the kopf handlers do: a :class:`RunState` per run, one
 :class:`JobCache` fed by a real watch of every run's Jobs, reconciles of different runs on
-``--workers`` threads (one at a time per run: read the run, reconcile with at most
-``--max-creates`` creates, write the status), reports rendered on the report thread. Between
-rounds, a fake Job controller completes every Job at once (a session Job writes its design and
-outcome to the store; a training Job writes a result).
+``--workers`` threads (one at a time per run: take the run's newest body, reconcile with at
+most ``--max-creates`` creates, write the status), reports rendered on the report thread. Between
+rounds, a fake Job controller in the server process completes every Job at once (a session Job
+writes its design and outcome to the store; a training Job writes a result; a check Job ends
+with its session, as its agent stops it).
 
 It prints, measured in this run:
 
@@ -18,8 +19,8 @@ It prints, measured in this run:
 - the store part of a reconcile on one run's final state: a full rebuild of its archive
   against the incremental refresh of its index;
 - Kubernetes API requests per design made by the operator side (target <= 5), by verb;
-- this process's peak RSS (target < 300 MB; it includes the fake Job controller) and its growth
-  per 1,000 designs after the first quarter;
+- this process's peak RSS (target < 300 MB; the operator's, the fake Job controller runs in the
+  server process) and its growth per 1,000 designs after the first quarter;
 - and, stated as a projection, what 100 runs x 2,000 designs would cost at the measured
   per-design rates.
 
@@ -40,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUCKET = "bench"
 USER_AGENT = "genesys-operator-bench"
 DRAIN_SECONDS = 0.5
+ARENAS = "2"  # MALLOC_ARENA_MAX, as in the operator image
 
 
 # ---------------------------------------------------------------------------------- servers
@@ -97,10 +100,14 @@ def serve(conn: Connection) -> None:
         drainer = threading.Thread(target=drain_often, daemon=True)
         drainer.start()
         conn.send((kube.url, endpoint))
+        controller = FakeJobController(kube.url, endpoint)
         while True:
             message = conn.recv()
             if message == "stop":
                 break
+            if isinstance(message, tuple) and message[0] == "finish":
+                conn.send(sum(controller.finish(namespace) for namespace in message[1]))
+                continue
             drain()
             with guard:
                 total = sum(n for agent, n in agents.items() if str(message) in agent)
@@ -197,7 +204,8 @@ def complete(store: Any, job: dict[str, Any], seed_document: dict[str, Any]) -> 
 def finish_jobs(batch: Any, namespace: str, store: Any, seed_document: dict[str, Any]) -> int:
     """Complete every unfinished Job of a namespace (the fake Job controller); how many.
 
-    Jobs are read as JSON, not as client models: the controller's own memory stays small.
+    A check Job ends with its session, as its agent stops the check server when it ends. Jobs
+    are read as JSON, not as client models: the controller's own memory stays small.
     """
     done = 0
     response = batch.list_namespaced_job(namespace, _preload_content=False)
@@ -205,14 +213,49 @@ def finish_jobs(batch: Any, namespace: str, store: Any, seed_document: dict[str,
         containers = job["spec"]["template"]["spec"]["containers"]
         if (job.get("status") or {}).get("conditions") or not job["metadata"].get("labels"):
             continue
-        if (containers[0].get("args") or [])[:1] == ["check-server"]:
-            continue  # a session's check pod serves until the operator deletes it
-        complete(store, job, seed_document)
-        condition = {"type": "Complete", "status": "True", "reason": "Completed"}
-        status = {"status": {"succeeded": 1, "conditions": [condition]}}
+        if (containers[0].get("args") or [])[:1] != ["check-server"]:
+            complete(store, job, seed_document)
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        condition = {
+            "type": "Complete",
+            "status": "True",
+            "reason": "Completed",
+            "lastTransitionTime": now,
+        }
+        status = {"status": {"succeeded": 1, "completionTime": now, "conditions": [condition]}}
         batch.patch_namespaced_job_status(job["metadata"]["name"], namespace, status)
         done += 1
     return done
+
+
+class FakeJobController:
+    """The fake Job controller of the server process: it ends every run's Jobs when told to.
+
+    It runs beside the emulators, not in the operator's process, so the operator's memory and
+    CPU are measured without it.
+    """
+
+    def __init__(self, kube_url: str, s3_url: str) -> None:
+        from kubernetes import client
+
+        from genesys_trainer.seeds import load_seed
+
+        api = client.ApiClient(client.Configuration(host=kube_url))
+        api.user_agent = "bench-fake-controller"
+        self.batch = client.BatchV1Api(api)
+        self.s3_url = s3_url
+        self.stores: dict[str, Any] = {}
+        self.seed = load_seed("gpt2").to_json()
+
+    def finish(self, namespace: str) -> int:
+        """End the unfinished Jobs of one run (its namespace, its bucket); how many."""
+        from genesys.store import open_store
+
+        if namespace not in self.stores:
+            self.stores[namespace] = open_store(
+                f"s3://{BUCKET}-{namespace}", endpoint_url=self.s3_url
+            )
+        return finish_jobs(self.batch, namespace, self.stores[namespace], self.seed)
 
 
 # ---------------------------------------------------------------------------------- watch
@@ -265,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import os
 
+    if argv is None and os.environ.get("MALLOC_ARENA_MAX") != ARENAS:  # as the operator image
+        os.environ["MALLOC_ARENA_MAX"] = ARENAS  # glibc reads it at start: run again with it
+        command = [sys.executable, "-m", "benchmarks.operator_scale", *sys.argv[1:]]
+        os.execv(sys.executable, command)
+
     os.environ.update(
         {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
     )
@@ -283,11 +331,45 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclass
 class Sample:
-    """One reconcile: when it started (s into the drive), how long it took, its CPU time."""
+    """One reconcile: its start (s into the drive), duration, CPU time and time in S3 requests."""
 
     started: float
     seconds: float
     cpu: float
+    store: float = 0.0
+
+
+class StoreClock:
+    """Time spent in S3 requests, per thread, through botocore's documented event hooks.
+
+    Registered on boto3's default session before any store client exists, so every client
+    the operator creates afterwards reports its calls here (no library code is replaced).
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def install(self) -> None:
+        import boto3
+
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        events = boto3.DEFAULT_SESSION.events
+        events.register("before-call.s3", self._before)
+        events.register("after-call.s3", self._after)
+        events.register("after-call-error.s3", self._after)
+
+    def _before(self, context: dict[str, Any], **_: Any) -> None:
+        context["bench_started"] = time.perf_counter()
+
+    def _after(self, context: dict[str, Any], **_: Any) -> None:
+        started = context.get("bench_started")
+        if started is not None:
+            self.local.seconds = self.seconds() + time.perf_counter() - started
+
+    def seconds(self) -> float:
+        """The time the calling thread has spent in S3 requests so far."""
+        return float(getattr(self.local, "seconds", 0.0))
 
 
 def rss_mb() -> float:
@@ -338,17 +420,19 @@ def measure(
     from genesys.backends.jobcache import JobCache
     from genesys.backends.kubernetes import RunState
     from genesys.controller.handlers import (
+        current_run,
         publish_in_background,
-        read_run,
         reports_written,
+        run_in_background,
         write_status,
     )
     from genesys.controller.reconcile import reconcile
     from genesys.store import open_store
-    from genesys_trainer.seeds import load_seed
 
     workers = int(getattr(args, "workers", 2))
     max_creates = int(getattr(args, "max_creates", 12))
+    clock = StoreClock()
+    clock.install()
     configuration = client.Configuration(host=kube_url)
     configuration.connection_pool_maxsize = workers + 2
     api = client.ApiClient(configuration)
@@ -358,7 +442,7 @@ def measure(
     for path in sorted((REPO / "crds").glob("*.yaml")):
         crd = yaml.safe_load(path.read_text(encoding="utf-8"))
         client.ApiextensionsV1Api(helper).create_custom_resource_definition(crd)
-    custom, batch = client.CustomObjectsApi(helper), client.BatchV1Api(helper)
+    custom = client.CustomObjectsApi(helper)
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
@@ -366,7 +450,6 @@ def measure(
     for name in [f"run-{index:02d}" for index in range(args.runs)]:  # conditional put (S3 not)
         s3.create_bucket(Bucket=f"{BUCKET}-{name}")
         stores[name] = open_store(f"s3://{BUCKET}-{name}", endpoint_url=s3_url)
-    seed_document = load_seed("gpt2").to_json()
     names = [f"run-{index:02d}" for index in range(args.runs)]
     for name in names:
         document = run_document(name, args.designs, args.parallel, s3_url, f"{BUCKET}-{name}")
@@ -385,9 +468,9 @@ def measure(
 
     def reconcile_run(name: str) -> bool:
         """Reconcile one run as the kopf handler does; True once it has finished."""
-        body = read_run(name, name, api)
+        body = current_run(name, name, api)  # kopf's event body, or our last status write
         assert body is not None
-        tick, cpu = time.perf_counter(), time.thread_time()
+        tick, cpu, store = time.perf_counter(), time.thread_time(), clock.seconds()
         outcome = reconcile_fn(
             body,
             api_client=api,
@@ -395,11 +478,13 @@ def measure(
             job_cache=job_cache,
             max_creates=max_creates,
             publish=publish_in_background,  # as the kopf handlers do
+            later=run_in_background,
         )
         if outcome.status != (body.get("status") or {}):
             write_status(name, name, outcome.status, api)
         elapsed = time.perf_counter() - tick
-        samples.append(Sample(tick - started_perf, elapsed, time.thread_time() - cpu))
+        cpu = time.thread_time() - cpu
+        samples.append(Sample(tick - started_perf, elapsed, cpu, clock.seconds() - store))
         return bool(Phase(outcome.phase).is_terminal())
 
     started_perf = time.perf_counter()
@@ -412,8 +497,8 @@ def measure(
             outcomes = list(pool.map(reconcile_run, order))
             finished = [name for name, done in zip(order, outcomes, strict=True) if done]
             pending.difference_update(finished)
-            for name in names:
-                finish_jobs(batch, name, stores[name], seed_document)
+            conn.send(("finish", names))  # the fake Job controller, in the server process
+            conn.recv()
             done = sum(len(s.index.archive().designs) for s in states.values())
             memory.append((done, rss_mb()))
             if rounds % 10 == 0:
@@ -423,7 +508,7 @@ def measure(
                     file=sys.stderr,
                     flush=True,
                 )
-    reports_written()  # the runs' reports, rendered on the report thread
+    reports_written()  # the runs' final Design ranks and reports, on the report thread
     wall = time.monotonic() - started
     stop.set()
     watcher.join(timeout=30)
@@ -462,6 +547,21 @@ def quarter_line(label: str, samples: list[Sample]) -> str:
         f"{label}: p50 {percentile(seconds, 50) * 1000:.0f} ms, "
         f"p95 {percentile(seconds, 95) * 1000:.0f} ms, p99 {percentile(seconds, 99) * 1000:.0f} ms"
         f" ({len(seconds)} reconciles)"
+    )
+
+
+def store_line(first: list[Sample], last: list[Sample]) -> str:
+    """How much of the first and last quarter's reconciles waited on S3, and the rest's p95."""
+
+    def parts(samples: list[Sample]) -> tuple[float, float]:
+        share = sum(s.store for s in samples) / max(1e-9, sum(s.seconds for s in samples))
+        return share, percentile([s.seconds - s.store for s in samples], 95)
+
+    (first_share, first_rest), (last_share, last_rest) = parts(first), parts(last)
+    return (
+        f"  in S3 requests: {first_share:.0%} of the first quarter's reconcile time, "
+        f"{last_share:.0%} of the last's; without them, p95 {first_rest * 1000:.0f} ms then "
+        f"{last_rest * 1000:.0f} ms ({last_rest / max(1e-9, first_rest):.2f}x)"
     )
 
 
@@ -506,6 +606,7 @@ def report(
             quarter_line("  first quarter", ordered[:quarter]),
             quarter_line("  last quarter", ordered[-quarter:])
             + f" (p95 last / first {growth:.2f}x, target <= 1.5x: {verdict(growth <= 1.5)})",
+            store_line(ordered[:quarter], ordered[-quarter:]),
             f"store part of a reconcile on the final state of one run: full rebuild "
             f"{full * 1000:.0f} ms, incremental refresh {incremental * 1000:.0f} ms "
             f"({full / incremental:.1f}x)",

@@ -85,6 +85,8 @@ def test_runs_of_one_name_in_two_namespaces_share_nothing(cluster: Cluster) -> N
         for job in items(cluster, "jobs", namespace):
             assert job["metadata"]["labels"]["genesys.dev/run-uid"] == uid
         assert len(items(cluster, "designs", namespace)) == 6
+    for store in stores.values():  # the final ranks and report come on the report thread
+        cluster.wait_for(lambda store=store: store.exists("report.html"), 120, "report.html")
     kept = stores["team-b"].list_versions()
     cluster.kubectl("delete", "discoveryrun", "alpha", "-n", "team-a", "--timeout=60s")
     assert cluster.run_object("alpha", "team-a") is None

@@ -40,6 +40,12 @@ def jobs(cluster: Cluster) -> list[dict[str, Any]]:
     return list(cluster.get("jobs")["items"])
 
 
+def checks_ended(cluster: Cluster) -> bool:
+    """True once every check Job has a Complete or Failed condition."""
+    checks = [j for j in jobs(cluster) if j["metadata"]["labels"]["genesys.dev/role"] == "check"]
+    return all((j.get("status") or {}).get("conditions") for j in checks)
+
+
 TWO_RUNGS = {
     "rungs": [
         {"name": "nano", "preset": "nano", "budget": 2, "tokens": 12288},
@@ -88,6 +94,7 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     with cluster.kubelet(fake_training=True) as kubelet:
         apply(cluster, document)
         cluster.wait_for(lambda: phase_is(cluster, "tiny", "Succeeded"), 400, "Succeeded")
+        cluster.wait_for(lambda: checks_ended(cluster), 60, "every check Job ended")
         check_logs = {
             name: kubelet.started_logs(name)
             for name in kubelet.runs
@@ -99,6 +106,8 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     status = cluster.run_status("tiny")
     store = cluster.run_store("tiny")
     archive = load_archive(store)
+    # the final ranks and the report are written on the operator's report thread, in order
+    cluster.wait_for(lambda: store.exists("report.html"), 120, "the run's report.html")
     designs = {d["metadata"]["name"]: d for d in cluster.get("designs")["items"]}
     assert len(designs) == len(archive.designs) == 7  # five seeds and two new designs
     assert status["finishReason"] == "BudgetsSpent"
@@ -156,20 +165,25 @@ def test_a_run_reaches_succeeded_with_designs_jobs_and_a_matching_status(cluster
     roles = Counter(j["metadata"]["labels"]["genesys.dev/role"] for j in all_jobs)
     sessions = len(archive.sessions)
     verifications = sum(len(d.verifications) for d in archive.designs.values())
-    assert roles == {"session": sessions, "verification": verifications}
+    assert roles == {"session": sessions, "check": sessions, "verification": verifications}
     assert len(names) == len(set(names))
-    # each session checked its designs in its own check pod, which its end stopped and removed
+    # each session checked its designs in its own check pod, which its agent stopped at its end
     assert len(check_logs) == sessions
     for log in check_logs.values():
         assert "boundary container" in log
         assert re.search(r"stopped after [1-9]\d* sandbox", log), log
-    assert cluster.get("services")["items"] == []
-    assert cluster.get("networkpolicies")["items"] == []
+    checks = [j for j in all_jobs if j["metadata"]["labels"]["genesys.dev/role"] == "check"]
+    ended = [c["type"] for j in checks for c in j["status"].get("conditions") or []]
+    assert ended == ["Complete"] * sessions  # stopped by their agents, none deleted or failed
+    # the run's check pods share one headless Service and one NetworkPolicy, the run's own
+    (service,) = cluster.get("services")["items"]
+    (policy,) = cluster.get("networkpolicies")["items"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["metadata"]["name"] == policy["metadata"]["name"]
+    assert service["metadata"]["ownerReferences"][0]["uid"] == uid
     printed = cluster.kubectl("get", "discoveryruns,designs", "-n", NAMESPACE)
     assert "Succeeded" in printed
     assert f"tiny-{promoted[0].id}" in printed
-    # the report is rendered on the operator's report thread, after the phase is written
-    cluster.wait_for(lambda: store.exists("report.html"), 120, "the run's report.html")
     events = cluster.get("events")["items"]
     reasons = Counter(e["reason"] for e in events)
     assert reasons["SessionStarted"] == sessions
@@ -244,7 +258,8 @@ def test_a_restarted_operator_duplicates_nothing_and_finishes(cluster: Cluster) 
     archive = load_archive(cluster.run_store("crash"))
     names = [j["metadata"]["name"] for j in jobs(cluster)]
     verifications = sum(len(d.verifications) for d in archive.designs.values())
-    assert len(names) == len(set(names)) == len(archive.sessions) + verifications
+    # each session's agent and check Jobs, and each training, once
+    assert len(names) == len(set(names)) == 2 * len(archive.sessions) + verifications
     designs = cluster.get("designs")["items"]
     assert len(designs) == len(archive.designs) == 6
     assert len(archive.sessions) == 1

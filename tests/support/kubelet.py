@@ -13,11 +13,13 @@ suspended, either
   (deterministic losses and scores from the design id) to the Job's ``--out`` store prefix,
   so scenarios about the control plane need not wait for real training.
 
-A pod that listens (its container's ``0.0.0.0:PORT`` argument) gets, instead, the loopback port
-that stands for the Service selecting it, and a ``SERVICE.NAMESPACE.svc:PORT`` address in
-another pod's environment becomes that same loopback port: the part of the cluster's DNS and
-kube-proxy this needs (a session's agent reaching its check pod). NetworkPolicies are not
-enforced here; their manifests are tested as manifests.
+A pod that listens (its container's ``0.0.0.0:PORT`` argument) gets, instead, a loopback port
+that stands for its address: ``HOST.SUBDOMAIN`` for a pod with a ``hostname`` and a
+``subdomain`` naming a Service that selects it (a headless Service's pod record), else the
+Service selecting it. A ``HOST.SUBDOMAIN.NAMESPACE.svc:PORT`` or ``SERVICE.NAMESPACE.svc:PORT``
+address in another pod's environment becomes that same loopback port: the part of the
+cluster's DNS and kube-proxy this needs (a session's agent reaching its check pod).
+NetworkPolicies are not enforced here; their manifests are tested as manifests.
 
 It then sets the Job's status the way the Job controller does: ``active``, ``startTime``, and at
 the end ``succeeded`` or ``failed`` with a ``Complete`` or ``Failed`` condition and a
@@ -373,23 +375,32 @@ class FakeKubelet:
                 names.append(service["metadata"]["name"])
         return names
 
-    def _listen_on_loopback(self, command: list[str], labels: Mapping[str, str]) -> list[str]:
-        """A pod's ``0.0.0.0:PORT`` argument becomes the loopback port of its Service."""
+    def _listen_on_loopback(
+        self, command: list[str], labels: Mapping[str, str], pod: Mapping[str, Any]
+    ) -> list[str]:
+        """A pod's ``0.0.0.0:PORT`` argument becomes the loopback port of its address."""
         services = self._services_selecting(labels)
         if not services:
             return command
-        port = self._service_port(services[0])
+        host, subdomain = pod.get("hostname"), pod.get("subdomain")
+        address = f"{host}.{subdomain}" if host and subdomain in services else services[0]
+        port = self._service_port(address)
         return [re.sub(r"^0\.0\.0\.0:\d+$", f"127.0.0.1:{port}", arg) for arg in command]
 
     def _resolve_services(self, env: dict[str, str]) -> dict[str, str]:
-        """``http://SERVICE.NAMESPACE.svc:PORT`` in a value becomes that Service's loopback port
-        (the part the cluster's DNS and kube-proxy play)."""
-        pattern = re.compile(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:\d+")
+        """``HOST.SUBDOMAIN.NAMESPACE.svc:PORT`` (a pod under a headless Service) or
+        ``SERVICE.NAMESPACE.svc:PORT`` in a value becomes that address's loopback port (the
+        part the cluster's DNS and kube-proxy play)."""
+        pattern = re.compile(
+            r"\b([a-z0-9-]+)(?:\.([a-z0-9-]+))?\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:\d+"
+        )
 
         def loopback(match: re.Match[str]) -> str:
-            if match.group(2) != self.namespace:
+            first, second, namespace = match.groups()
+            if namespace != self.namespace:
                 return match.group(0)
-            return f"127.0.0.1:{self._service_port(match.group(1))}"
+            address = f"{first}.{second}" if second else first
+            return f"127.0.0.1:{self._service_port(address)}"
 
         return {name: pattern.sub(loopback, value) for name, value in env.items()}
 
@@ -402,11 +413,11 @@ class FakeKubelet:
         pod_name: str,
     ) -> subprocess.Popen[bytes]:
         if self.runtime is not None:  # the image's own command, the Job's own environment
-            args = self._listen_on_loopback(list(container.get("args") or []), labels)
+            args = self._listen_on_loopback(list(container.get("args") or []), labels, pod)
             env = self._resolve_services(self._container_env(container))
             return self.runtime.start(pod_name, pod, container, env, args, log)
         directory = Path(tempfile.mkdtemp(dir=self.workdir))
-        command = self._listen_on_loopback(self._command(container), labels)
+        command = self._listen_on_loopback(self._command(container), labels, pod)
         env = self._resolve_services(self._env(container))
         with log.open("wb") as sink:
             return subprocess.Popen(

@@ -1,7 +1,7 @@
 """A session's check pod: where design code runs on a cluster, holding nothing to steal.
 
-The manifests the operator creates for a session (check Job, Service, NetworkPolicy, agent Job)
-are checked as manifests: validated against the Kubernetes schemas, and read for what the pod
+The manifests the operator creates for a session (check Job, agent Job) and for the run's check
+pods (one headless Service, one NetworkPolicy) are checked as manifests: validated against the Kubernetes schemas, and read for what the pod
 can reach. That the agent really sends its checks there is shown end to end in the operator
 tests (a real check server behind the fake kubelet).
 """
@@ -105,15 +105,13 @@ def test_the_check_pod_takes_the_checks_runtime_class(tmp_path: Path) -> None:
     assert "runtimeClassName" not in agent["spec"]["template"]["spec"]
 
 
-def test_the_network_policy_lets_in_only_the_sessions_agent_and_nothing_out() -> None:
-    policy = manifests.check_network_policy(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
+def test_the_network_policy_lets_in_only_the_runs_agents_and_nothing_out() -> None:
+    policy = manifests.check_network_policy(IDENTITY, owner=OWNER, namespace="genesys")
     assert valid(policy)
+    assert policy["metadata"]["name"] == "checks-paper-ladder-1234ab"
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
     spec = policy["spec"]
-    check_labels = {
-        "genesys.dev/run-uid": "1234-abcd",
-        "genesys.dev/session": "s0003",
-        "genesys.dev/role": "check",
-    }
+    check_labels = {"genesys.dev/run-uid": "1234-abcd", "genesys.dev/role": "check"}
     assert spec["podSelector"] == {"matchLabels": check_labels}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert spec["egress"] == []
@@ -123,19 +121,28 @@ def test_the_network_policy_lets_in_only_the_sessions_agent_and_nothing_out() ->
     assert rule["ports"] == [{"protocol": "TCP", "port": manifests.CHECK_PORT}]
 
 
+def test_the_check_service_is_headless_and_names_each_check_pod(tmp_path: Path) -> None:
+    service = manifests.check_service(IDENTITY, owner=OWNER, namespace="genesys")
+    assert valid(service)
+    assert service["spec"]["clusterIP"] == "None"  # no load balancing: one name per pod
+    check = manifests.check_job(handle_for(tmp_path), ACTION, owner=OWNER, namespace="genesys")
+    pod = check["spec"]["template"]["spec"]
+    assert pod["subdomain"] == service["metadata"]["name"]
+    assert pod["hostname"] == check["metadata"]["name"]
+    assert len(pod["hostname"]) <= 63
+
+
 def test_the_selectors_match_the_pods_they_are_for(tmp_path: Path) -> None:
     handle = handle_for(tmp_path)
     check = manifests.check_job(handle, ACTION, owner=OWNER, namespace="genesys")
     agent = manifests.agent_job(handle, ACTION, owner=OWNER, namespace="genesys")
-    other = manifests.agent_job(
-        handle,
-        StartSession("s0004", "d0004", 4, "mutation", ("seed-gpt2",), 12),
-        owner=OWNER,
-        namespace="genesys",
+    other_run = RunIdentity(namespace="genesys", name="paper-ladder", uid="5678-ef00")
+    other_handle, _ = open_run(
+        paper_run(), other_run, LocalStore(tmp_path / "o"), data_uri="s3://b/d"
     )
-    service = manifests.check_service(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
-    policy = manifests.check_network_policy(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
-    assert valid(service)
+    stranger = manifests.agent_job(other_handle, ACTION, owner=OWNER, namespace="genesys")
+    service = manifests.check_service(IDENTITY, owner=OWNER, namespace="genesys")
+    policy = manifests.check_network_policy(IDENTITY, owner=OWNER, namespace="genesys")
 
     def selects(selector: dict[str, str], job: dict[str, Any]) -> bool:
         labels = job["spec"]["template"]["metadata"]["labels"]
@@ -144,22 +151,25 @@ def test_the_selectors_match_the_pods_they_are_for(tmp_path: Path) -> None:
     assert selects(service["spec"]["selector"], check)
     assert not selects(service["spec"]["selector"], agent)
     assert selects(policy["spec"]["podSelector"]["matchLabels"], check)
+    assert not selects(policy["spec"]["podSelector"]["matchLabels"], agent)
     allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
     assert selects(allowed, agent)
-    assert not selects(allowed, other)  # another session's agent is not let in
-    assert not selects(allowed, check)
+    assert not selects(allowed, stranger)  # an agent of another run (same name) is not let in
+    assert not selects(allowed, check)  # nor a check pod: design code reaches no other one
 
 
 def test_the_agent_sends_its_checks_to_its_own_check_pod(tmp_path: Path) -> None:
-    agent = manifests.agent_job(handle_for(tmp_path), ACTION, owner=OWNER, namespace="genesys")
+    handle = handle_for(tmp_path)
+    agent = manifests.agent_job(handle, ACTION, owner=OWNER, namespace="genesys")
     env = {
         item["name"]: item.get("value")
         for item in agent["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["GENESYS_SANDBOX"] == "remote"
-    service = manifests.check_service(IDENTITY, "s0003", owner=OWNER, namespace="genesys")
-    name = service["metadata"]["name"]
-    assert env["GENESYS_CHECK_SERVER"] == f"http://{name}.genesys.svc:{manifests.CHECK_PORT}"
+    check = manifests.check_job(handle, ACTION, owner=OWNER, namespace="genesys")
+    pod = check["spec"]["template"]["spec"]
+    host = f"{pod['hostname']}.{pod['subdomain']}.genesys.svc"
+    assert env["GENESYS_CHECK_SERVER"] == f"http://{host}:{manifests.CHECK_PORT}"
 
 
 def test_check_names_are_dns_1035_labels_even_for_runs_named_with_a_digit_first() -> None:
@@ -167,3 +177,45 @@ def test_check_names_are_dns_1035_labels_even_for_runs_named_with_a_digit_first(
     name = manifests.check_name(identity, "s0001")
     assert len(name) <= 63
     assert name[0].isalpha()
+
+
+def job(role: str, session: str, *, finished: str = "", ended: str = "", created: str = "") -> Any:
+    """A JobView of one session's agent or check Job."""
+    from genesys.backends.jobcache import job_view_of
+
+    condition = {"type": finished, "status": "True", "lastTransitionTime": ended}
+    return job_view_of(
+        {
+            "metadata": {
+                "name": f"{role}-{session}",
+                "labels": {"genesys.dev/role": role, "genesys.dev/session": session},
+                "creationTimestamp": created or None,
+            },
+            "status": {"conditions": [condition]} if finished else {},
+        }
+    )
+
+
+def test_a_check_job_outliving_its_session_is_deleted_after_a_grace() -> None:
+    from datetime import UTC, datetime
+
+    from genesys.backends.kubernetes import CHECK_GRACE_SECONDS, lingering_checks
+
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    recent, old = "2026-01-01T11:59:50Z", "2026-01-01T11:58:00Z"
+    assert CHECK_GRACE_SECONDS < 120
+    jobs = [
+        job("session", "running"),  # its check serves on
+        job("check", "running"),
+        job("session", "just-ended", finished="Complete", ended=recent),
+        job("check", "just-ended"),  # its agent stopped it a moment ago: not yet
+        job("session", "ended", finished="Complete", ended=old),
+        job("check", "ended"),  # missed the stop
+        job("session", "stopped", finished="Complete", ended=old),
+        job("check", "stopped", finished="Complete", ended=old),  # ended by itself
+        job("session", "crashed", finished="Failed", ended=recent),
+        job("check", "crashed"),  # a failed agent may not have stopped it: at once
+        job("check", "orphan", created=old),  # its agent Job is gone
+        job("check", "new", created=recent),  # created just before its agent
+    ]
+    assert lingering_checks(jobs, now) == ["check-ended", "check-crashed", "check-orphan"]

@@ -93,8 +93,8 @@ def test_every_job_and_its_pods_carry_the_standard_labels(tmp_path: Path, compon
 
 def test_services_network_policies_and_designs_carry_the_same_managed_by() -> None:
     where = {"owner": OWNER, "namespace": "genesys"}
-    service = manifests.check_service(IDENTITY, "s0003", **where)
-    policy = manifests.check_network_policy(IDENTITY, "s0003", **where)
+    service = manifests.check_service(IDENTITY, **where)
+    policy = manifests.check_network_policy(IDENTITY, **where)
     record = type(
         "Record",
         (),

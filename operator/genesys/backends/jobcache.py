@@ -20,6 +20,7 @@ filtered by its name and uid labels on the way out, so one run never sees anothe
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -27,13 +28,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from genesys.api.labels import LABEL_RUN
+from genesys.api.base import API_GROUP
+from genesys.api.labels import LABEL_DESIGN, LABEL_ROLE, LABEL_RUN, LABEL_RUN_UID, LABEL_RUNG
 from genesys.api.runconfig import RunIdentity
 from genesys.backends import manifests
 from genesys.backends.torchx_job import LABEL_KUEUE_QUEUE
 
 RESYNC_SECONDS = float(os.environ.get("GENESYS_RESYNC_SECONDS", "300"))
 """How long a run's Jobs (and Designs) are trusted from memory before they are listed again."""
+ANNOTATION_INGESTED = f"{API_GROUP}/ingested"
+ANNOTATION_SUSPENDED = f"{API_GROUP}/suspended-by-run"
+KEPT_LABELS = (
+    LABEL_RUN,
+    LABEL_RUN_UID,
+    LABEL_ROLE,
+    manifests.LABEL_SESSION,
+    LABEL_DESIGN,
+    LABEL_RUNG,
+    LABEL_KUEUE_QUEUE,
+)
+"""The labels of a Job the operator reads (its run, role, session, design, rung and queue)."""
+KEPT_ANNOTATIONS = (ANNOTATION_INGESTED, ANNOTATION_SUSPENDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +68,7 @@ class JobView:
     queue: str | None = None  # the Kueue LocalQueue it was submitted to
     namespace: str = ""
     resource_version: str = ""
+    ended: datetime | None = None  # when it finished (a failed Job has no completionTime)
 
 
 def _when(value: Any) -> datetime | None:
@@ -61,12 +77,26 @@ def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def _finished(status: Mapping[str, Any]) -> tuple[str | None, str]:
+def _finishing_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-            reason = condition.get("reason") or condition.get("message") or condition["type"]
-            return str(condition["type"]), str(reason)
-    return None, ""
+            return dict(condition)
+    return None
+
+
+def _finished(status: Mapping[str, Any]) -> tuple[str | None, str]:
+    condition = _finishing_condition(status)
+    if condition is None:
+        return None, ""
+    reason = condition.get("reason") or condition.get("message") or condition["type"]
+    return str(condition["type"]), str(reason)
+
+
+def _ended(status: Mapping[str, Any]) -> datetime | None:
+    condition = _finishing_condition(status)
+    if condition is None:
+        return None
+    return _when(status.get("completionTime") or condition.get("lastTransitionTime"))
 
 
 def _gpus(job: Mapping[str, Any]) -> int:
@@ -78,16 +108,26 @@ def _gpus(job: Mapping[str, Any]) -> int:
     return int(limits.get("nvidia.com/gpu", 0) or 0)
 
 
+def _kept(given: Mapping[str, Any] | None, keys: tuple[str, ...]) -> dict[str, str]:
+    """The entries of ``given`` under ``keys``, their values interned (shared by many Jobs)."""
+    given = given or {}
+    return {key: sys.intern(str(given[key])) for key in keys if key in given}
+
+
 def job_view_of(job: Mapping[str, Any]) -> JobView:
-    """A JobView of a Job in its JSON form (a watch event's object, or a manifest)."""
+    """A JobView of a Job in its JSON form (a watch event's object, or a manifest).
+
+    Only the labels and annotations the operator reads are kept (:data:`KEPT_LABELS`,
+    :data:`KEPT_ANNOTATIONS`): the cache holds every Job of every run until its TTL removes it.
+    """
     metadata = job.get("metadata") or {}
     status = job.get("status") or {}
-    labels = dict(metadata.get("labels") or {})
+    labels = _kept(metadata.get("labels"), KEPT_LABELS)
     finished, reason = _finished(status)
     return JobView(
         name=str(metadata.get("name")),
         labels=labels,
-        annotations=dict(metadata.get("annotations") or {}),
+        annotations=_kept(metadata.get("annotations"), KEPT_ANNOTATIONS),
         finished=finished,
         reason=reason,
         suspended=bool((job.get("spec") or {}).get("suspend")),
@@ -98,6 +138,7 @@ def job_view_of(job: Mapping[str, Any]) -> JobView:
         queue=labels.get(LABEL_KUEUE_QUEUE),
         namespace=str(metadata.get("namespace") or ""),
         resource_version=str(metadata.get("resourceVersion") or ""),
+        ended=_ended(status),
     )
 
 

@@ -3,12 +3,16 @@
 It executes the engine's actions in one namespace and observes their results, like the local
 backend does with processes:
 
-- ``StartSession`` creates the session's check pod (a Job, a Service and a NetworkPolicy: the
-  only place its design code runs) and its agent Job (:func:`~genesys.backends.manifests.
-  agent_job`); its outcome is the run store's ``session.json``. A Job that ends without one
-  gets a failed outcome with the Job's reason; either way the check pod's objects are deleted.
-  A check pod that fails while its session runs ends the session at once: the agent Job is
-  deleted (it would wait for the check server in vain) and the outcome names the check Job.
+- ``StartSession`` creates the session's check pod (a Job: the only place its design code
+  runs) and its agent Job (:func:`~genesys.backends.manifests.agent_job`); the run's first
+  session in an operator process also makes sure of the run's headless check Service and its
+  NetworkPolicy, shared by all its check pods. A session's outcome is the run store's
+  ``session.json``; a Job that ends without one gets a failed outcome with the Job's reason.
+  The agent stops its check server when its session ends, so the check Job ends by itself;
+  one still running :data:`CHECK_GRACE_SECONDS` after its agent ended (or at once, when the
+  agent failed) is deleted. A check pod that fails while its session runs ends the session at
+  once: the agent Job is deleted (it would wait for the check server in vain) and the outcome
+  names the check Job.
 - ``StartVerification`` submits the verification AppDef every backend shares
   (:func:`~genesys.backends.common.verification_app`) through TorchX's ``kubernetes_job``
   scheduler: a plain ``batch/v1`` Job (Kueue-ready), owned by the run, with the rung's
@@ -24,8 +28,8 @@ backend does with processes:
   operator records nothing twice.
 - Design resources mirror the archive: one per design, created once, status patched when it
   changes (:meth:`KubernetesBackend.sync_designs`; a change of fitness or rank alone waits for
-  the next rank refresh). A Design left by an earlier run of the same name (another uid) is
-  replaced, never adopted.
+  the next rank refresh, which writes each such Design once). A Design left by an earlier run
+  of the same name (another uid) is replaced, never adopted.
 - What a reconcile costs grows with what changed, not with the run's history: the archive is
   an :class:`~genesys.store.index.ArchiveIndex` kept in the run's :class:`RunState`, the
   run's Jobs come from the watch-fed :class:`~genesys.backends.jobcache.JobCache`, and the
@@ -62,7 +66,13 @@ from genesys.backends.common import (
     write_failure,
     write_seeds,
 )
-from genesys.backends.jobcache import JobCache, JobView, job_view_of
+from genesys.backends.jobcache import (
+    ANNOTATION_INGESTED,
+    ANNOTATION_SUSPENDED,
+    JobCache,
+    JobView,
+    job_view_of,
+)
 from genesys.engine.actions import (
     Action,
     CancelVerification,
@@ -83,8 +93,6 @@ from genesys.store.documents import GpuUsage, create_document
 from genesys.store.grant import StoreGrant, grant_env, training_grant
 from genesys.store.index import ArchiveIndex
 
-ANNOTATION_INGESTED = f"{API_GROUP}/ingested"
-ANNOTATION_SUSPENDED = f"{API_GROUP}/suspended-by-run"
 LABEL_ATTEMPT = f"{API_GROUP}/attempt"
 DESIGNS = "designs"
 MAX_CREATES = int(os.environ.get("GENESYS_MAX_CREATES_PER_RECONCILE", "12"))
@@ -94,7 +102,10 @@ RANK_REFRESH_SECONDS = float(os.environ.get("GENESYS_RANK_REFRESH_SECONDS", "600
 RANKING_FIELDS = ("fitness", "rank")
 RANK_PATCHES = 12
 """At most this many Designs whose only change is their rank are patched by one reconcile."""
-SESSION_OBJECTS = 4  # a session's NetworkPolicy, Service, check Job and agent Job
+SESSION_OBJECTS = 2  # a session's check Job and agent Job
+CHECK_NETWORK_OBJECTS = 2  # a run's check Service and NetworkPolicy, once per process
+CHECK_GRACE_SECONDS = 60.0
+"""A check Job still running this long after its agent ended is deleted (it missed the stop)."""
 
 
 @dataclass
@@ -124,6 +135,37 @@ def failed_check_pods(jobs: Sequence[JobView]) -> dict[str, JobView]:
         for job in jobs
         if job.labels.get(LABEL_ROLE) == manifests.ROLE_CHECK and job.finished == "Failed"
     }
+
+
+def lingering_checks(jobs: Sequence[JobView], now: datetime) -> list[str]:
+    """The running check Jobs whose session is over: to be deleted.
+
+    A session's agent stops its check server as it ends, so its check Job normally ends
+    within moments of the agent's. One is lingering when its agent Job failed (it may not
+    have stopped the server), when its agent ended more than :data:`CHECK_GRACE_SECONDS` ago,
+    or when its agent Job is gone and the check Job is older than that.
+    """
+    agents = {
+        job.labels.get(manifests.LABEL_SESSION, ""): job
+        for job in jobs
+        if job.labels.get(LABEL_ROLE) == manifests.ROLE_SESSION
+    }
+
+    def older(when: datetime | None) -> bool:
+        return when is None or (now - when).total_seconds() >= CHECK_GRACE_SECONDS
+
+    lingering = []
+    for job in jobs:
+        if job.labels.get(LABEL_ROLE) != manifests.ROLE_CHECK or job.finished is not None:
+            continue
+        agent = agents.get(job.labels.get(manifests.LABEL_SESSION, ""))
+        if agent is None:
+            over = older(job.created)
+        else:
+            over = agent.finished == "Failed" or (agent.finished is not None and older(agent.ended))
+        if over:
+            lingering.append(job.name)
+    return lingering
 
 
 @functools.cache
@@ -204,7 +246,10 @@ class RunState:
     ingested: set[str] = field(default_factory=set)  # ended Jobs already checked
     designs: dict[str, dict[str, Any]] | None = None  # Design name -> status as last written
     designs_listed: float = 0.0  # time.monotonic() of the last list of the run's Designs
-    ranks_written: float = 0.0  # ... and of the last time every changed rank was written
+    ranks_written: float = 0.0  # ... and of the start of the last rank refresh
+    rank_sweep: set[str] | None = None  # the Designs the rank refresh under way has still to write
+    check_network: bool = False  # the run's check Service and NetworkPolicy are known to exist
+    opened: tuple[Any, RunHandle] | None = None  # (generation, the run opened at it)
 
 
 class KubernetesBackend:
@@ -229,8 +274,12 @@ class KubernetesBackend:
         self.state.index.name = handle.identity.name
         self.job_cache = job_cache
         self.ingested = self.state.ingested
-        self.creates_left = MAX_CREATES if max_creates is None else max_creates
+        self.max_creates = MAX_CREATES if max_creates is None else max_creates
+        self.creates_left = self.max_creates
+        self.design_creates_left = self.max_creates  # Designs have a budget of their own
         self.deferred = 0  # actions and Designs left for the next reconcile
+        self.started: set[tuple[str, str]] = set()  # (design, rung) trainings started now
+        self.final_ranks: dict[str, dict[str, Any]] = {}  # Design name -> its final status
         self.name = handle.identity.name
         self.api_client = api_client
         self.batch = client.BatchV1Api(api_client)
@@ -320,6 +369,7 @@ class KubernetesBackend:
                 elif not done:
                     happenings += self._verification_ended(job, key, now)
         happenings += self._end_sessions_without_checks(running_sessions, failed_check_pods(jobs))
+        self._stop_lingering_checks(jobs, now)
         index = self.state.index
         index.refresh(self.store)  # after the ended Jobs' records: they are in it
         observed = Observed(
@@ -370,7 +420,6 @@ class KubernetesBackend:
             )
             agent = manifests.session_job_name(self.identity, session)
             self._delete_job(agent)
-            self.end_checks(session)
             if record_session_end(self.store, session, reason):
                 happenings.append(Happening("run", self.name, "Warning", "CheckPodFailed", reason))
             observability.ingest_session(self.store, self.identity, session)
@@ -378,8 +427,12 @@ class KubernetesBackend:
             self.ingested.add(agent)
         return happenings
 
+    def _stop_lingering_checks(self, jobs: Sequence[JobView], now: datetime) -> None:
+        """Delete the check Jobs that outlive their session (see :func:`lingering_checks`)."""
+        for name in lingering_checks(jobs, now):
+            self._delete_job(name)
+
     def _session_ended(self, job: JobView, session: str) -> list[Happening]:
-        self.end_checks(session)
         observability.ingest_session(self.store, self.identity, session)
         happenings = []
         reason = f"agent Job {job.name} ended {job.finished}: {job.reason}"
@@ -419,12 +472,34 @@ class KubernetesBackend:
     # ------------------------------------------------------------------------------ apply
 
     def _spend(self, creates: int) -> bool:
-        """Take ``creates`` from this reconcile's budget; False (and counted) when it is short."""
-        if creates > self.creates_left:
+        """Take ``creates`` from this reconcile's budget; False (and counted) when it is short.
+
+        The first start of a reconcile always goes through, even one larger than the whole
+        budget, so a small budget slows a run down but never stops it.
+        """
+        if creates > self.creates_left and self.creates_left < self.max_creates:
             self.deferred += 1
             return False
-        self.creates_left -= creates
+        self.creates_left = max(0, self.creates_left - creates)
         return True
+
+    def _spend_design(self) -> bool:
+        """Take one Design create from this reconcile's Design budget; False when none is left.
+
+        Designs have their own budget, as large as the Jobs', so a run that starts as many
+        sessions and trainings as it may never starves its Design mirror.
+        """
+        if self.design_creates_left <= 0:
+            self.deferred += 1
+            return False
+        self.design_creates_left -= 1
+        return True
+
+    def _objects_of(self, action: StartSession | StartVerification) -> int:
+        """How many objects starting ``action`` creates."""
+        if isinstance(action, StartVerification):
+            return 1
+        return SESSION_OBJECTS + (0 if self.state.check_network else CHECK_NETWORK_OBJECTS)
 
     def apply(self, actions: Sequence[Action]) -> list[Happening]:
         """Execute the actions (Finish is the controller's business).
@@ -437,7 +512,7 @@ class KubernetesBackend:
             if isinstance(action, InitSeeds):
                 observability.seeds_written(self.identity, write_seeds(self.store))
             elif isinstance(action, StartSession | StartVerification) and not self._spend(
-                SESSION_OBJECTS if isinstance(action, StartSession) else 1
+                self._objects_of(action)
             ):
                 continue  # over this reconcile's creates: the next reconcile plans it again
             elif isinstance(action, StartSession):
@@ -452,6 +527,7 @@ class KubernetesBackend:
                         )
                     )
             elif isinstance(action, StartVerification):
+                self.started.add((action.design_id, action.rung))
                 if self.start_verification(action):
                     happenings.append(
                         Happening(
@@ -494,21 +570,16 @@ class KubernetesBackend:
         )
 
     def start_session(self, action: StartSession) -> bool:
-        """Create the session's check pod (Job, Service, NetworkPolicy), then its agent Job.
+        """Create the session's check Job, then its agent Job.
 
-        The check pod's objects come first, so the agent never waits on a name that is not
-        there; each create that meets an existing object (a replayed plan) is skipped.
+        The check pod comes first, so the agent never waits on a name that is not there; the
+        run's check Service and NetworkPolicy are made sure of before the first one. Each
+        create that meets an existing object (a replayed plan) is skipped.
         """
         owner, namespace = self.body, self.namespace
-        session = action.session
         check = manifests.check_job(self.handle, action, owner=owner, namespace=namespace)
-        policy = manifests.check_network_policy(
-            self.identity, session, owner=owner, namespace=namespace
-        )
-        service = manifests.check_service(self.identity, session, owner=owner, namespace=namespace)
         with observability.session_job_span(self.identity, action) as trace_env:
-            self._create(self.networking.create_namespaced_network_policy, namespace, policy)
-            self._create(self.core.create_namespaced_service, namespace, service)
+            self.ensure_check_network()
             self._create(self.batch.create_namespaced_job, namespace, check)
             job = manifests.agent_job(
                 self.handle, action, owner=owner, namespace=namespace, trace_env=trace_env
@@ -520,23 +591,20 @@ class KubernetesBackend:
             observability.session_started(self.identity, action)
         return created
 
-    def end_checks(self, session: str) -> None:
-        """Remove a finished session's check pod, Service and NetworkPolicy (gone: fine)."""
-        from kubernetes.client.exceptions import ApiException
+    def ensure_check_network(self) -> None:
+        """Create the run's check NetworkPolicy and headless Service, once per process.
 
-        name = manifests.check_name(self.identity, session)
-        deletions: tuple[tuple[Any, dict[str, Any]], ...] = (
-            (self.batch.delete_namespaced_job, {"propagation_policy": "Background"}),
-            (self.core.delete_namespaced_service, {}),
-            (self.networking.delete_namespaced_network_policy, {}),
-        )
-        for delete, options in deletions:
-            try:
-                delete(name, self.namespace, **options)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        self._deleted_job(name)
+        The policy comes first, so no check pod is ever reachable without it. Both are owned
+        by the run (removed with it) and shared by all its check pods.
+        """
+        if self.state.check_network:
+            return
+        owner, namespace = self.body, self.namespace
+        policy = manifests.check_network_policy(self.identity, owner=owner, namespace=namespace)
+        service = manifests.check_service(self.identity, owner=owner, namespace=namespace)
+        self._create(self.networking.create_namespaced_network_policy, namespace, policy)
+        self._create(self.core.create_namespaced_service, namespace, service)
+        self.state.check_network = True
 
     def training_app(
         self, action: StartVerification, trace_env: Mapping[str, str] | None = None
@@ -687,24 +755,21 @@ class KubernetesBackend:
         """Create missing Design resources and patch the statuses that changed (by design id).
 
         A status whose only change is its fitness or rank (one new result moves the rank of
-        every design below it) waits for the rank refresh, due every
-        :data:`RANK_REFRESH_SECONDS`: a refresh writes at most :data:`RANK_PATCHES` such
-        statuses per reconcile and goes on in the next ones until none is left; ``final`` (the
-        run's last reconcile) writes them all. Creates beyond this reconcile's budget wait for
-        the next reconcile.
+        every design below it) waits for the rank refresh (:meth:`_refresh_ranks`); on the
+        run's last reconcile (``final``) they are all kept in :attr:`final_ranks`, for
+        :meth:`write_ranks` (which the operator runs off the reconcile, on its report thread).
+        Creates beyond this reconcile's Design budget wait for the next reconcile; the last
+        reconcile creates every Design still missing.
         """
         written = self.design_statuses()
         happenings: list[Happening] = []
         flow = self.handle.config.session_flow
-        now = time.monotonic()
-        ranks_due = final or now - self.state.ranks_written >= RANK_REFRESH_SECONDS
-        rank_patches = len(archive.designs) if final else RANK_PATCHES
-        ranks_left = False
+        rank_only: dict[str, dict[str, Any]] = {}  # Design name -> wanted status
         for design_id, record in sorted(archive.designs.items()):
             name = manifests.design_name(self.name, design_id)
             if name not in written:
-                if not self._spend(1):
-                    continue
+                if not final and not self._spend_design():
+                    continue  # the run's last reconcile creates every Design left
                 body = manifests.design_object(
                     self.identity, record, owner=self.body, namespace=self.namespace, flow=flow
                 )
@@ -717,18 +782,49 @@ class KubernetesBackend:
             if wanted is None or current == wanted:
                 continue
             if _without_ranking(current) == _without_ranking(wanted):
-                if not ranks_due or rank_patches <= 0:
-                    ranks_left = ranks_left or ranks_due
-                    continue
-                rank_patches -= 1
+                rank_only[name] = wanted
+                continue
             self.patch_status(DESIGNS, name, wanted)
             written[name] = dict(wanted)
             phase = str(wanted.get("phase"))
             if current.get("phase") != phase:
                 happenings.append(Happening("design", name, "Normal", phase, f"now {phase}"))
-        if ranks_due and not ranks_left:
-            self.state.ranks_written = now  # the refresh is complete
+        if final:
+            self.final_ranks = rank_only
+        else:
+            self._refresh_ranks(rank_only, written)
         return happenings
+
+    def write_ranks(self, statuses: Mapping[str, dict[str, Any]]) -> None:
+        """Patch these Designs' statuses (their final fitness and rank), by name."""
+        written = self.design_statuses()
+        for name, status in sorted(statuses.items()):
+            self.patch_status(DESIGNS, name, status)
+            written[name] = dict(status)
+
+    def _refresh_ranks(
+        self, rank_only: Mapping[str, dict[str, Any]], written: dict[str, dict[str, Any]]
+    ) -> None:
+        """Write the Designs whose only change is their fitness or rank, one sweep at a time.
+
+        A refresh starts every :data:`RANK_REFRESH_SECONDS` with the Designs whose rank is
+        stale at that moment, and writes at most :data:`RANK_PATCHES` of them per reconcile
+        until none is left. A rank that changes while a sweep is under way waits for the next
+        refresh, so a run whose results keep coming patches each Design at most once per
+        refresh, not on every reconcile.
+        """
+        state, now = self.state, time.monotonic()
+        if state.rank_sweep is None and now - state.ranks_written >= RANK_REFRESH_SECONDS:
+            state.rank_sweep, state.ranks_written = set(rank_only), now
+        if state.rank_sweep is None:
+            return
+        state.rank_sweep &= rank_only.keys()  # a rank back to its written value needs nothing
+        for name in sorted(state.rank_sweep)[:RANK_PATCHES]:
+            self.patch_status(DESIGNS, name, rank_only[name])
+            written[name] = dict(rank_only[name])
+            state.rank_sweep.discard(name)
+        if not state.rank_sweep:
+            state.rank_sweep = None
 
     def patch_status(self, plural: str, name: str, status: Mapping[str, Any]) -> None:
         """Replace-merge ``status`` of a custom object through its status subresource."""
@@ -846,13 +942,13 @@ def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) 
 
 def patch_custom_status(
     custom: Any, namespace: str, plural: str, name: str, status: Mapping[str, Any]
-) -> None:
-    """Replace-merge ``status`` of a custom object through its status subresource.
+) -> Any:
+    """Replace-merge ``status`` of a custom object through its status subresource; the object.
 
     The CRDs declare the subresource; the operator may patch it, not the object itself.
     """
     body = {"status": json.loads(json.dumps(status, default=str))}
-    custom.patch_namespaced_custom_object_status(
+    return custom.patch_namespaced_custom_object_status(
         API_GROUP, API_VERSION, namespace, plural, name, body
     )
 
@@ -867,6 +963,7 @@ __all__ = [
     "delete_run_children",
     "gpu_hours",
     "job_view",
+    "lingering_checks",
     "list_run_designs",
     "list_run_jobs",
     "owned_by",

@@ -11,7 +11,7 @@ controller owner reference to its run; every Job has ``activeDeadlineSeconds`` a
 never meets the Jobs of the one before); agent pods get no service-account token, no service
 links, and only the credentials the spec names (the LLM key and the store's), from Secret
 references, never as plain values; check pods, which run design code, get no credential at all,
-and a NetworkPolicy that lets in only their session's agent and lets nothing out. Every pod
+and a NetworkPolicy that lets in only their run's agents and lets nothing out. Every pod
 passes Pod Security "restricted" (:func:`restricted_pod_security`, :func:`restricted_container`)
 with a read-only root file system and one writable ``emptyDir`` at ``/tmp``; every object
 carries the standard ``app.kubernetes.io`` labels (:func:`standard_labels`) with the one
@@ -227,13 +227,23 @@ def session_labels(identity: RunIdentity, session: str, role: str) -> dict[str, 
 
 
 def check_name(identity: RunIdentity, session: str) -> str:
-    """The name of a session's check Job, Service and NetworkPolicy (a DNS-1035 label)."""
+    """The name of a session's check Job and its pod's host name (a DNS-1035 label)."""
     return dns_name("check", identity.name, identity.short_uid, session)
 
 
+def check_network_name(identity: RunIdentity) -> str:
+    """The name of a run's check Service and NetworkPolicy, one each for all its check pods."""
+    return dns_name("checks", identity.name, identity.short_uid)
+
+
 def check_server_url(identity: RunIdentity, session: str, namespace: str) -> str:
-    """Where a session's agent reaches its check pod: the Service's cluster DNS name."""
-    return f"http://{check_name(identity, session)}.{namespace}.svc:{CHECK_PORT}"
+    """Where a session's agent reaches its check pod: the pod's own name in the cluster's DNS.
+
+    A check pod sets ``hostname`` (its session's check name) and ``subdomain`` (the run's
+    headless check Service), so the DNS gives it ``HOST.SERVICE.NAMESPACE.svc``.
+    """
+    host, service = check_name(identity, session), check_network_name(identity)
+    return f"http://{host}.{service}.{namespace}.svc:{CHECK_PORT}"
 
 
 def session_pod_job(
@@ -406,20 +416,26 @@ def check_job(
     }
     pod_spec = session_pod_spec(container, CHECK_SCRATCH, checks.runtime_class_name)
     name = check_name(identity, action.session)
+    pod_spec["hostname"], pod_spec["subdomain"] = name, check_network_name(identity)
     return session_pod_job(name, labels, pod_spec, pod, owner=owner, namespace=namespace)
 
 
+def run_role_labels(identity: RunIdentity, role: str) -> dict[str, str]:
+    """The labels that find every pod of one role of a run (its uid and the role)."""
+    return {LABEL_RUN_UID: label_value(identity.uid or ""), LABEL_ROLE: role}
+
+
 def check_metadata(
-    identity: RunIdentity, session: str, *, owner: Mapping[str, Any], namespace: str
+    identity: RunIdentity, *, owner: Mapping[str, Any], namespace: str
 ) -> dict[str, Any]:
-    """Name, labels and owner of a session's check Service and NetworkPolicy."""
+    """Name, labels and owner of a run's check Service and NetworkPolicy."""
     labels = {
         **standard_labels(identity, COMPONENT_CHECK),
         **run_labels(identity),
-        **session_labels(identity, session, ROLE_CHECK),
+        LABEL_ROLE: ROLE_CHECK,
     }
     return {
-        "name": check_name(identity, session),
+        "name": check_network_name(identity),
         "namespace": namespace,
         "labels": labels,
         "ownerReferences": [owner_reference(owner)],
@@ -427,35 +443,46 @@ def check_metadata(
 
 
 def check_service(
-    identity: RunIdentity, session: str, *, owner: Mapping[str, Any], namespace: str
+    identity: RunIdentity, *, owner: Mapping[str, Any], namespace: str
 ) -> dict[str, Any]:
-    """The Service that gives a session's check pod its name in the cluster's DNS."""
+    """The headless Service that gives each check pod of a run its own name in the DNS.
+
+    It has no cluster IP and balances nothing: a check pod is reached by its host name under
+    it (:func:`check_server_url`), once the pod is ready. One per run, created with the first
+    session and removed with the run.
+    """
     port = {"name": "check", "port": CHECK_PORT, "targetPort": CHECK_PORT, "protocol": "TCP"}
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": check_metadata(identity, session, owner=owner, namespace=namespace),
-        "spec": {"selector": session_labels(identity, session, ROLE_CHECK), "ports": [port]},
+        "metadata": check_metadata(identity, owner=owner, namespace=namespace),
+        "spec": {
+            "clusterIP": "None",
+            "selector": run_role_labels(identity, ROLE_CHECK),
+            "ports": [port],
+        },
     }
 
 
 def check_network_policy(
-    identity: RunIdentity, session: str, *, owner: Mapping[str, Any], namespace: str
+    identity: RunIdentity, *, owner: Mapping[str, Any], namespace: str
 ) -> dict[str, Any]:
-    """Deny-all for a check pod, but its own session's agent on the check port.
+    """Deny-all for a run's check pods, but the run's own agents on the check port.
 
     No egress at all: design code reaches neither the store, nor the LLM, nor the API server,
-    nor DNS. Replies on the agent's connections are allowed, as NetworkPolicies are stateful.
+    nor DNS. Replies on the agents' connections are allowed, as NetworkPolicies are stateful.
+    Agents of other runs are not let in; agents of the same run hold the same credentials and
+    run no design code, so one policy serves all of the run's sessions.
     """
-    agent = {"podSelector": {"matchLabels": session_labels(identity, session, ROLE_SESSION)}}
+    agents = {"podSelector": {"matchLabels": run_role_labels(identity, ROLE_SESSION)}}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": check_metadata(identity, session, owner=owner, namespace=namespace),
+        "metadata": check_metadata(identity, owner=owner, namespace=namespace),
         "spec": {
-            "podSelector": {"matchLabels": session_labels(identity, session, ROLE_CHECK)},
+            "podSelector": {"matchLabels": run_role_labels(identity, ROLE_CHECK)},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": [agent], "ports": [{"protocol": "TCP", "port": CHECK_PORT}]}],
+            "ingress": [{"from": [agents], "ports": [{"protocol": "TCP", "port": CHECK_PORT}]}],
             "egress": [],
         },
     }
@@ -524,6 +551,7 @@ __all__ = [
     "agent_job",
     "check_job",
     "check_name",
+    "check_network_name",
     "check_network_policy",
     "check_server_url",
     "check_service",
@@ -535,6 +563,7 @@ __all__ = [
     "restricted_container",
     "restricted_pod_security",
     "run_labels",
+    "run_role_labels",
     "run_selector",
     "scratch_env",
     "scratch_mount",

@@ -65,11 +65,13 @@ from genesys.backends.kubernetes import (
 from genesys.backends.observability import plan_attributes
 from genesys.controller.reconcile import (
     Outcome,
+    holds_result,
     identity_of,
     open_root_store,
     reconcile,
     validate,
 )
+from genesys.controller.runcache import RunBodies
 from genesys.controller.status import error_status
 from genesys.store.archive import Archive
 from genesys.store.base import open_store
@@ -77,7 +79,6 @@ from genesys.store.claims import bound_to
 
 RUNS = "discoveryruns"
 REPORT_KEY = "report.html"
-RESULT_PHASES = ("Succeeded", "Failed")  # the terminal phases that hold a result
 TICK_SECONDS = float(os.environ.get("GENESYS_TICK_SECONDS", "15"))
 RETRY_SECONDS = 10.0
 COMPONENT = "genesys-operator"
@@ -91,6 +92,7 @@ _client_guard = threading.Lock()
 _reconciles = {"count": 0}
 _states: dict[str, RunState] = {}  # per run uid: its archive index, Designs, ingested Jobs
 job_cache = JobCache()  # every run's Jobs, from the watch stream (genesys-job-event)
+run_bodies = RunBodies()  # every run's newest body: kopf's events and our own status writes
 _held: dict[str, Backoff] = {}  # per run uid: permanent errors, and when to try again
 FIRST_RETRY_SECONDS = float(os.environ.get("GENESYS_PERMANENT_RETRY_SECONDS", "60"))
 MAX_RETRY_SECONDS = 3600.0
@@ -170,10 +172,23 @@ def post_events(happenings: Iterable[Happening], *, namespace: str, run_uid: str
 
 
 def write_status(name: str, namespace: str, status: Mapping[str, Any], client: Any) -> None:
-    """Patch a DiscoveryRun's status (status subresource, else the object on an emulator)."""
+    """Patch a DiscoveryRun's status (its status subresource); the answer is the newest body."""
     from kubernetes import client as k8s
 
-    patch_custom_status(k8s.CustomObjectsApi(client), namespace, RUNS, name, status)
+    written = patch_custom_status(k8s.CustomObjectsApi(client), namespace, RUNS, name, status)
+    if isinstance(written, Mapping):
+        run_bodies.offer(written)
+
+
+def current_run(name: str, namespace: str, client: Any) -> dict[str, Any] | None:
+    """The newest body of a run this process has seen, read from the API server when none."""
+    known = run_bodies.get(namespace, name)
+    if known is not None:
+        return known
+    found = read_run(name, namespace, client)
+    if found is not None:
+        run_bodies.offer(found)
+    return found
 
 
 def read_run(name: str, namespace: str, client: Any) -> dict[str, Any] | None:
@@ -252,9 +267,14 @@ def held_back(body: Mapping[str, Any]) -> bool:
 def reconcile_and_write(body: Mapping[str, Any], logger: logging.Logger | Any) -> Outcome | None:
     """Reconcile one run under its lock, then write its status and post its events.
 
-    The run is read again under the lock, so a stale event body (a timer firing just after a
-    spec change) never undoes newer work. A run being deleted is left to its finalizer.
+    The run reconciled is the newest body seen (:class:`RunBodies`: the event's, an earlier
+    event's, or the answer to the last status write, whichever has the latest
+    ``resourceVersion``), so a stale event body (a timer firing just after a spec change) never
+    undoes newer work, and no reconcile reads the run again. A run being deleted is left to its
+    finalizer.
     """
+    if (body.get("metadata") or {}).get("resourceVersion"):
+        run_bodies.offer(_plain(body))
     metadata = dict(body.get("metadata") or {})
     name, namespace = str(metadata.get("name")), str(metadata.get("namespace") or "default")
     with _lock(f"{namespace}/{name}"):
@@ -300,7 +320,7 @@ def _reconcile_locked(name: str, namespace: str, logger: Any) -> Outcome | None:
     """The body of :func:`reconcile_and_write`, under the run's lock."""
     client = api_client()
     try:
-        plain = read_run(name, namespace, client)
+        plain = current_run(name, namespace, client)
     except Exception as exc:
         raise kopf.TemporaryError(f"cannot read the run: {exc}", delay=RETRY_SECONDS) from exc
     if plain is None or (plain.get("metadata") or {}).get("deletionTimestamp"):
@@ -315,6 +335,7 @@ def _reconcile_locked(name: str, namespace: str, logger: Any) -> Outcome | None:
             state=state,
             job_cache=job_cache,
             publish=publish_in_background,
+            later=run_in_background,
         )
         ensure_report(plain, logger)  # a finished run's report, lost to a restart
         if outcome.status != (plain.get("status") or {}):
@@ -348,6 +369,22 @@ def publish_in_background(
     return _reports.submit(_publish_logged, handle, archive)
 
 
+def run_in_background(work: Callable[[], object]) -> concurrent.futures.Future[None]:
+    """Run a finished run's last writes on the report thread, before its report.
+
+    A failure is logged, not raised: the Designs' final ranks are informative, and the store
+    holds what they mirror.
+    """
+    return _reports.submit(_run_logged, work)
+
+
+def _run_logged(work: Callable[[], object]) -> None:
+    try:
+        work()
+    except Exception as exc:
+        logging.getLogger(__name__).error(f"a finished run's last writes failed: {exc}")
+
+
 def _publish_logged(handle: RunHandle, archive: Archive | None) -> None:
     try:
         publish_report(handle, archive)
@@ -362,21 +399,26 @@ def reports_written(timeout: float | None = None) -> None:
 
 
 def ensure_report(plain: Mapping[str, Any], logger: Any) -> concurrent.futures.Future[None] | None:
-    """Publish a finished run's report if its store has none (once per run and process)."""
+    """Publish a finished run's report if its store has none (once per run and process).
+
+    The check reads the store only; the run is opened (as a reconcile opens it) only when the
+    report is missing.
+    """
     identity = identity_of(plain)
     status = plain.get("status") or {}
-    if str(identity.uid) in _reported or status.get("phase") not in RESULT_PHASES:
+    if str(identity.uid) in _reported or not holds_result(status.get("phase")):
         return None
     run, _problems = validate(plain)
     if run is None:
         return None
     try:
-        handle, _binding = open_run(
-            run, identity, open_root_store(run), data_uri=run.spec.verification.data.shards or ""
-        )
-        if handle.store.exists(REPORT_KEY):
+        root = open_root_store(run)
+        if root.child(identity.store_prefix).exists(REPORT_KEY):
             _reported.add(str(identity.uid))
             return None
+        handle, _binding = open_run(
+            run, identity, root, data_uri=run.spec.verification.data.shards or ""
+        )
     except Exception as exc:  # a store that cannot be read now: the next event tries again
         logger.warning(f"{identity.describe()}: cannot check the report: {exc}")
         return None
@@ -464,6 +506,7 @@ def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     run, never from one that holds another run's archive.
     """
     plain = _plain(body)
+    run_bodies.offer(plain)  # a reconcile from a Job event now sees the deletion
     identity = identity_of(plain)
     namespace = identity.namespace or "default"
     try:
@@ -477,6 +520,7 @@ def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         registry.pop(str(identity.uid), None)
     _reported.discard(str(identity.uid))
     job_cache.forget_run(namespace, identity)
+    run_bodies.forget(namespace, identity.name)
     telemetry.current().instruments.gauges.forget(identity.describe())
     logger.info(
         f"{identity.describe()}: deleted {jobs} jobs, {designs} designs, {removed} store objects"

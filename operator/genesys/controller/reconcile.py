@@ -22,7 +22,8 @@ nothing here reads or writes outside the run's own store prefix.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -125,6 +126,7 @@ def reconcile(
     job_cache: JobCache | None = None,
     max_creates: int | None = None,
     publish: Callable[[RunHandle, Archive], object] | None = None,
+    later: Callable[[Callable[[], object]], object] | None = None,
     now: datetime | None = None,
 ) -> Outcome:
     """Reconcile one DiscoveryRun object (its body as a dict).
@@ -135,7 +137,9 @@ def reconcile(
     reconcile may create (default ``GENESYS_MAX_CREATES_PER_RECONCILE``). Without them every
     reconcile starts from the store and lists the run's Jobs and Designs. ``publish`` renders
     a finished run's report (default: :func:`publish_report`, here and now; the operator hands
-    it to a background thread, so a slow report holds up no reconcile).
+    it to a background thread, so a slow report holds up no reconcile). ``later`` runs the
+    finished run's last Design writes, their final fitness and rank (default: here and now;
+    the operator runs them on the same thread, before the report).
     """
     now = now or datetime.now(UTC)
     metadata = body.get("metadata") or {}
@@ -143,7 +147,7 @@ def reconcile(
     old = dict(body.get("status") or {})
     name = str(metadata.get("name"))
     run, problems = validate(body)
-    if _holds_result(old.get("phase")):
+    if holds_result(old.get("phase")):
         if old.get("observedGeneration") == generation:
             return Outcome(old)
         message = (
@@ -158,18 +162,24 @@ def reconcile(
         return Outcome(
             invalid_status(old, problems, now, generation), [happening] if changed else []
         )
-    root = store or open_root_store(run)
-    shards = run.spec.verification.data.shards or ""
-    try:
-        handle, binding = open_run(run, identity_of(body), root, data_uri=shards)
-    except BindError as exc:
-        status = conflict_status(old, str(exc), now, generation)
-        changed = status["conditions"] != old.get("conditions")
-        happening = Happening("run", name, "Warning", "ArchiveConflict", str(exc))
-        return Outcome(status, [happening] if changed else [])
     happenings: list[Happening] = []
-    if binding.adopted:
-        happenings.append(Happening("run", name, "Normal", "ArchiveAdopted", binding.message))
+    if state is not None and state.opened is not None and state.opened[0] == generation:
+        handle = state.opened[1]  # bound and its config stored at this generation already
+    else:
+        root = store or open_root_store(run)
+        shards = run.spec.verification.data.shards or ""
+        try:
+            handle, binding = open_run(run, identity_of(body), root, data_uri=shards)
+        except BindError as exc:
+            status = conflict_status(old, str(exc), now, generation)
+            changed = status["conditions"] != old.get("conditions")
+            happening = Happening("run", name, "Warning", "ArchiveConflict", str(exc))
+            return Outcome(status, [happening] if changed else [])
+        if binding.adopted:
+            message = binding.message
+            happenings.append(Happening("run", name, "Normal", "ArchiveAdopted", message))
+        if state is not None:
+            state.opened = (generation, handle)
     namespace = str(metadata.get("namespace") or "default")
     backend = KubernetesBackend(
         handle,
@@ -186,10 +196,11 @@ def reconcile(
     happenings += observation.happenings + backend.apply(result.actions)
     finish = result.finish
     archive = observation.observed.archive
-    happenings += backend.sync_designs(
-        archive, design_statuses(handle, observation, result.fitness), final=finish is not None
-    )
+    statuses = design_statuses(handle, observation, result.fitness, started=backend.started)
+    happenings += backend.sync_designs(archive, statuses, final=finish is not None)
     if finish is not None:
+        # the Designs' final ranks (a write per Design) before the report, off this reconcile
+        (later or _at_once)(functools.partial(backend.write_ranks, backend.final_ranks))
         (publish or publish_report)(handle, backend.archive())  # with what it just wrote
     status = run_status(
         old,
@@ -207,7 +218,11 @@ def reconcile(
     return Outcome(status, happenings, count_actions(result.actions), backend.deferred)
 
 
-def _holds_result(phase: object) -> bool:
+def _at_once(work: Callable[[], object]) -> object:
+    return work()
+
+
+def holds_result(phase: object) -> bool:
     """True for a terminal phase with a result (``SpecInvalid`` has none: it is validated again)."""
     return phase in TERMINAL_PHASES and phase != Phase.SPEC_INVALID
 
@@ -219,9 +234,17 @@ def _phase_event(name: str, phase: str, finish: FinishReason | None) -> Happenin
 
 
 def design_statuses(
-    handle: RunHandle, observation: Observation, fitness: Mapping[str, float]
+    handle: RunHandle,
+    observation: Observation,
+    fitness: Mapping[str, float],
+    *,
+    started: Collection[tuple[str, str]] = (),
 ) -> dict[str, dict[str, Any]]:
-    """The wanted status of every design of the archive, by design id."""
+    """The wanted status of every design of the archive, by design id.
+
+    ``started`` are the (design, rung) trainings this reconcile just started: they count as
+    running, so a Design created with its training shows it at once (one status write less).
+    """
     observed = observation.observed
     rungs = handle.config.rungs
     order = [r.name for r in rungs]
@@ -235,7 +258,7 @@ def design_statuses(
             rung_order=order,
             fitness=fitness,
             rank=rank,
-            running=set(observed.running_jobs),
+            running=set(observed.running_jobs) | set(started),
             attempts=observed.failed_attempts,
             rung_points=points,
             artifact_uri=handle.uri(design_key(design_id)).rstrip("/"),
@@ -248,6 +271,7 @@ __all__ = [
     "Outcome",
     "cluster_spec_errors",
     "design_statuses",
+    "holds_result",
     "identity_of",
     "open_root_store",
     "reconcile",

@@ -166,6 +166,17 @@ def game_tie(
     return max(column_tie, error_sigmas * math.sqrt(error_a * error_a + error_b * error_b))
 
 
+def game_ties(
+    column_ties: np.ndarray, column_errors: Sequence[float | None], error_sigmas: float
+) -> np.ndarray:
+    """:func:`game_tie` of every game of one column at once (``column_ties``: m x m)."""
+    known = np.array([e is not None for e in column_errors])
+    squared = np.array([0.0 if e is None else e * e for e in column_errors])
+    both = known[:, None] & known[None, :]
+    own = error_sigmas * np.sqrt(squared[:, None] + squared[None, :])
+    return np.where(both, np.maximum(column_ties, own), column_ties)
+
+
 def massey(
     ids: Sequence[str],
     matrix: Sequence[Sequence[float | None]],
@@ -192,27 +203,20 @@ def massey(
         weight = 1.0 if weights is None else float(weights[column])
         if weight <= 0:
             continue
-        present = [(i, row[column]) for i, row in enumerate(matrix) if row[column] is not None]
-        values = np.array([v for _, v in present], dtype=float)
-        if len(values) < 2:
+        index = np.array([i for i, row in enumerate(matrix) if row[column] is not None])
+        if len(index) < 2:
             continue
+        values = np.array([matrix[i][column] for i in index], dtype=float)
         scale = float(values.std()) or 1.0
         column_tie = 0.0 if ties is None else float(ties[column])
-        for a in range(len(present)):
-            for b in range(a + 1, len(present)):
-                i, vi = present[a]
-                j, vj = present[b]
-                raw = float(vi) - float(vj)  # type: ignore[arg-type]
-                tie = column_tie
-                if errors is not None:
-                    tie = game_tie(column_tie, errors[i][column], errors[j][column], error_sigmas)
-                diff = 0.0 if abs(raw) <= tie else raw / scale
-                games[i, i] += weight
-                games[j, j] += weight
-                games[i, j] -= weight
-                games[j, i] -= weight
-                points[i] += weight * diff
-                points[j] -= weight * diff
+        tie = np.full((len(index), len(index)), column_tie)
+        if errors is not None:
+            tie = game_ties(tie, [errors[i][column] for i in index], error_sigmas)
+        raw = values[:, None] - values[None, :]  # every game of the column, both ways
+        margins = np.where(np.abs(raw) <= tie, 0.0, raw / scale)
+        games[np.ix_(index, index)] -= weight  # each pair played once
+        games[index, index] += weight * len(index)  # ... and each its m - 1 games
+        points[index] += weight * margins.sum(axis=1)
     system = games.copy()
     system[-1, :] = 1.0  # ratings sum to zero
     target = points.copy()
