@@ -19,7 +19,11 @@ Reconciles of one run never overlap (a lock per run); reconciles of different ru
 parallel on kopf's worker threads (``GENESYS_WORKERS``), and all share one Kubernetes API
 client. What a run's reconciles keep between them (its archive index, its Designs as last
 written, the ended Jobs already checked) is a :class:`~genesys.backends.kubernetes.RunState`
-per run uid, dropped when the run is deleted; a restarted operator rebuilds it.
+per run uid, dropped when the run is deleted; a restarted operator rebuilds it. The run itself
+is the newest body seen (:class:`~genesys.controller.runcache.RunBodies`: kopf's event bodies
+and the answers to the operator's own status writes), read from the API server only when none
+is known. A finished run's last writes, its Designs' final ranks and then its report, go to
+one background thread, so no reconcile waits for them.
 Events go through kopf's own poster (:func:`post_events`), named ``genesys-operator-*``.
 Kopf keeps its own state in annotations under ``kopf.genesys.dev``.
 
