@@ -15,6 +15,9 @@ import pytest
 from support.rbac import OUTCOMES, SEEN_CALLS, chart_rules, rule_terms
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FALLBACK_ONLY = {("genesys.dev", "discoveryruns", "get")}
+"""Grants used only on a path no test can time: a run is read from the API server only when
+a Job event reaches an operator process before any event of the run itself (a restart)."""
 
 
 def test_the_chart_grants_nothing_the_operator_did_not_use(request: pytest.FixtureRequest) -> None:
@@ -32,5 +35,5 @@ def test_the_chart_grants_nothing_the_operator_did_not_use(request: pytest.Fixtu
     if not others or not_passed:
         pytest.skip(f"needs the whole operator suite passed in this run; not: {not_passed[:3]}")
     seen = session.stash.get(SEEN_CALLS, set())
-    unused = sorted(rule_terms(chart_rules()) - seen)
+    unused = sorted(rule_terms(chart_rules()) - seen - FALLBACK_ONLY)
     assert not unused, f"the chart grants what no operator test used: {unused}"
