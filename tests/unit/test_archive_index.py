@@ -4,7 +4,8 @@ Each case replays a random interleaving of what a run's store sees: seeds writte
 that progress and end (a design, or a rejection), training attempts that fail, results that
 arrive (some implausibly low, some unreadable), GPU usage, noise floors, and deletions of
 single documents or of whole designs. After every step the index is refreshed and compared
-with :func:`load_archive`, the failed-attempt counts, the recorded GPU time and the spend.
+with :func:`load_archive`, the failed-attempt counts, the recorded GPU time and the spend:
+either by a whole listing, or by a hinted one that lists only the folders the step wrote.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class RecordedRun:
     def designs(self) -> list[str]:
         return sorted({k.split("/")[1] for k in self.store.list("designs")})
 
-    def step(self) -> str:
-        """One random event; its name."""
+    def step(self) -> tuple[str, list[str]]:
+        """One random event: its name, and the store folders it wrote."""
         events = [
             self.seed,
             self.session_progress,
@@ -80,16 +81,16 @@ class RecordedRun:
             self.delete_design,
         ]
         event = self.rng.choice(events)
-        event()
-        return event.__name__
+        return event.__name__, event()
 
-    def seed(self) -> None:
+    def seed(self) -> list[str]:
         design_id = f"seed-{self.rng.choice(['gpt2', 'mamba2', 'rwkv6'])}"
         self.store.put_text(
             f"designs/{design_id}/design.json", design_document(design_id, 0, "seed", [])
         )
+        return [f"designs/{design_id}"]
 
-    def session_progress(self) -> None:
+    def session_progress(self) -> list[str]:
         session = f"s{self.rng.randrange(8)}"
         state = {
             "session": session,
@@ -103,8 +104,9 @@ class RecordedRun:
             "spent_usd": round(self.rng.random(), 3),
         }
         self.store.put_text(f"sessions/{session}/state.json", json.dumps(state))
+        return [f"sessions/{session}"]
 
-    def session_end(self) -> None:
+    def session_end(self) -> list[str]:
         self.seq += 1
         design_id = f"d{self.seq:03d}"
         parents = self.rng.sample(self.designs(), k=min(1, len(self.designs())))
@@ -114,33 +116,38 @@ class RecordedRun:
         )
         outcome = {"status": "implemented", "design": design_id, "reason": "ok"}
         self.store.put_text(f"sessions/s{self.seq}/session.json", json.dumps(outcome))
+        return [f"sessions/s{self.seq}", f"designs/{design_id}", "rejected"]
 
-    def rejection(self) -> None:
+    def rejection(self) -> list[str]:
         record = {"session": "s1", "operator": "mutation", "parents": [], "reason": "not causal"}
         self.store.put_text(f"rejected/d{self.rng.randrange(20):03d}-impl.json", json.dumps(record))
+        return ["rejected"]
 
     def _design_rung(self) -> tuple[str, str]:
         designs = self.designs() or ["d999"]  # a result may come before its design
         return self.rng.choice(designs), self.rng.choice(RUNGS)
 
-    def result(self) -> None:
+    def result(self) -> list[str]:
         design_id, rung = self._design_rung()
         key = f"designs/{design_id}/verifications/{rung}/result.json"
         self.store.put_text(key, result_document(design_id, rung, self.rng))
+        return [f"designs/{design_id}/verifications/{rung}"]
 
-    def attempt(self) -> None:
+    def attempt(self) -> list[str]:
         design_id, rung = self._design_rung()
         key = f"designs/{design_id}/verifications/{rung}/attempts/{self.rng.randrange(4)}.json"
         self.store.put_text(key, json.dumps({"state": "Failed"}))
+        return [f"designs/{design_id}/verifications/{rung}"]
 
-    def gpu_usage(self) -> None:
+    def gpu_usage(self) -> list[str]:
         design_id, rung = self._design_rung()
         job = f"job-{self.rng.randrange(4)}"
         usage = {"job": job, "gpus": self.rng.randrange(3), "seconds": self.rng.randrange(100)}
         key = f"designs/{design_id}/verifications/{rung}/gpu-usage/{job}.json"
         self.store.put_text(key, json.dumps(usage))
+        return [f"designs/{design_id}/verifications/{rung}/gpu-usage"]
 
-    def noise(self) -> None:
+    def noise(self) -> list[str]:
         floor = {
             "design": "seed-gpt2",
             "rung": "nano",
@@ -148,21 +155,36 @@ class RecordedRun:
             "metrics": {"val_loss": {"mean": 3.0, "std": self.rng.random() / 10, "n": 2}},
         }
         self.store.put_text(f"noise/nano/seed-gpt2-{self.rng.randrange(2)}.json", json.dumps(floor))
+        return ["noise/nano"]
 
-    def unreadable(self) -> None:
+    def unreadable(self) -> list[str]:
         keys = [k for k in self.store.list() if key_kind(k)]
-        if keys:
-            self.store.put_text(self.rng.choice(keys), "{not json")
+        if not keys:
+            return []
+        key = self.rng.choice(keys)
+        self.store.put_text(key, "{not json")
+        return [folder_of(key)]
 
-    def delete_key(self) -> None:
+    def delete_key(self) -> list[str]:
         keys = list(self.store.list())
-        if keys:
-            self.store.delete(self.rng.choice(keys))
+        if not keys:
+            return []
+        key = self.rng.choice(keys)
+        self.store.delete(key)
+        return [folder_of(key)]
 
-    def delete_design(self) -> None:
+    def delete_design(self) -> list[str]:
         designs = self.designs()
-        if designs:
-            self.store.delete_prefix(f"designs/{self.rng.choice(designs)}")
+        if not designs:
+            return []
+        folder = f"designs/{self.rng.choice(designs)}"
+        self.store.delete_prefix(folder)
+        return [folder]
+
+
+def folder_of(key: str) -> str:
+    """The folder that holds ``key``."""
+    return key.rsplit("/", 1)[0]
 
 
 def recorded_gpu_hours(store: Store) -> float:
@@ -200,10 +222,55 @@ def test_the_index_equals_a_full_rebuild_after_every_step(tmp_path: Path, seed: 
     index = ArchiveIndex("run")
     history = []
     for _ in range(60):
-        history.append(run.step())
+        name, _folders = run.step()
+        history.append(name)
         index.refresh(store)
         assert_same_as_rebuild(index, store, f"seed {seed} after {history}")
     assert index.rebuilds == 1, "only the first refresh rebuilds"
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_a_refresh_of_the_folders_written_equals_a_full_rebuild(tmp_path: Path, seed: int) -> None:
+    """Hinted refreshes, now and then a whole one, some after several steps at once."""
+    store = LocalStore(tmp_path)
+    rng = random.Random(1000 + seed)
+    run = RecordedRun(store, rng)
+    index = ArchiveIndex("run")
+    index.refresh(store)
+    history: list[str] = []
+    for _ in range(25):
+        written: list[str] = []
+        for _ in range(rng.choice([1, 1, 2, 3])):  # steps between two refreshes
+            name, folders = run.step()
+            history.append(name)
+            written += folders
+        listed_whole = rng.random() < 0.15
+        refresh = index.refresh(store, None if listed_whole else written)
+        assert refresh.whole == listed_whole
+        assert_same_as_rebuild(index, store, f"seed {seed} after {history}")
+    assert index.rebuilds == 1, "only the first refresh rebuilds"
+
+
+def test_a_hinted_refresh_lists_only_the_folders_named(tmp_path: Path) -> None:
+    """A write outside the folders named waits for the next whole listing."""
+    store = LocalStore(tmp_path)
+    run = RecordedRun(store, random.Random(2))
+    for _ in range(5):
+        run.session_end()
+    index = ArchiveIndex("run")
+    assert index.refresh(store, ["sessions/s1"]).whole, "an index not built lists everything"
+    assert len(index.archive().designs) == 5
+    folders = run.session_end()
+    noise = run.noise()
+    hinted = index.refresh(store, folders)
+    assert (hinted.whole, hinted.read) == (False, 2)  # the new design and its session outcome
+    assert len(index.archive().designs) == 6
+    assert index.archive().noise == {}, "the noise folder was not named"
+    assert index.refresh(store, []).read == 0, "nothing named: nothing listed"
+    whole = index.refresh(store)
+    assert (whole.whole, whole.rebuilt, whole.read) == (True, False, 1)
+    assert noise == ["noise/nano"]
+    assert_same_as_rebuild(index, store, "after the whole listing")
 
 
 def test_a_refresh_reads_only_what_changed(tmp_path: Path) -> None:

@@ -149,7 +149,8 @@ def newer(incoming: str, current: str) -> bool:
     return True
 
 
-def _labelled(labels: Mapping[str, str], identity: RunIdentity) -> bool:
+def labelled_for(labels: Mapping[str, str], identity: RunIdentity) -> bool:
+    """True when ``labels`` carry all of the run's identity labels (so the object is its)."""
     wanted = manifests.run_labels(identity)
     return all(labels.get(key) == value for key, value in wanted.items())
 
@@ -205,7 +206,7 @@ class JobCache:
             if listed is None or time.monotonic() - listed > self.resync_seconds:
                 return None
             jobs = self._jobs_of(namespace, identity.name).values()
-            mine = [view for view in jobs if _labelled(view.labels, identity)]
+            mine = [view for view in jobs if labelled_for(view.labels, identity)]
         return sorted(mine, key=lambda view: view.name)
 
     def replace_run(self, namespace: str, identity: RunIdentity, jobs: list[JobView]) -> None:
@@ -213,7 +214,9 @@ class JobCache:
         with self._lock:
             current = self._jobs_of(namespace, identity.name)
             replaced = {
-                name: view for name, view in current.items() if not _labelled(view.labels, identity)
+                name: view
+                for name, view in current.items()
+                if not labelled_for(view.labels, identity)
             }  # another run of the same name (another uid): not ours to replace
             for view in jobs:
                 seen = current.get(view.name)
@@ -232,7 +235,7 @@ class JobCache:
         with self._lock:
             jobs = self._jobs_of(namespace, identity.name)
             for name, view in list(jobs.items()):
-                if _labelled(view.labels, identity):
+                if labelled_for(view.labels, identity):
                     del jobs[name]
             if not jobs:
                 self._runs.pop((namespace, identity.name), None)
@@ -243,4 +246,4 @@ class JobCache:
             return sum(len(jobs) for jobs in self._runs.values())
 
 
-__all__ = ["RESYNC_SECONDS", "JobCache", "JobView", "job_view_of", "newer"]
+__all__ = ["RESYNC_SECONDS", "JobCache", "JobView", "job_view_of", "labelled_for", "newer"]

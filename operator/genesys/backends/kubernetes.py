@@ -31,7 +31,9 @@ backend does with processes:
   the next rank refresh, which writes each such Design once). A Design left by an earlier run
   of the same name (another uid) is replaced, never adopted.
 - What a reconcile costs grows with what changed, not with the run's history: the archive is
-  an :class:`~genesys.store.index.ArchiveIndex` kept in the run's :class:`RunState`, the
+  an :class:`~genesys.store.index.ArchiveIndex` kept in the run's :class:`RunState` that lists
+  only the store folders written since the last reconcile (those of the Jobs that ended and of
+  the operator's own writes; the whole run every :data:`STORE_RESYNC_SECONDS`), the
   run's Jobs come from the watch-fed :class:`~genesys.backends.jobcache.JobCache`, and the
   Designs' statuses are compared with what was last written. One reconcile creates at most
   ``max_creates`` objects; the planner plans the rest again next time.
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -72,6 +75,7 @@ from genesys.backends.jobcache import (
     JobCache,
     JobView,
     job_view_of,
+    labelled_for,
 )
 from genesys.engine.actions import (
     Action,
@@ -86,6 +90,7 @@ from genesys.engine.state import Waiting
 from genesys.store.archive import (
     Archive,
     design_key,
+    session_folder,
     verification_prefix,
 )
 from genesys.store.base import S3Store
@@ -106,6 +111,11 @@ SESSION_OBJECTS = 2  # a session's check Job and agent Job
 CHECK_NETWORK_OBJECTS = 2  # a run's check Service and NetworkPolicy, once per process
 CHECK_GRACE_SECONDS = 60.0
 """A check Job still running this long after its agent ended is deleted (it missed the stop)."""
+STORE_RESYNC_SECONDS = float(os.environ.get("GENESYS_STORE_RESYNC_SECONDS", "60"))
+"""How often a reconcile lists the run's whole store, not only the folders written since the
+last one: it picks up what no ended Job announced (the spend of sessions still running, a
+noise floor recorded by hand, a key deleted from outside)."""
+REJECTIONS = "rejected"  # the store folder of rejection records
 
 
 @dataclass
@@ -135,6 +145,28 @@ def failed_check_pods(jobs: Sequence[JobView]) -> dict[str, JobView]:
         for job in jobs
         if job.labels.get(LABEL_ROLE) == manifests.ROLE_CHECK and job.finished == "Failed"
     }
+
+
+def written_folders(job: JobView) -> list[str] | None:
+    """The run-store folders an ended Job (and the operator's ingest of it) may have written.
+
+    A session writes under its own folder, its design's and the rejection records; a training
+    Job (and its ingest) under its verification's; a check pod holds no store credential and
+    writes nothing. None when a label that says where is missing: the whole run must be listed.
+    """
+    role, labels = job.labels.get(LABEL_ROLE), job.labels
+    design = labels.get(LABEL_DESIGN, "")
+    if role == manifests.ROLE_CHECK:
+        return []
+    if role == manifests.ROLE_SESSION:
+        session = labels.get(manifests.LABEL_SESSION, "")
+        if session and design:
+            return [session_folder(session), design_key(design), REJECTIONS]
+    elif role == manifests.ROLE_VERIFICATION:
+        rung = labels.get(LABEL_RUNG, "")
+        if design and rung:
+            return [verification_prefix(design, rung)]
+    return None
 
 
 def lingering_checks(jobs: Sequence[JobView], now: datetime) -> list[str]:
@@ -249,6 +281,8 @@ class RunState:
     ranks_written: float = 0.0  # ... and of the start of the last rank refresh
     rank_sweep: set[str] | None = None  # the Designs the rank refresh under way has still to write
     check_network: bool = False  # the run's check Service and NetworkPolicy are known to exist
+    unlisted: set[str] | None = None  # store folders written since the last refresh; None: all
+    store_listed: float = -math.inf  # time.monotonic() of the last listing of the whole run
     opened: tuple[Any, RunHandle] | None = None  # (generation, the run opened at it)
 
 
@@ -357,6 +391,7 @@ class KubernetesBackend:
                     running_sessions.add(session)
                 elif not done:
                     happenings += self._session_ended(job, session)
+                    self._wrote(written_folders(job))
             elif role == manifests.ROLE_VERIFICATION:
                 key = (job.labels.get(LABEL_DESIGN, ""), job.labels.get(LABEL_RUNG, ""))
                 if job.finished is None:
@@ -368,10 +403,11 @@ class KubernetesBackend:
                         waiting_jobs[key] = waiting
                 elif not done:
                     happenings += self._verification_ended(job, key, now)
+                    self._wrote(written_folders(job))
         happenings += self._end_sessions_without_checks(running_sessions, failed_check_pods(jobs))
         self._stop_lingering_checks(jobs, now)
         index = self.state.index
-        index.refresh(self.store)  # after the ended Jobs' records: they are in it
+        self._refresh_index()  # after the ended Jobs' records: they are in it
         observed = Observed(
             archive=index.archive(),
             running_sessions=frozenset(running_sessions),
@@ -386,8 +422,29 @@ class KubernetesBackend:
 
     def archive(self) -> Archive:
         """The run's archive as the store holds it now (the index, brought up to date)."""
-        self.state.index.refresh(self.store)
+        self._refresh_index(whole=True)
         return self.state.index.archive()
+
+    def _wrote(self, folders: Sequence[str] | None) -> None:
+        """Note store folders just written (None: anywhere), for the next refresh to list."""
+        if folders is None:
+            self.state.unlisted = None
+        elif self.state.unlisted is not None:
+            self.state.unlisted.update(folders)
+
+    def _refresh_index(self, *, whole: bool = False) -> None:
+        """Bring the archive index up to date from the folders written since the last refresh.
+
+        The whole run is listed instead the first time, after a write that names no folder,
+        and every :data:`STORE_RESYNC_SECONDS`.
+        """
+        state, now = self.state, time.monotonic()
+        unlisted = state.unlisted
+        whole = whole or unlisted is None or now - state.store_listed >= STORE_RESYNC_SECONDS
+        state.index.refresh(self.store, None if whole else unlisted)
+        if whole:
+            state.store_listed = now
+        state.unlisted = set()
 
     def training_pods(self) -> dict[str, list[Any]]:
         """The run's training pods, by the name of their Job (the ``job-name`` label)."""
@@ -398,7 +455,7 @@ class KubernetesBackend:
         by_job: dict[str, list[Any]] = {}
         for pod in listed.items:
             labels = pod.metadata.labels or {}
-            if _labelled(labels, self.identity) and "job-name" in labels:
+            if labelled_for(labels, self.identity) and "job-name" in labels:
                 by_job.setdefault(labels["job-name"], []).append(pod)
         return by_job
 
@@ -425,6 +482,7 @@ class KubernetesBackend:
             observability.ingest_session(self.store, self.identity, session)
             running.discard(session)
             self.ingested.add(agent)
+            self._wrote(None)  # its agent may have written its design: no Job view says which
         return happenings
 
     def _stop_lingering_checks(self, jobs: Sequence[JobView], now: datetime) -> None:
@@ -511,6 +569,7 @@ class KubernetesBackend:
         for action in actions:
             if isinstance(action, InitSeeds):
                 observability.seeds_written(self.identity, write_seeds(self.store))
+                self._wrote(None)  # the seeds' designs and their hash claims
             elif isinstance(action, StartSession | StartVerification) and not self._spend(
                 self._objects_of(action)
             ):
@@ -540,6 +599,7 @@ class KubernetesBackend:
                     )
             elif isinstance(action, RecordFailure):
                 write_failure(self.store, action)
+                self._wrote([verification_prefix(action.design_id, action.rung)])
                 happenings.append(
                     Happening(
                         "design",
@@ -561,6 +621,7 @@ class KubernetesBackend:
             if job.finished is None and key == wanted:
                 self._delete_job(job.name)
         write_failure(self.store, action)
+        self._wrote([verification_prefix(action.design_id, action.rung)])
         return Happening(
             "design",
             manifests.design_name(self.name, action.design_id),
@@ -865,11 +926,6 @@ def _without_ranking(status: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in status.items() if key not in RANKING_FIELDS}
 
 
-def _labelled(labels: Mapping[str, str], identity: RunIdentity) -> bool:
-    wanted = manifests.run_labels(identity)
-    return all(labels.get(key) == value for key, value in wanted.items())
-
-
 def owned_by(obj: Mapping[str, Any], identity: RunIdentity) -> bool:
     """True when ``obj`` has a controller owner reference to this run (by uid)."""
     references = (obj.get("metadata") or {}).get("ownerReferences") or []
@@ -880,7 +936,7 @@ def list_run_jobs(batch: Any, namespace: str, identity: RunIdentity) -> list[Job
     """The Jobs of one run (by name and uid labels, checked again here)."""
     listed = batch.list_namespaced_job(namespace, label_selector=manifests.run_selector(identity))
     views = [job_view(job) for job in listed.items]
-    return [view for view in views if _labelled(view.labels, identity)]
+    return [view for view in views if labelled_for(view.labels, identity)]
 
 
 def list_run_designs(
@@ -893,7 +949,7 @@ def list_run_designs(
     return {
         item["metadata"]["name"]: item
         for item in listed.get("items", [])
-        if _labelled((item.get("metadata") or {}).get("labels") or {}, identity)
+        if labelled_for((item.get("metadata") or {}).get("labels") or {}, identity)
     }
 
 
@@ -930,7 +986,7 @@ def delete_run_children(api_client: Any, namespace: str, identity: RunIdentity) 
     )
     for list_kind, delete in kinds:
         for item in list_kind(namespace, label_selector=selector).items:
-            if _labelled(item.metadata.labels or {}, identity):
+            if labelled_for(item.metadata.labels or {}, identity):
                 _delete_if_present(delete, item.metadata.name, namespace)
     designs = list_run_designs(custom, namespace, identity)
     for name in designs:

@@ -58,9 +58,14 @@ def verification_prefix(design_id: str, rung: str) -> str:
     return design_key(design_id, "verifications", rung)
 
 
+def session_folder(session_id: str) -> str:
+    """The folder of one design session."""
+    return f"sessions/{session_id}"
+
+
 def session_key(session_id: str, name: str = "session.json") -> str:
     """A key under one design session."""
-    return f"sessions/{session_id}/{name}"
+    return f"{session_folder(session_id)}/{name}"
 
 
 def rejection_key(design_id: str, what: str) -> str:
@@ -318,6 +323,7 @@ __all__ = [
     "quarantine_implausible",
     "rejection_key",
     "run_spent_usd",
+    "session_folder",
     "session_key",
     "verification_prefix",
 ]

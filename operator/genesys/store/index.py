@@ -3,17 +3,23 @@
 The operator reconciles every run every few seconds. Rebuilding the archive each time
 (:func:`~genesys.store.archive.load_archive`) costs in proportion to the run's history; an
 :class:`ArchiveIndex` instead lists the run's keys with their version tags (ETags on S3, inode,
-mtime and size on a local store) once per reconcile and reads only the documents that were
-added or changed, dropping what was removed. The first refresh is the full rebuild; a refresh
-that fails half-way forgets everything, so the next one is a full rebuild again (a detected
-gap never leaves a half-applied index).
+mtime and size on a local store) and reads only the documents that were added or changed,
+dropping what was removed. The first refresh is the full rebuild; a refresh that fails half-way
+forgets everything, so the next one is a full rebuild again (a detected gap never leaves a
+half-applied index).
+
+A refresh may list only some folders (a hinted refresh): the caller names where writes may have
+happened since the last refresh (the folders of the Jobs that just ended), and keys elsewhere
+are taken as unchanged. Its cost then follows what changed, not the run's size; a whole
+listing now and then (the caller's resync) catches writes no hint named.
 
 Besides the archive, the index keeps what the operator used to list the store for on every
 reconcile: the failed training attempts per (design, rung), the GPU time of finished training
 Jobs, and the LLM spend of the sessions.
 
 What must stay true: :meth:`ArchiveIndex.archive` equals ``load_archive`` of the same store
-after any sequence of writes and deletions (a property test checks it), the attempt counts
+after any sequence of writes and deletions, when every refresh is whole or names the folders
+written since the last one (a property test checks both), the attempt counts
 equal :func:`~genesys.backends.common.failed_attempts`, and nothing per design is kept beyond
 its record, its verifications and the version tags of the keys it reads.
 """
@@ -21,7 +27,7 @@ its record, its verifications and the version tags of the keys it reads.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -87,6 +93,7 @@ class Refresh:
     """What one :meth:`ArchiveIndex.refresh` did."""
 
     rebuilt: bool  # a full rebuild (first refresh, or after a gap)
+    whole: bool  # the whole run was listed (not only the folders named)
     read: int  # documents read (added or changed keys)
     removed: int  # keys that are gone
     keys: int  # keys the index follows now
@@ -115,18 +122,36 @@ class ArchiveIndex:
 
     # ---------------------------------------------------------------------------- refresh
 
-    def refresh(self, store: Store) -> Refresh:
+    @property
+    def built(self) -> bool:
+        """True once a refresh applied a whole listing (and no failure undid it since)."""
+        return self._built
+
+    def refresh(self, store: Store, folders: Collection[str] | None = None) -> Refresh:
         """List the store by version and apply what changed since the last refresh.
 
+        ``folders`` (run-store folders, e.g. ``sessions/s0001``) limits the listing to them:
+        keys outside them are taken as unchanged. The caller must name every folder written
+        since the last refresh; ``None``, or an index not built yet, lists the whole run.
         A key whose tag is unknown ('') is read every time. If reading fails half-way, the
         index forgets everything (the next refresh is a full rebuild) and the error propagates.
         """
-        listed = {key: tag for key, tag in store.list_versions().items() if key_kind(key)}
         rebuilt = not self._built
+        whole = folders is None or rebuilt
+        if whole:
+            listed = _followed(store.list_versions())
+            in_scope: Collection[str] = list(self._versions)
+        else:
+            roots = _outermost(folders or ())
+            listed = {}
+            for folder in roots:
+                listed.update(_followed(store.list_versions(folder)))
+            under = tuple(f"{folder}/" for folder in roots)
+            in_scope = [key for key in self._versions if key.startswith(under)] if under else []
         if rebuilt:
             self._clear()
             self.rebuilds += 1
-        removed = [key for key in self._versions if key not in listed]
+        removed = [key for key in in_scope if key not in listed]
         changed = sorted(
             (key for key, tag in listed.items() if not tag or self._versions.get(key) != tag),
             key=_design_first,
@@ -142,7 +167,7 @@ class ArchiveIndex:
             self._clear()
             raise
         self._built = True
-        return Refresh(rebuilt, len(changed), len(removed), len(self._versions))
+        return Refresh(rebuilt, whole, len(changed), len(removed), len(self._versions))
 
     def _read(self, store: Store, key: str, model: type[D]) -> D | None:
         """The document, or None when it does not parse (an archive problem, if it is one)."""
@@ -265,6 +290,21 @@ class ArchiveIndex:
     def spent_usd(self) -> float:
         """USD the run's LLM sessions spent so far (their ``state.json``)."""
         return sum(self._spend.values())
+
+
+def _followed(versions: dict[str, str]) -> dict[str, str]:
+    """The listed keys the index reads (or counts), with their version tags."""
+    return {key: tag for key, tag in versions.items() if key_kind(key)}
+
+
+def _outermost(folders: Collection[str]) -> list[str]:
+    """The folders, normalised, less those inside another one (each key is listed once)."""
+    cleaned = sorted({folder.strip("/") for folder in folders if folder.strip("/")}, key=len)
+    kept: list[str] = []
+    for folder in cleaned:  # shortest first: a folder comes after any folder that holds it
+        if not any(folder.startswith(f"{outer}/") for outer in kept):
+            kept.append(folder)
+    return sorted(kept)
 
 
 def _design_first(key: str) -> tuple[int, str]:
