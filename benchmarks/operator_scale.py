@@ -348,6 +348,8 @@ class StoreClock:
 
     def __init__(self) -> None:
         self.local = threading.local()
+        self.calls: collections.Counter[str] = collections.Counter()  # by S3 operation
+        self.lock = threading.Lock()
 
     def install(self) -> None:
         import boto3
@@ -359,8 +361,10 @@ class StoreClock:
         events.register("after-call.s3", self._after)
         events.register("after-call-error.s3", self._after)
 
-    def _before(self, context: dict[str, Any], **_: Any) -> None:
+    def _before(self, context: dict[str, Any], model: Any = None, **_: Any) -> None:
         context["bench_started"] = time.perf_counter()
+        with self.lock:
+            self.calls[getattr(model, "name", "?")] += 1
 
     def _after(self, context: dict[str, Any], **_: Any) -> None:
         started = context.get("bench_started")
@@ -419,6 +423,7 @@ def measure(
     from genesys.api.discoveryrun import Phase
     from genesys.backends.jobcache import JobCache
     from genesys.backends.kubernetes import RunState
+    from genesys.controller import memory
     from genesys.controller.handlers import (
         current_run,
         publish_in_background,
@@ -429,6 +434,7 @@ def measure(
     from genesys.controller.reconcile import reconcile
     from genesys.store import open_store
 
+    memory.start_trimming()  # as the operator's start-up does
     workers = int(getattr(args, "workers", 2))
     max_creates = int(getattr(args, "max_creates", 12))
     clock = StoreClock()
@@ -536,6 +542,7 @@ def measure(
         kinds=kinds,
         rss=rss_growth(memory),
         store_load=(statistics.median(full), statistics.median(incremental)),
+        s3_calls=dict(clock.calls),
         designs_done=sum(len(s.index.archive().designs) for s in states.values()),
     )
 
@@ -574,6 +581,7 @@ def report(
     kinds: dict[str, int],
     rss: tuple[float, float],
     store_load: tuple[float, float],
+    s3_calls: dict[str, int],
     designs_done: int,
 ) -> str:
     """The printed figures, and the projection to 100 runs x 2,000 designs."""
@@ -608,8 +616,13 @@ def report(
             + f" (p95 last / first {growth:.2f}x, target <= 1.5x: {verdict(growth <= 1.5)})",
             store_line(ordered[:quarter], ordered[-quarter:]),
             f"store part of a reconcile on the final state of one run: full rebuild "
-            f"{full * 1000:.0f} ms, incremental refresh {incremental * 1000:.0f} ms "
+            f"{full * 1000:.0f} ms, refresh from a whole listing {incremental * 1000:.0f} ms "
             f"({full / incremental:.1f}x)",
+            f"S3 requests per design: {sum(s3_calls.values()) / designs:.1f}, by operation: "
+            + ", ".join(
+                f"{name} {count / designs:.2f}"
+                for name, count in sorted(s3_calls.items(), key=lambda item: -item[1])
+            ),
             f"API requests per design: {per_design:.1f} ({requests} in all; target <= 5: "
             f"{verdict(per_design <= 5)})",
             "  per design, by verb: "

@@ -222,7 +222,12 @@ def _record_checks(store: Store, session: str) -> None:
 
 
 def ingest_session(store: Store, identity: RunIdentity, session: str) -> None:
-    """Metrics of an ended session from its store records (calls, checks, outcome)."""
+    """Metrics of an ended session from its store records (calls, checks, outcome).
+
+    Without a metrics exporter nothing would keep them, so the records are not read.
+    """
+    if not telemetry.current().metering:
+        return
     try:
         run = identity.describe()
         _record_calls(store, session, run)
@@ -263,6 +268,8 @@ def ingest_verification(
     try:
         if telemetry.current().tracing:  # untraced, the trainer wrote no spans
             relay_training_spans(store, identity, design_id, rung)
+        if not telemetry.current().metering:
+            return  # no exporter would keep the metrics: result.json is not read for them
         try:
             result = read_document(
                 store, f"{verification_prefix(design_id, rung)}/result.json", VerificationResult

@@ -23,7 +23,8 @@ per run uid, dropped when the run is deleted; a restarted operator rebuilds it. 
 is the newest body seen (:class:`~genesys.controller.runcache.RunBodies`: kopf's event bodies
 and the answers to the operator's own status writes), read from the API server only when none
 is known. A finished run's last writes, its Designs' final ranks and then its report, go to
-one background thread, so no reconcile waits for them.
+one background thread, so no reconcile waits for them; after each, freed memory is given
+back to the system, as it is every ``GENESYS_MEMORY_TRIM_SECONDS`` (:mod:`.memory`).
 Events go through kopf's own poster (:func:`post_events`), named ``genesys-operator-*``.
 Kopf keeps its own state in annotations under ``kopf.genesys.dev``.
 
@@ -67,6 +68,7 @@ from genesys.backends.kubernetes import (
     patch_custom_status,
 )
 from genesys.backends.observability import plan_attributes
+from genesys.controller import memory
 from genesys.controller.reconcile import (
     Outcome,
     holds_result,
@@ -357,6 +359,7 @@ def _reconcile_locked(name: str, namespace: str, logger: Any) -> Outcome | None:
 # ------------------------------------------------------------------------------------ reports
 
 _reports = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
+_trimming: threading.Event | None = None  # set to stop the heap-trimming thread
 _reported: set[str] = set()  # run uids whose report is in the store, or being written
 
 
@@ -387,6 +390,8 @@ def _run_logged(work: Callable[[], object]) -> None:
         work()
     except Exception as exc:
         logging.getLogger(__name__).error(f"a finished run's last writes failed: {exc}")
+    finally:
+        memory.release()
 
 
 def _publish_logged(handle: RunHandle, archive: Archive | None) -> None:
@@ -395,6 +400,8 @@ def _publish_logged(handle: RunHandle, archive: Archive | None) -> None:
     except Exception as exc:  # informative only: the status and the store hold the result
         _reported.discard(str(handle.identity.uid))  # the next event of the run tries again
         logging.getLogger(__name__).error(f"{handle.identity.describe()}: no report: {exc}")
+    finally:
+        memory.release()  # a report's figures and pages, before the next run's
 
 
 def reports_written(timeout: float | None = None) -> None:
@@ -447,6 +454,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING
+    global _trimming
+    if _trimming is None:
+        _trimming = memory.start_trimming()
     settings.posting.reporting_component = COMPONENT
     settings.posting.reporting_instance = os.environ.get("HOSTNAME", COMPONENT)
     settings.posting.event_name_prefix = f"{COMPONENT}-"

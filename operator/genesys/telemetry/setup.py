@@ -74,6 +74,11 @@ class Telemetry:
         """True when spans are recorded and go somewhere."""
         return bool(self.span_processors)
 
+    @property
+    def metering(self) -> bool:
+        """True when metrics are recorded and go somewhere (OTLP or a /metrics endpoint)."""
+        return self.meter_provider is not None
+
     def force_flush(self) -> None:
         """Export what is buffered now."""
         if self.tracer_provider is not None:
