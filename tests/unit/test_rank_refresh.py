@@ -56,3 +56,32 @@ def test_a_design_whose_rank_went_back_is_not_written() -> None:
     backend._refresh_ranks(stale(*names[-2:]), {})  # the others' ranks are as written again
     assert backend.patched == names[: kubernetes.RANK_PATCHES] + names[-2:]
     assert backend.state.rank_sweep is None
+
+
+def test_a_refresh_writes_first_ranks_the_top_ranks_and_moves_of_a_tenth() -> None:
+    from genesys.backends.kubernetes import EXACT_RANKS, rank_moved
+
+    def ranked(rank: int | None, fitness: float | None = 0.5) -> dict[str, Any]:
+        return {"phase": "Verified", "rank": rank, "fitness": fitness}
+
+    assert rank_moved({}, ranked(300)), "a first rank is written"
+    assert rank_moved(ranked(None, None), ranked(300))
+    assert rank_moved(ranked(300), ranked(None, None)), "a rank lost is written"
+    assert rank_moved(ranked(EXACT_RANKS), ranked(EXACT_RANKS + 1)), "the top is exact"
+    assert rank_moved(ranked(3, 0.5), ranked(3, 0.6)), "so is its fitness"
+    assert not rank_moved(ranked(300, 0.5), ranked(300, 0.6)), "fitness drift below the top"
+    assert not rank_moved(ranked(300), ranked(329)), "a move of less than a tenth"
+    assert rank_moved(ranked(300), ranked(330)), "a move of a tenth"
+    assert rank_moved(ranked(300), ranked(270))
+    assert rank_moved(ranked(12), ranked(13)), "a tenth of a small rank is one place"
+
+
+def test_a_sweep_leaves_small_moves_for_later() -> None:
+    backend = Recording()
+    written = {f"d{rank:03d}": {"rank": rank, "fitness": 1.0} for rank in range(1, 201)}
+    moved = {name: {"rank": status["rank"] + 1, "fitness": 0.9} for name, status in written.items()}
+    for _ in range(40):  # one refresh, written a few per reconcile
+        backend._refresh_ranks(moved, written)
+    # the top ten moved by a place, and ranks 11 to 19 (a tenth of them is one place)
+    assert sorted(backend.patched) == [f"d{rank:03d}" for rank in range(1, 20)]
+    assert backend.state.rank_sweep is None

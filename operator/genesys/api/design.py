@@ -92,7 +92,9 @@ class DesignStatus(ApiModel):
         default=None,
         description=(
             "Fitness from the ranking, as of the operator's last rank refresh (every "
-            "GENESYS_RANK_REFRESH_SECONDS, 10 minutes by default, and when the run finishes)."
+            "GENESYS_RANK_REFRESH_SECONDS, 10 minutes by default, and when the run finishes). "
+            "A refresh rewrites the top 10 ranks exactly and, below them, a design whose rank "
+            "moved by a tenth or more; the run's end writes every rank exactly."
         ),
     )
     rank: int | None = Field(

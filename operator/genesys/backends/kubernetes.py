@@ -107,6 +107,8 @@ RANK_REFRESH_SECONDS = float(os.environ.get("GENESYS_RANK_REFRESH_SECONDS", "600
 RANKING_FIELDS = ("fitness", "rank")
 RANK_PATCHES = 12
 """At most this many Designs whose only change is their rank are patched by one reconcile."""
+EXACT_RANKS = 10
+"""A rank refresh writes every change among the top ranks; below them, moves of a tenth."""
 SESSION_OBJECTS = 2  # a session's check Job and agent Job
 CHECK_NETWORK_OBJECTS = 2  # a run's check Service and NetworkPolicy, once per process
 CHECK_GRACE_SECONDS = 60.0
@@ -167,6 +169,23 @@ def written_folders(job: JobView) -> list[str] | None:
         if design and rung:
             return [verification_prefix(design, rung)]
     return None
+
+
+def rank_moved(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """True when a rank refresh should rewrite a Design whose fitness or rank alone changed.
+
+    Every new result moves the fitness of all designs and the rank of those below it, so in a
+    run of thousands of designs almost every Design would be rewritten at every refresh. A
+    refresh therefore writes a Design's first rank, any change of rank within the top
+    :data:`EXACT_RANKS`, and below them a move of at least a tenth of its rank; smaller moves
+    wait until they add up, or for the run's end, when every rank is written exactly.
+    """
+    old, new = current.get("rank"), wanted.get("rank")
+    if old is None or new is None:
+        return old != new or current.get("fitness") != wanted.get("fitness")
+    if min(old, new) <= EXACT_RANKS:
+        return old != new or current.get("fitness") != wanted.get("fitness")
+    return bool(abs(int(new) - int(old)) >= max(1, int(old) // 10))
 
 
 def lingering_checks(jobs: Sequence[JobView], now: datetime) -> list[str]:
@@ -869,14 +888,20 @@ class KubernetesBackend:
         """Write the Designs whose only change is their fitness or rank, one sweep at a time.
 
         A refresh starts every :data:`RANK_REFRESH_SECONDS` with the Designs whose rank is
-        stale at that moment, and writes at most :data:`RANK_PATCHES` of them per reconcile
-        until none is left. A rank that changes while a sweep is under way waits for the next
-        refresh, so a run whose results keep coming patches each Design at most once per
-        refresh, not on every reconcile.
+        stale at that moment and moved enough to be worth a write (:func:`rank_moved`), and
+        writes at most :data:`RANK_PATCHES` of them per reconcile until none is left. A rank
+        that changes while a sweep is under way waits for the next refresh, so a run whose
+        results keep coming patches each Design at most once per refresh, not on every
+        reconcile.
         """
         state, now = self.state, time.monotonic()
         if state.rank_sweep is None and now - state.ranks_written >= RANK_REFRESH_SECONDS:
-            state.rank_sweep, state.ranks_written = set(rank_only), now
+            state.ranks_written = now
+            state.rank_sweep = {
+                name
+                for name, wanted in rank_only.items()
+                if rank_moved(written.get(name, {}), wanted)
+            }
         if state.rank_sweep is None:
             return
         state.rank_sweep &= rank_only.keys()  # a rank back to its written value needs nothing
