@@ -347,9 +347,10 @@ class Sample:
 class KubeClock:
     """Time spent in Kubernetes API requests, per thread.
 
-    kmock looks every request's object up by scanning all the objects it holds, so its cost
-    per request grows with the objects of every run; a real API server's does not. Timing
-    the requests separates that growth from the operator's own.
+    An emulator's cost per request may grow with the objects of every run that it holds (the
+    test support's kmock indexes its objects but still walks their keys on each request), and
+    a real API server's cost is another matter. Timing the requests separates the API
+    server's part of a reconcile from the operator's own.
     """
 
     def __init__(self) -> None:
