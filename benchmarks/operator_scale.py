@@ -472,7 +472,8 @@ def measure(
     from genesys.controller.reconcile import reconcile
     from genesys.store import open_store
 
-    memory.start_trimming()  # as the operator's start-up does
+    memory.settle()  # as the operator's start-up does
+    memory.start_trimming()
     workers = int(getattr(args, "workers", 2))
     max_creates = int(getattr(args, "max_creates", 12))
     clock = StoreClock()

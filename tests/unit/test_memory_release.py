@@ -46,3 +46,17 @@ def test_the_trimming_thread_runs_until_stopped() -> None:
 
 def test_no_thread_when_trimming_is_off() -> None:
     assert memory.start_trimming(0) is None
+
+
+def test_settling_freezes_what_exists_and_switches_threads_often() -> None:
+    import gc
+    import sys
+
+    interval = sys.getswitchinterval()
+    try:
+        memory.settle()
+        assert gc.get_freeze_count() > 0
+        assert sys.getswitchinterval() == pytest.approx(memory.SWITCH_SECONDS)
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(interval)

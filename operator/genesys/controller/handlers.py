@@ -401,7 +401,7 @@ def _publish_logged(handle: RunHandle, archive: Archive | None) -> None:
         _reported.discard(str(handle.identity.uid))  # the next event of the run tries again
         logging.getLogger(__name__).error(f"{handle.identity.describe()}: no report: {exc}")
     finally:
-        memory.release()  # a report's figures and pages, before the next run's
+        memory.release()  # a report's pages, before the next run's
 
 
 def reports_written(timeout: float | None = None) -> None:
@@ -456,6 +456,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     global _trimming
     if _trimming is None:
+        memory.settle()
         _trimming = memory.start_trimming()
     settings.posting.reporting_component = COMPONENT
     settings.posting.reporting_instance = os.environ.get("HOSTNAME", COMPONENT)
