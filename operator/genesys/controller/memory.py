@@ -96,4 +96,12 @@ def start_trimming(interval: float = TRIM_SECONDS) -> threading.Event | None:
     return stop
 
 
-__all__ = ["SWITCH_SECONDS", "TRIM_SECONDS", "can_trim", "release", "settle", "start_trimming", "trim"]
+__all__ = [
+    "SWITCH_SECONDS",
+    "TRIM_SECONDS",
+    "can_trim",
+    "release",
+    "settle",
+    "start_trimming",
+    "trim",
+]
