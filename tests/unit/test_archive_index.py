@@ -251,12 +251,18 @@ def test_a_refresh_of_the_folders_written_equals_a_full_rebuild(tmp_path: Path, 
     assert index.rebuilds == 1, "only the first refresh rebuilds"
 
 
+def ended_sessions(tmp_path: Path, seed: int, sessions: int) -> tuple[Store, RecordedRun]:
+    """A store where ``sessions`` sessions ended, each with its design; and its recorder."""
+    store = LocalStore(tmp_path)
+    run = RecordedRun(store, random.Random(seed))
+    for _ in range(sessions):
+        run.session_end()
+    return store, run
+
+
 def test_a_hinted_refresh_lists_only_the_folders_named(tmp_path: Path) -> None:
     """A write outside the folders named waits for the next whole listing."""
-    store = LocalStore(tmp_path)
-    run = RecordedRun(store, random.Random(2))
-    for _ in range(5):
-        run.session_end()
+    store, run = ended_sessions(tmp_path, 2, 5)
     index = ArchiveIndex("run")
     assert index.refresh(store, ["sessions/s1"]).whole, "an index not built lists everything"
     assert len(index.archive().designs) == 5
@@ -274,10 +280,7 @@ def test_a_hinted_refresh_lists_only_the_folders_named(tmp_path: Path) -> None:
 
 
 def test_a_refresh_reads_only_what_changed(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    run = RecordedRun(store, random.Random(0))
-    for _ in range(30):
-        run.session_end()
+    store, run = ended_sessions(tmp_path, 0, 30)
     index = ArchiveIndex("run")
     first = index.refresh(store)
     assert first.rebuilt
@@ -292,10 +295,7 @@ def test_a_refresh_reads_only_what_changed(tmp_path: Path) -> None:
 
 
 def test_a_refresh_that_fails_half_way_rebuilds_next_time(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    run = RecordedRun(store, random.Random(1))
-    for _ in range(5):
-        run.session_end()
+    store, run = ended_sessions(tmp_path, 1, 5)
     index = ArchiveIndex("run")
     index.refresh(store)
 
