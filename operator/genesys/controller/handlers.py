@@ -442,7 +442,11 @@ def ensure_report(plain: Mapping[str, Any], logger: Any) -> concurrent.futures.F
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Kopf settings: our finalizer and annotation prefix, watch timeouts, quiet posting."""
+    """Kopf settings: our finalizer and annotation prefix, watch timeouts, quiet posting.
+
+    Once per process it also settles the interpreter and starts the heap-trimming thread
+    (:mod:`genesys.controller.memory`).
+    """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
