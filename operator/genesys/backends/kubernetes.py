@@ -401,6 +401,8 @@ class KubernetesBackend:
         waiting_jobs: dict[tuple[str, str], Waiting] = {}
         pods: dict[str, list[Any]] | None = None  # training pods by Job, listed when needed
         running_gpu_hours = 0.0
+        if any(job.labels.get(LABEL_ROLE) == manifests.ROLE_CHECK for job in jobs):
+            self.state.check_network = True  # made before the run's first check Job: it exists
         for job in jobs:
             role = job.labels.get(LABEL_ROLE)
             done = job.name in self.ingested or ANNOTATION_INGESTED in job.annotations
@@ -674,8 +676,10 @@ class KubernetesBackend:
     def ensure_check_network(self) -> None:
         """Create the run's check NetworkPolicy and headless Service, once per process.
 
-        The policy comes first, so no check pod is ever reachable without it. Both are owned
-        by the run (removed with it) and shared by all its check pods.
+        Not at all when a check Job of the run is already seen (a restarted operator): the
+        pair is created before the run's first check Job. The policy comes first, so no check
+        pod is ever reachable without it. Both are owned by the run (removed with it) and
+        shared by all its check pods.
         """
         if self.state.check_network:
             return
