@@ -391,7 +391,7 @@ def _run_logged(work: Callable[[], object]) -> None:
     except Exception as exc:
         logging.getLogger(__name__).error(f"a finished run's last writes failed: {exc}")
     finally:
-        memory.release()
+        memory.trim()
 
 
 def _publish_logged(handle: RunHandle, archive: Archive | None) -> None:
@@ -401,7 +401,8 @@ def _publish_logged(handle: RunHandle, archive: Archive | None) -> None:
         _reported.discard(str(handle.identity.uid))  # the next event of the run tries again
         logging.getLogger(__name__).error(f"{handle.identity.describe()}: no report: {exc}")
     finally:
-        memory.release()  # a report's pages, before the next run's
+        memory.trim()  # a report's pages, before the next run's (no full collection: it
+        # would stop every thread)
 
 
 def reports_written(timeout: float | None = None) -> None:

@@ -13,10 +13,9 @@ models alone are tens of megabytes) are moved out of the garbage collector's rea
 switches threads every millisecond rather than every five: a reconcile whose request has
 returned waits less for the interpreter while the report thread renders.
 
-On a C library without ``malloc_trim`` (musl, macOS) trimming does nothing; collecting still
-works.
+On a C library without ``malloc_trim`` (musl, macOS) trimming does nothing.
 
-What must stay true: nothing here changes what the operator computes; :func:`release` is safe
+What must stay true: nothing here changes what the operator computes; :func:`trim` is safe
 from any thread.
 """
 
@@ -64,11 +63,6 @@ def trim() -> bool:
     return bool(function(0)) if function is not None else False
 
 
-def release() -> None:
-    """Trim after a burst such as a report (no collection: a full one stops every thread)."""
-    trim()
-
-
 def settle() -> None:
     """Once started: freeze what exists out of the collector's scans; switch threads often."""
     gc.collect()
@@ -100,7 +94,6 @@ __all__ = [
     "SWITCH_SECONDS",
     "TRIM_SECONDS",
     "can_trim",
-    "release",
     "settle",
     "start_trimming",
     "trim",
